@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The one allocator for key material and other secrets: locked, kept out of core dumps, wiped. */
+#ifndef ENGINE_SECMEM_H
+#define ENGINE_SECMEM_H
+
+#include <stddef.h>
+
+/*
+ * engine_secmem_alloc: n zeroed bytes, 64-byte aligned, in their own pages, mlock()ed (best
+ * effort: if RLIMIT_MEMLOCK refuses, the memory is still usable and engine_secmem_lock_failures()
+ * counts it) and marked MADV_DONTDUMP. Returns NULL when out of memory.
+ * engine_secmem_free: wipes all n bytes, unlocks and unmaps. NULL is allowed.
+ */
+void *engine_secmem_alloc(size_t n);
+void engine_secmem_free(void *p);
+
+/* How many allocations could not be locked in memory since the process started. */
+unsigned long engine_secmem_lock_failures(void);
+
+/* Wipe n bytes in a way the compiler cannot elide. */
+void engine_secmem_wipe(void *p, size_t n);
+
+#endif
