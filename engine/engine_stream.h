@@ -35,6 +35,8 @@ struct engine_stream_params {
     const engine_header_reader *header; /* coffer-v1 open: the complete header already read */
     const char *spool_dir;        /* velero-v1 open: where to spool (NULL: $TMPDIR or /tmp) */
     size_t spool_mem;             /* velero-v1 open: bytes spooled in memory before a file */
+    char *detail;                 /* optional: receives the sentence explaining a failed _new */
+    size_t detail_len;
 };
 
 /*
@@ -46,7 +48,8 @@ struct engine_stream_params {
  * error (names what was wrong, e.g. which key id the backup needs), or "".
  *
  * coffer-v1 opening checks the header's keyId against the key first, so a wrong key is reported
- * as "encrypted with key X, the key given is Y" (COFFER_ERR_WRONG_KEY) before any work.
+ * as "encrypted with key X, the key given is Y" (COFFER_ERR_WRONG_KEY, sentence in p->detail)
+ * before any work. On failure of a _new function *out is NULL.
  */
 typedef struct engine_stream engine_stream;
 
