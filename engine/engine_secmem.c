@@ -2,10 +2,14 @@
 /* Locked, non-dumpable, wiped-on-free memory for keys, derived keys and plaintext chunks. */
 #include "engine_secmem.h"
 
+#include "coffer_error.h"
+
 #include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Each allocation is [header page(s)][user bytes], the header keeps the mapping's size. */
@@ -55,4 +59,15 @@ void engine_secmem_free(void *p)
 unsigned long engine_secmem_lock_failures(void)
 {
     return atomic_load(&lock_failures);
+}
+
+int engine_secmem_harden_process(void)
+{
+    struct rlimit no_core = {0, 0};
+    int r = 0;
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0)
+        r = COFFER_ERR_INTERNAL;
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        r = COFFER_ERR_INTERNAL;
+    return r;
 }

@@ -17,6 +17,13 @@ void engine_secmem_free(void *p);
 /* How many allocations could not be locked in memory since the process started. */
 unsigned long engine_secmem_lock_failures(void);
 
+/*
+ * Harden the process before the first key is loaded: no core dumps (RLIMIT_CORE = 0) and not
+ * dumpable, so no other process of the same user can ptrace it or read its memory.
+ * Returns 0, or a negative COFFER_ERR_* if either setting was refused.
+ */
+int engine_secmem_harden_process(void);
+
 /* Wipe n bytes in a way the compiler cannot elide. */
 void engine_secmem_wipe(void *p, size_t n);
 
