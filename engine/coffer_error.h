@@ -15,9 +15,7 @@
     X(NOMEM, -2, "out of memory")                                                                  \
     X(INVALID_ARG, -3, "invalid argument")                                                         \
     X(CPU, -4, "the requested AES-GCM backend cannot run on this CPU")                             \
-    X(KEY_SIZE, -10,                                                                               \
-      "key has the wrong size: a coffer-v1 key is 32 random bytes (raw, base64 or hex); "          \
-      "create one with 'coffer keygen'")                                                           \
+    X(KEY_SIZE, -10, "key has the wrong size for its format")                                      \
     X(KEY_FORM, -11,                                                                               \
       "key is a passphrase or text, not 32 random bytes; create one with 'coffer keygen'")         \
     X(KEY_MISSING, -12, "key not found: the Secret or key file does not exist or is empty")        \
@@ -39,7 +37,7 @@
                   "or finished)")                                                                  \
     X(IO, -30, "I/O error")                                                                        \
     X(NOSPACE, -31, "no space left on the output device")                                          \
-    X(SPOOL, -32, "could not create the temporary spool file (check TMPDIR)")                      \
+    X(SPOOL, -32, "could not use the temporary spool file")                                        \
     X(PROTO_VERSION, -40, "protocol version not supported")                                        \
     X(PROTO_FRAME, -41, "malformed protocol frame")                                                \
     X(PROTO_TOO_BIG, -42, "protocol frame exceeds the maximum size")                               \

@@ -133,6 +133,7 @@ int engine_chunked_seal_new(engine_chunked **out, engine_chunked_aead aead,
                             const uint8_t *context, size_t contextlen, const uint8_t *salt)
 {
     engine_chunked *c;
+    *out = NULL;
     int r = chunked_new(&c, 1, aead, backend, ikm, ikmlen, context, contextlen);
     if (r != 0)
         return r;
@@ -156,6 +157,7 @@ int engine_chunked_open_new(engine_chunked **out, engine_chunked_aead aead,
                             const uint8_t *context, size_t contextlen)
 {
     engine_chunked *c;
+    *out = NULL;
     int r = chunked_new(&c, 0, aead, backend, ikm, ikmlen, context, contextlen);
     if (r == 0)
         *out = c;

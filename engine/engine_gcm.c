@@ -256,7 +256,7 @@ size_t engine_gcm_key_len(const engine_gcm *g)
 int engine_gcm_start(engine_gcm *g, int encrypt, const uint8_t *iv, size_t ivlen,
                      const uint8_t *aad, size_t aadlen)
 {
-    if (ivlen == 0 || iv == NULL || (aad == NULL && aadlen > 0))
+    if (ivlen == 0 || ivlen > ENGINE_GCM_IV_MAX || iv == NULL || (aad == NULL && aadlen > 0))
         return COFFER_ERR_INVALID_ARG;
     g->encrypt = encrypt;
     g->started = 0;

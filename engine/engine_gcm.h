@@ -35,9 +35,10 @@ int engine_gcm_backend_parse(const char *name, engine_gcm_backend *out) COFFER_W
  * object per thread (engine_gcm_dup copies one). The ipsec-mb path uses one IMB_MGR per thread.
  *
  * Limits the caller must respect (GCM's own): never reuse an IV with the same key; at most
- * 2^36 - 32 bytes per message; IVs of 1 byte or more (12 bytes is the only length to use for new
- * designs); tags of 1 to 16 bytes (use 16).
+ * 2^36 - 32 bytes per message; IVs of 1 to ENGINE_GCM_IV_MAX bytes (12 bytes is the only length
+ * to use for new designs); tags of 1 to 16 bytes (use 16).
  */
+#define ENGINE_GCM_IV_MAX 128 /* OpenSSL's GCM limit; both backends refuse longer IVs alike */
 typedef struct engine_gcm engine_gcm;
 
 /* key is 16, 24 or 32 bytes (AES-128/192/256). Returns 0, COFFER_ERR_KEY_SIZE, _CPU or _NOMEM. */

@@ -67,7 +67,23 @@ static int header_fixed_done(engine_header_reader *r)
     return 0;
 }
 
+static int header_reader_feed(engine_header_reader *r, const uint8_t *in, size_t inlen,
+                              size_t *consumed);
+
 int engine_header_reader_feed(engine_header_reader *r, const uint8_t *in, size_t inlen,
+                              size_t *consumed)
+{
+    int ret;
+    *consumed = 0;
+    if (r->err != 0)
+        return r->err;
+    ret = header_reader_feed(r, in, inlen, consumed);
+    if (ret < 0)
+        r->err = ret;
+    return ret;
+}
+
+static int header_reader_feed(engine_header_reader *r, const uint8_t *in, size_t inlen,
                               size_t *consumed)
 {
     size_t used = 0;

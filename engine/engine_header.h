@@ -34,6 +34,7 @@ typedef struct engine_header_reader {
     uint8_t *bytes; /* the whole header (context for the body) once the length is known */
     engine_metadata meta; /* parsed when complete */
     int complete;
+    int err; /* the first error; every later feed returns it again */
 } engine_header_reader;
 
 void engine_header_reader_init(engine_header_reader *r);

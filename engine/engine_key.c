@@ -168,7 +168,13 @@ static int parse_uniform(uint8_t *out, size_t want, const uint8_t *field, size_t
         if (ok)
             return 0;
     }
-    dec = base64_decode(field, n, out, want);
+    {
+        uint8_t decoded[ENGINE_KEY_FIELD_MAX]; /* any length, so that the detail can name it */
+        dec = base64_decode(field, n, decoded, sizeof(decoded));
+        if (dec == (long)want)
+            memcpy(out, decoded, want);
+        OPENSSL_cleanse(decoded, sizeof(decoded));
+    }
     if (dec == (long)want)
         return 0;
     if (dec > 0) {

@@ -129,7 +129,10 @@ static int stream_key_check(engine_stream *s, const engine_key *k)
 int engine_stream_seal_new(engine_stream **out, const struct engine_stream_params *p)
 {
     engine_stream *s;
-    int r = stream_alloc(&s, p, 1);
+    int r;
+
+    *out = NULL;
+    r = stream_alloc(&s, p, 1);
     if (r != 0)
         return r;
     if (p->format != COFFER_FORMAT_NONE && (r = stream_key_check(s, p->key)) != 0)
@@ -175,7 +178,10 @@ fail:
 int engine_stream_open_new(engine_stream **out, const struct engine_stream_params *p)
 {
     engine_stream *s;
-    int r = stream_alloc(&s, p, 0);
+    int r;
+
+    *out = NULL;
+    r = stream_alloc(&s, p, 0);
     if (r != 0)
         return r;
     if (p->format != COFFER_FORMAT_NONE && (r = stream_key_check(s, p->key)) != 0)
@@ -263,6 +269,11 @@ static int stream_fail(engine_stream *s, int err)
     case COFFER_ERR_TRUNCATED:
         stream_detail(s, "the input ended after %llu bytes, before the end of the message",
                       (unsigned long long)s->bytes_in);
+        break;
+    case COFFER_ERR_SPOOL:
+    case COFFER_ERR_NOSPACE:
+        if (s->velero != NULL)
+            stream_detail(s, "%s", engine_velero_spool_error(s->velero));
         break;
     default:
         break;

@@ -38,7 +38,29 @@ struct engine_velero {
     char *spool_dir;
     uint64_t drained;
     uint8_t *scratch;
+    char spool_error[512];
 };
+
+static const char *spool_dir_of(const engine_velero *v)
+{
+    const char *dir = v->spool_dir;
+    if (dir == NULL)
+        dir = getenv("TMPDIR");
+    return dir == NULL || dir[0] == '\0' ? "/tmp" : dir;
+}
+
+/* Remember why the spool failed (directory and errno) and return the matching code. */
+static int spool_err(engine_velero *v, int code)
+{
+    snprintf(v->spool_error, sizeof(v->spool_error), "spool in %s: %s; set --spool-dir or TMPDIR "
+             "to a directory with room for the whole archive", spool_dir_of(v), strerror(errno));
+    return code;
+}
+
+const char *engine_velero_spool_error(const engine_velero *v)
+{
+    return v->spool_error;
+}
 
 int engine_velero_seal_new(engine_velero **out, engine_gcm_backend backend, const uint8_t *key,
                            size_t keylen)
@@ -119,18 +141,14 @@ static int velero_fail(engine_velero *v, int err)
 /* Open the spool file: an unlinked temporary file only this process can reach. */
 static int spool_open(engine_velero *v)
 {
-    const char *dir = v->spool_dir;
-    if (dir == NULL)
-        dir = getenv("TMPDIR");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
+    const char *dir = spool_dir_of(v);
     v->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC | O_EXCL, 0600);
     if (v->fd < 0) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/coffer-spool.XXXXXX", dir);
         v->fd = mkostemp(path, O_CLOEXEC);
         if (v->fd < 0)
-            return COFFER_ERR_SPOOL;
+            return spool_err(v, COFFER_ERR_SPOOL);
         (void)unlink(path);
     }
     return 0;
@@ -156,7 +174,8 @@ static int spool_write(engine_velero *v, const uint8_t *p, size_t n)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return errno == ENOSPC || errno == EDQUOT ? COFFER_ERR_NOSPACE : COFFER_ERR_SPOOL;
+            return spool_err(v, errno == ENOSPC || errno == EDQUOT ? COFFER_ERR_NOSPACE
+                                                                   : COFFER_ERR_SPOOL);
         v->body += (uint64_t)w;
         p += w;
         n -= (size_t)w;
@@ -314,7 +333,7 @@ int engine_velero_drain(engine_velero *v, uint8_t *out, size_t outcap, size_t *o
             rd = pread(v->fd, out, n, (off_t)(v->drained - v->mem_cap));
         while (rd < 0 && errno == EINTR);
         if (rd <= 0)
-            return velero_fail(v, COFFER_ERR_SPOOL);
+            return velero_fail(v, spool_err(v, COFFER_ERR_SPOOL));
         got = (size_t)rd;
     }
     if ((r = engine_gcm_update(v->gcm, out, got, out)) != 0)

@@ -29,6 +29,8 @@ int engine_velero_open_new(engine_velero **out, engine_gcm_backend backend, cons
 void engine_velero_free(engine_velero *v);
 
 size_t engine_velero_bound(size_t inlen);
+/* After a SPOOL or NOSPACE error: which directory and what the system said, else "". */
+const char *engine_velero_spool_error(const engine_velero *v);
 /* Sealing: writes ciphertext. Opening: writes nothing (spools). */
 int engine_velero_update(engine_velero *v, const uint8_t *in, size_t inlen, uint8_t *out,
                          size_t outcap, size_t *outlen) COFFER_WUR;
