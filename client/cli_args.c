@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Parsing the coffer command line with getopt_long, per subcommand, and its usage texts. */
+#include "cli_args.h"
+
+#include "cli_report.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+
+enum args_opt {
+    OPT_OFFLINE = 0,
+    OPT_KEY_FILE,
+    OPT_SECRETS_DIR,
+    OPT_NAMESPACE,
+    OPT_SECRET,
+    OPT_FORMAT,
+    OPT_CONTEXT,
+    OPT_IN,
+    OPT_OUT,
+    OPT_STATUS_OUT,
+    OPT_SPOOL_DIR,
+    OPT_BACKEND,
+    OPT_PROGRESS,
+    OPT_HELP,
+    OPT_COUNT
+};
+
+#define BIT(o) (1u << (o))
+
+static const struct option args_longopts[] = {
+    {"offline", no_argument, NULL, OPT_OFFLINE},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
+    {"namespace", required_argument, NULL, OPT_NAMESPACE},
+    {"secret", required_argument, NULL, OPT_SECRET},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"context", required_argument, NULL, OPT_CONTEXT},
+    {"in", required_argument, NULL, OPT_IN},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"status-out", required_argument, NULL, OPT_STATUS_OUT},
+    {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+#define KEY_OPTS (BIT(OPT_KEY_FILE) | BIT(OPT_SECRETS_DIR) | BIT(OPT_NAMESPACE) | BIT(OPT_SECRET))
+#define JOB_OPTS                                                                                   \
+    (BIT(OPT_OFFLINE) | KEY_OPTS | BIT(OPT_FORMAT) | BIT(OPT_CONTEXT) | BIT(OPT_IN) |              \
+     BIT(OPT_OUT) | BIT(OPT_BACKEND) | BIT(OPT_PROGRESS) | BIT(OPT_HELP))
+
+struct args_cmd {
+    const char *name;
+    unsigned allowed; /* BIT(OPT_*) of the options the subcommand takes */
+    const char *usage;
+    const char *help;
+};
+
+static const struct args_cmd args_cmds[] = {
+    [CLI_CMD_KEYGEN] =
+        {
+            "keygen",
+            BIT(OPT_OFFLINE) | BIT(OPT_OUT) | BIT(OPT_HELP),
+            "coffer keygen [--out FILE]",
+            "Print a new coffer-v1 key: 32 random bytes in base64 and a newline.\n"
+            "\n"
+            "  --out FILE   write the key to FILE (created with mode 0600; an existing FILE is\n"
+            "               never overwritten) instead of standard output\n"
+            "\n"
+            "Store it as the 'encryptionKey' field of a Kubernetes Secret, or give the file to\n"
+            "--key-file.\n",
+        },
+    [CLI_CMD_ENCRYPT] =
+        {
+            "encrypt",
+            JOB_OPTS | BIT(OPT_STATUS_OUT),
+            "coffer encrypt --offline (--key-file FILE | --secrets-dir DIR --namespace NS "
+            "--secret NAME) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
+            "[--status-out FILE]",
+            "Encrypt a backup archive.\n"
+            "\n"
+            "  --offline            run the engine in this process (no cofferd)\n"
+            "  --key-file FILE      the key: 32 random bytes, raw, base64 or hex (keygen)\n"
+            "  --secrets-dir DIR    read the key from DIR/NS/NAME/encryptionKey, a Kubernetes\n"
+            "  --namespace NS       Secret volume layout, instead of --key-file\n"
+            "  --secret NAME\n"
+            "  --format FMT         coffer-v1 (default), velero-v1, cobblestone, cobblestone-128,\n"
+            "                       or none (no encryption: the data passes through)\n"
+            "  --context TEXT       the context bound into bare cobblestone/cobblestone-128\n"
+            "  --in FILE            read FILE instead of standard input\n"
+            "  --out FILE           write FILE (mode 0600, replaced only on full success)\n"
+            "                       instead of standard output\n"
+            "  --status-out FILE    write the status metadata JSON to keep with the backup\n"
+            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
+        },
+    [CLI_CMD_DECRYPT] =
+        {
+            "decrypt",
+            JOB_OPTS | BIT(OPT_SPOOL_DIR),
+            "coffer decrypt --offline (--key-file FILE | --secrets-dir DIR [--namespace NS "
+            "--secret NAME]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
+            "[--spool-dir DIR]",
+            "Decrypt a backup archive. Only authenticated data is ever written; with --out the\n"
+            "file appears only when the whole archive was authentic and complete.\n"
+            "\n"
+            "  --offline            run the engine in this process (no cofferd)\n"
+            "  --key-file FILE      the key file\n"
+            "  --secrets-dir DIR    read the key from DIR/NS/NAME/encryptionKey; for coffer-v1,\n"
+            "                       NS and NAME come from the file's header unless\n"
+            "  --namespace NS       --namespace or --secret override them\n"
+            "  --secret NAME\n"
+            "  --format FMT         coffer-v1 is recognised by its header; velero-v1,\n"
+            "                       cobblestone, cobblestone-128 and none must be named\n"
+            "  --context TEXT       the context of a bare cobblestone/cobblestone-128 file\n"
+            "  --in FILE            read FILE instead of standard input\n"
+            "  --out FILE           write FILE (mode 0600) instead of standard output\n"
+            "  --spool-dir DIR      velero-v1: where to spool the ciphertext until its tag is\n"
+            "                       verified (default $TMPDIR or /tmp)\n"
+            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
+        },
+    [CLI_CMD_INSPECT] =
+        {
+            "inspect",
+            BIT(OPT_OFFLINE) | BIT(OPT_IN) | BIT(OPT_HELP),
+            "coffer inspect [--in FILE]",
+            "Print the status metadata in a coffer-v1 file's header as JSON. Needs no key; the\n"
+            "header is authenticated only when the file is decrypted.\n"
+            "\n"
+            "  --in FILE   read FILE instead of standard input\n",
+        },
+};
+
+const char *cli_args_cmd_name(enum cli_cmd cmd)
+{
+    return args_cmds[cmd].name;
+}
+
+int cli_args_usage_error(enum cli_cmd cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cli_report_line("%s", msg);
+    fprintf(stderr, "usage: %s\nTry 'coffer %s --help'.\n", args_cmds[cmd].usage,
+            args_cmds[cmd].name);
+    return CLI_EXIT_USAGE;
+}
+
+static void args_print_top_usage(FILE *f)
+{
+    fprintf(f, "usage: coffer <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(args_cmds) / sizeof(args_cmds[0]); i++)
+        fprintf(f, "  %s\n", args_cmds[i].usage);
+    fprintf(f, "\n'coffer <command> --help' describes a command's options.\n");
+}
+
+static int args_find_cmd(const char *name, enum cli_cmd *out)
+{
+    for (size_t i = 0; i < sizeof(args_cmds) / sizeof(args_cmds[0]); i++)
+        if (strcmp(name, args_cmds[i].name) == 0) {
+            *out = (enum cli_cmd)i;
+            return 0;
+        }
+    return -1;
+}
+
+static const char *args_path(const char *v)
+{
+    return strcmp(v, "-") == 0 ? NULL : v;
+}
+
+/* Store one option's value; returns CLI_ARGS_RUN or an exit status. */
+static int args_store(struct cli_args *a, int opt, const char *v)
+{
+    switch (opt) {
+    case OPT_OFFLINE:
+        a->offline = 1;
+        break;
+    case OPT_KEY_FILE:
+        a->key_file = v;
+        break;
+    case OPT_SECRETS_DIR:
+        a->secrets_dir = v;
+        break;
+    case OPT_NAMESPACE:
+        a->ns = v;
+        break;
+    case OPT_SECRET:
+        a->secret = v;
+        break;
+    case OPT_FORMAT:
+        if (engine_format_parse(v, &a->format) != 0)
+            return cli_args_usage_error(a->cmd,
+                                        "unknown format '%s' (coffer-v1, velero-v1, cobblestone, "
+                                        "cobblestone-128 or none)",
+                                        v);
+        a->format_given = 1;
+        break;
+    case OPT_CONTEXT:
+        a->context = v;
+        break;
+    case OPT_IN:
+        a->in = args_path(v);
+        break;
+    case OPT_OUT:
+        a->out = args_path(v);
+        break;
+    case OPT_STATUS_OUT:
+        a->status_out = args_path(v);
+        break;
+    case OPT_SPOOL_DIR:
+        a->spool_dir = v;
+        break;
+    case OPT_BACKEND:
+        if (engine_gcm_backend_parse(v, &a->backend) != 0)
+            return cli_args_usage_error(a->cmd, "unknown backend '%s' (auto, ipsec-mb or openssl)",
+                                        v);
+        break;
+    case OPT_PROGRESS:
+        if (strcmp(v, "auto") == 0)
+            a->progress = CLI_PROGRESS_AUTO;
+        else if (strcmp(v, "always") == 0)
+            a->progress = CLI_PROGRESS_ALWAYS;
+        else if (strcmp(v, "never") == 0)
+            a->progress = CLI_PROGRESS_NEVER;
+        else
+            return cli_args_usage_error(a->cmd, "--progress takes auto, always or never");
+        break;
+    default:
+        return cli_args_usage_error(a->cmd, "unknown option");
+    }
+    return CLI_ARGS_RUN;
+}
+
+/* Checks between options that hold whatever the mode (offline or, later, the daemon). */
+static int args_check(const struct cli_args *a)
+{
+    int cobblestone =
+        a->format == COFFER_FORMAT_COBBLESTONE || a->format == COFFER_FORMAT_COBBLESTONE_128;
+
+    if (a->context != NULL && !cobblestone)
+        return cli_args_usage_error(a->cmd, "--context applies only to --format cobblestone or "
+                                            "cobblestone-128 (coffer-v1 binds its header)");
+    if (a->key_file != NULL && a->secrets_dir != NULL)
+        return cli_args_usage_error(a->cmd, "give either --key-file or --secrets-dir, not both");
+    if ((a->ns != NULL || a->secret != NULL) && a->secrets_dir == NULL)
+        return cli_args_usage_error(a->cmd, "--namespace and --secret need --secrets-dir");
+    return CLI_ARGS_RUN;
+}
+
+int cli_args_parse(struct cli_args *a, int argc, char **argv)
+{
+    unsigned seen = 0;
+    int r;
+
+    memset(a, 0, sizeof(*a));
+    a->format = COFFER_FORMAT_COFFER_V1;
+    a->backend = ENGINE_GCM_AUTO;
+    a->progress = CLI_PROGRESS_AUTO;
+
+    if (argc < 2) {
+        cli_report_line("no command given");
+        args_print_top_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        args_print_top_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (args_find_cmd(argv[1], &a->cmd) != 0) {
+        cli_report_line("unknown command '%s'", argv[1]);
+        args_print_top_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+
+    const struct args_cmd *c = &args_cmds[a->cmd];
+    char **av = argv + 1; /* getopt sees the subcommand as its argv[0] */
+    int ac = argc - 1;
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int opt = getopt_long(ac, av, "+:h", args_longopts, NULL);
+        if (opt == -1)
+            break;
+        if (opt == 'h')
+            opt = OPT_HELP;
+        if (opt == '?')
+            return cli_args_usage_error(a->cmd, "unknown option '%s'", av[optind - 1]);
+        if (opt == ':')
+            return cli_args_usage_error(a->cmd, "option '%s' needs a value", av[optind - 1]);
+        if (opt < 0 || opt >= OPT_COUNT)
+            return cli_args_usage_error(a->cmd, "unknown option '%s'", av[optind - 1]);
+        if (!(c->allowed & BIT(opt)))
+            return cli_args_usage_error(a->cmd, "'coffer %s' does not take --%s", c->name,
+                                        args_longopts[opt].name);
+        if (opt == OPT_HELP) {
+            printf("usage: %s\n\n%s", c->usage, c->help);
+            return CLI_EXIT_OK;
+        }
+        if (seen & BIT(opt))
+            return cli_args_usage_error(a->cmd, "--%s given twice", args_longopts[opt].name);
+        seen |= BIT(opt);
+        if (optarg != NULL && optarg[0] == '\0')
+            return cli_args_usage_error(a->cmd, "--%s needs a non-empty value",
+                                        args_longopts[opt].name);
+        r = args_store(a, opt, optarg);
+        if (r != CLI_ARGS_RUN)
+            return r;
+    }
+    if (optind < ac)
+        return cli_args_usage_error(a->cmd, "unexpected argument '%s'", av[optind]);
+    return args_check(a);
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The coffer command line: subcommands, their options, usage and help texts. */
+#ifndef CLI_ARGS_H
+#define CLI_ARGS_H
+
+#include "engine_gcm.h"
+#include "engine_stream.h"
+
+#include <stdio.h>
+
+enum cli_cmd {
+    CLI_CMD_KEYGEN = 0,
+    CLI_CMD_ENCRYPT = 1,
+    CLI_CMD_DECRYPT = 2,
+    CLI_CMD_INSPECT = 3,
+};
+
+enum cli_progress_mode {
+    CLI_PROGRESS_AUTO = 0,   /* a bar when stderr is a terminal and the job is long */
+    CLI_PROGRESS_ALWAYS = 1, /* always (tests) */
+    CLI_PROGRESS_NEVER = 2,
+};
+
+/*
+ * What the command line asked for. Strings point into argv. A NULL path means the default
+ * (standard input or output); "-" is normalised to NULL.
+ */
+struct cli_args {
+    enum cli_cmd cmd;
+    int offline;                     /* --offline: run the engine in this process */
+    const char *key_file;            /* --key-file */
+    const char *secrets_dir;         /* --secrets-dir */
+    const char *ns;                  /* --namespace */
+    const char *secret;              /* --secret */
+    int format_given;                /* --format was given */
+    coffer_format format;            /* --format (coffer-v1 when not given) */
+    const char *context;             /* --context (bare Cobblestone only), NULL when not given */
+    const char *in;                  /* --in */
+    const char *out;                 /* --out */
+    const char *status_out;          /* --status-out */
+    const char *spool_dir;           /* --spool-dir */
+    engine_gcm_backend backend;      /* --backend */
+    enum cli_progress_mode progress; /* --progress (hidden) */
+};
+
+/* cli_args_parse returns this when the command should run; any other value is an exit status. */
+#define CLI_ARGS_RUN (-1)
+
+/*
+ * Parse argv (argv[0] the program, argv[1] the subcommand). Checks everything that can be
+ * checked without touching a file: unknown or repeated options, option values, options that do
+ * not belong to the subcommand, and the key source. On a usage error prints the problem and the
+ * subcommand's usage line on stderr and returns CLI_EXIT_USAGE; after --help returns CLI_EXIT_OK.
+ */
+int cli_args_parse(struct cli_args *a, int argc, char **argv);
+
+/* The subcommand's name ("encrypt"). */
+const char *cli_args_cmd_name(enum cli_cmd cmd);
+
+/* Print a usage error: "coffer: <msg>", the usage line and a pointer to --help; returns 2. */
+int cli_args_usage_error(enum cli_cmd cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The subcommands: each takes the parsed command line and returns the program's exit status. */
+#ifndef CLI_JOB_H
+#define CLI_JOB_H
+
+#include "cli_args.h"
+
+/* coffer keygen: a new coffer-v1 key, base64 with a newline. */
+int cli_keygen_run(const struct cli_args *a);
+
+/* coffer encrypt --offline: the engine in this process. */
+int cli_encrypt_offline(const struct cli_args *a);
+
+/* coffer decrypt --offline. */
+int cli_decrypt_offline(const struct cli_args *a);
+
+/* coffer inspect: a coffer-v1 header's metadata as JSON, without a key. */
+int cli_inspect_run(const struct cli_args *a);
+
+/*
+ * Checks of an offline job's key options that the daemon mode will not share: the key source is
+ * named on the command line. Returns CLI_ARGS_RUN or CLI_EXIT_USAGE (after a usage message).
+ */
+int cli_job_check_offline(const struct cli_args *a);
+
+#endif
