@@ -57,6 +57,9 @@
     X(HSM_TIMEOUT, -65, "HSM did not answer in time")                                              \
     X(HSM_UNAVAILABLE, -66, "HSM needed to restore this backup is unavailable")
 
+/* Results that must be checked: decrypt, verify and parse functions carry it. */
+#define COFFER_WUR __attribute__((warn_unused_result))
+
 enum coffer_err {
     COFFER_OK = 0,
 #define COFFER_ERR_ENUM(name, value, msg) COFFER_ERR_##name = (value),

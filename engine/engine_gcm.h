@@ -3,10 +3,10 @@
 #ifndef ENGINE_GCM_H
 #define ENGINE_GCM_H
 
+#include "coffer_error.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#define COFFER_WUR __attribute__((warn_unused_result))
 
 typedef enum {
     ENGINE_GCM_AUTO = 0,     /* ipsec-mb if the CPU has AES-NI, else OpenSSL */

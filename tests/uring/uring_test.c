@@ -1,0 +1,993 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* End-to-end tests of cofferd: the real daemon, libcoffer and raw protocol clients. */
+#include "coffer_client.h"
+#include "coffer_error.h"
+#include "engine_header.h"
+#include "engine_key.h"
+#include "engine_metadata.h"
+#include "engine_stream.h"
+#include "proto_frame.h"
+#include "test_support.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#define MIB (1024u * 1024u)
+
+struct daemon {
+    pid_t pid;
+    char sock[256];
+    char log[256];
+};
+
+static char *tmp;            /* the test's private directory */
+static char secrets[512];    /* <tmp>/secrets */
+static struct daemon main_d; /* shared by most tests */
+static uint8_t key_main[32], key_rot[32];
+
+/* ---- helpers ---- */
+
+static void write_secret(const char *name, const void *bytes, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/velero", secrets);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/velero/%s", secrets, name);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/velero/%s/encryptionKey", secrets, name);
+    assert_int_equal(ts_write_file(path, bytes, len), 0);
+}
+
+static int try_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Start cofferd with the common flags and extra ones (NULL-terminated). Returns 0 when it
+ * listens, else its exit status. */
+static int daemon_start(struct daemon *d, const char *name, ...)
+{
+    char *argv[64];
+    int argc = 0, status = 0;
+    va_list ap;
+
+    snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", tmp, name);
+    snprintf(d->log, sizeof(d->log), "%s/%s.log", tmp, name);
+    argv[argc++] = (char *)ts_bin("cofferd");
+    argv[argc++] = "--socket";
+    argv[argc++] = d->sock;
+    argv[argc++] = "--secrets-dir";
+    argv[argc++] = secrets;
+    argv[argc++] = "--workers";
+    argv[argc++] = "2";
+    argv[argc++] = "--io-timeout";
+    argv[argc++] = "3";
+    va_start(ap, name);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 62;)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    d->pid = fork();
+    assert_true(d->pid >= 0);
+    if (d->pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        int fd = try_connect(d->sock);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(10000);
+    }
+    fail_msg("cofferd did not start (see %s)", d->log);
+    return -1;
+}
+
+static int daemon_stop(struct daemon *d)
+{
+    int status = 0;
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    waitpid(d->pid, &status, 0);
+    d->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int log_has(const struct daemon *d, const char *needle)
+{
+    size_t n = 0;
+    char *text = (char *)ts_read_file(d->log, &n);
+    int found = text != NULL && strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+struct membuf {
+    uint8_t *p;
+    size_t len, off, cap;
+};
+
+static ssize_t mem_read(void *ctx, void *buf, size_t cap)
+{
+    struct membuf *m = ctx;
+    size_t n = m->len - m->off < cap ? m->len - m->off : cap;
+    memcpy(buf, m->p + m->off, n);
+    m->off += n;
+    return (ssize_t)n;
+}
+
+static int mem_write(void *ctx, const void *buf, size_t len)
+{
+    struct membuf *m = ctx;
+    if (m->len + len > m->cap) {
+        m->cap = (m->len + len) * 2 + 1024;
+        m->p = realloc(m->p, m->cap);
+        assert_non_null(m->p);
+    }
+    memcpy(m->p + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static coffer_client *client(const struct daemon *d)
+{
+    coffer_client *c = NULL;
+    char msg[256];
+    int r = coffer_client_connect(&c, d->sock, msg, sizeof(msg));
+    if (r != 0)
+        fail_msg("connect %s: %s (%s)", d->sock, coffer_client_strerror(r), msg);
+    return c;
+}
+
+/* One streamed job on a fresh connection; out gets the output. */
+static int run_stream(const struct daemon *d, int op, const char *format, const char *meta,
+                      const uint8_t *in, size_t inlen, struct membuf *out,
+                      struct coffer_result *res)
+{
+    struct coffer_job job = {op, format, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 0};
+    struct membuf src = {(uint8_t *)in, inlen, 0, inlen};
+    coffer_client *c = client(d);
+    int r = coffer_client_stream(c, &job, mem_read, &src, mem_write, out, res);
+    coffer_client_close(c);
+    return r;
+}
+
+static int run_file(const struct daemon *d, int op, const char *format, const char *meta,
+                    const char *inpath, const char *outpath, struct coffer_result *res)
+{
+    struct coffer_job job = {op, format, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 1};
+    int in = open(inpath, O_RDONLY | O_CLOEXEC);
+    int out = open(outpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    coffer_client *c = client(d);
+    int r;
+    assert_true(in >= 0 && out >= 0);
+    r = coffer_client_file(c, &job, in, out, res);
+    coffer_client_close(c);
+    close(in);
+    close(out);
+    return r;
+}
+
+/* Decrypt with the engine directly (no daemon). */
+static int offline_open(coffer_format f, const uint8_t *key, const uint8_t *ct, size_t len,
+                        uint8_t **pt, size_t *ptlen)
+{
+    engine_key *k = NULL;
+    engine_header_reader hr;
+    struct engine_stream_params p;
+    engine_stream *s = NULL;
+    size_t off = 0, n = 0, cap = len + 65536, m = 0;
+    uint8_t *out = malloc(cap);
+    int r;
+
+    engine_header_reader_init(&hr);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(engine_key_from_bytes(&k, key, 32), 0);
+    p.format = f;
+    p.key = k;
+    if (f == COFFER_FORMAT_COFFER_V1) {
+        r = engine_header_reader_feed(&hr, ct, len, &off);
+        if (r != 1) {
+            r = r < 0 ? r : COFFER_ERR_TRUNCATED;
+            goto out;
+        }
+        p.header = &hr;
+    }
+    if ((r = engine_stream_open_new(&s, &p)) != 0)
+        goto out;
+    if ((r = engine_stream_update(s, ct + off, len - off, out, cap, &n)) != 0)
+        goto out;
+    if ((r = engine_stream_finish(s, out + n, cap - n, &m)) != 0)
+        goto out;
+    n += m;
+    do {
+        if ((r = engine_stream_drain(s, out + n, cap - n, &m)) != 0)
+            goto out;
+        n += m;
+    } while (m > 0);
+    *pt = out;
+    *ptlen = n;
+    out = NULL;
+out:
+    free(out);
+    engine_stream_free(s);
+    engine_header_reader_clear(&hr);
+    engine_key_free(k);
+    return r;
+}
+
+/* Encrypt with the engine directly, as `coffer` offline would with the daemon's Secret. */
+static void offline_seal(coffer_format f, const uint8_t *key, const uint8_t *in, size_t len,
+                         uint8_t **ct, size_t *ctlen, char **meta)
+{
+    engine_key *k = NULL;
+    struct engine_stream_params p;
+    engine_stream *s = NULL;
+    json_t *m;
+    size_t cap = len + 65536 + len / 1024, n = 0, t = 0;
+    uint8_t *out = malloc(cap);
+
+    assert_int_equal(engine_key_from_bytes(&k, key, 32), 0);
+    m = engine_metadata_new_secret("velero", "coffer-key", engine_format_name(f), k->id);
+    *meta = engine_metadata_dump(m);
+    json_decref(m);
+    memset(&p, 0, sizeof(p));
+    p.format = f;
+    p.key = k;
+    p.metadata = *meta;
+    p.metadata_len = strlen(*meta);
+    assert_int_equal(engine_stream_seal_new(&s, &p), 0);
+    assert_int_equal(engine_stream_update(s, in, len, out, cap, &n), 0);
+    assert_int_equal(engine_stream_finish(s, out + n, cap - n, &t), 0);
+    *ct = out;
+    *ctlen = n + t;
+    engine_stream_free(s);
+    engine_key_free(k);
+}
+
+/* ---- raw protocol clients ---- */
+
+static int raw_connect(const struct daemon *d, int hello)
+{
+    int fd = try_connect(d->sock);
+    uint8_t buf[64];
+    size_t n = 0;
+    proto_hello h = {1, 1, COFFER_MAX_FRAME};
+    assert_true(fd >= 0);
+    if (hello) {
+        assert_int_equal(proto_hello_write(buf, sizeof(buf), &h, &n), 0);
+        assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+    }
+    return fd;
+}
+
+/* Read one frame (blocking, with a timeout in ms). Returns the type, 0 at EOF/error, -1 timeout. */
+static int raw_frame(int fd, uint8_t *payload, size_t cap, size_t *len, int timeout_ms)
+{
+    uint8_t hdr[COFFER_FRAME_HEADER];
+    proto_header h;
+    size_t got = 0, want = sizeof(hdr);
+    uint8_t *dst = hdr;
+    for (int stage = 0; stage < 2; stage++) {
+        while (got < want) {
+            struct pollfd p = {fd, POLLIN, 0};
+            ssize_t n;
+            if (poll(&p, 1, timeout_ms) == 0)
+                return -1;
+            n = recv(fd, dst + got, want - got, 0);
+            if (n <= 0)
+                return 0;
+            got += (size_t)n;
+        }
+        if (stage == 0) {
+            if (proto_header_parse(hdr, &h) != 0 || h.len > cap)
+                return 0;
+            dst = payload;
+            want = h.len;
+            got = 0;
+        }
+    }
+    *len = h.len;
+    return h.type;
+}
+
+/* Expect an ERROR frame (possibly after DATA/HELLO frames) with this code, then EOF. */
+static void raw_expect_error(int fd, int code)
+{
+    static uint8_t buf[COFFER_MAX_FRAME];
+    size_t len = 0;
+    int t;
+    while ((t = raw_frame(fd, buf, sizeof(buf), &len, 10000)) == PROTO_DATA || t == PROTO_HELLO)
+        ;
+    assert_int_equal(t, PROTO_ERROR);
+    proto_error e;
+    assert_int_equal(proto_error_parse(buf, len, &e), 0);
+    if (e.code != code)
+        fail_msg("expected %s, got %s: %.*s", coffer_errname(code), coffer_errname(e.code),
+                 (int)e.message_len, e.message);
+    assert_true(e.message_len > 0);
+    assert_int_equal(raw_frame(fd, buf, sizeof(buf), &len, 10000), 0);
+}
+
+static void raw_send_job(int fd, uint8_t op, const char *format, const char *meta)
+{
+    uint8_t buf[4096];
+    size_t n = 0;
+    proto_job j;
+    memset(&j, 0, sizeof(j));
+    j.op = op;
+    snprintf(j.format, sizeof(j.format), "%s", format != NULL ? format : "");
+    j.metadata = meta;
+    j.metadata_len = meta != NULL ? strlen(meta) : 0;
+    assert_int_equal(proto_job_write(buf, sizeof(buf), &j, &n), 0);
+    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* ---- tests ---- */
+
+static const size_t sizes[] = {0, 1, 16384, 16385, 3 * MIB + 7};
+
+static void check_meta(const struct coffer_result *res, const char *format, int encrypted)
+{
+    engine_metadata m;
+    assert_non_null(res->metadata);
+    assert_int_equal(engine_metadata_parse(&m, res->metadata, res->metadata_len), 0);
+    assert_int_equal(m.is_encrypted, encrypted);
+    if (encrypted) {
+        assert_string_equal(m.format, format);
+        assert_string_equal(m.retriever, "secret");
+    }
+    engine_metadata_clear(&m);
+}
+
+static void test_stream_roundtrip(void **state)
+{
+    static const char *const formats[] = {"coffer-v1", "velero-v1"};
+    (void)state;
+    for (size_t fi = 0; fi < 2; fi++) {
+        coffer_format f;
+        assert_int_equal(engine_format_parse(formats[fi], &f), 0);
+        for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+            size_t len = sizes[si], ptlen = 0, ctlen = 0;
+            uint8_t *in = malloc(len + 1), *pt = NULL, *ct = NULL;
+            struct membuf enc = {0}, dec = {0}, dec2 = {0};
+            struct coffer_result res = {0}, res2 = {0}, res3 = {0};
+            char *meta = NULL;
+            ts_fill(in, len, len + fi);
+            assert_int_equal(
+                run_stream(&main_d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, in, len, &enc, &res),
+                0);
+            check_meta(&res, formats[fi], 1);
+            assert_int_equal(res.bytes_in, len);
+            assert_int_equal(res.bytes_out, enc.len);
+            /* daemon -> offline engine */
+            assert_int_equal(offline_open(f, key_main, enc.p, enc.len, &pt, &ptlen), 0);
+            assert_int_equal(ptlen, len);
+            assert_memory_equal(pt, in, len);
+            /* daemon -> daemon */
+            assert_int_equal(run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p,
+                                        enc.len, &dec, &res2),
+                             0);
+            assert_int_equal(dec.len, len);
+            assert_memory_equal(dec.p, in, len);
+            /* offline engine -> daemon */
+            offline_seal(f, key_main, in, len, &ct, &ctlen, &meta);
+            assert_int_equal(
+                run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, meta, ct, ctlen, &dec2, &res3), 0);
+            assert_int_equal(dec2.len, len);
+            assert_memory_equal(dec2.p, in, len);
+            free(in), free(pt), free(ct), free(meta), free(enc.p), free(dec.p), free(dec2.p);
+            coffer_result_clear(&res), coffer_result_clear(&res2), coffer_result_clear(&res3);
+        }
+    }
+}
+
+static void test_fd_roundtrip(void **state)
+{
+    static const char *const formats[] = {"coffer-v1", "velero-v1"};
+    char pin[600], pct[600], pout[600];
+    (void)state;
+    snprintf(pin, sizeof(pin), "%s/fd.in", tmp);
+    snprintf(pct, sizeof(pct), "%s/fd.ct", tmp);
+    snprintf(pout, sizeof(pout), "%s/fd.out", tmp);
+    for (size_t fi = 0; fi < 2; fi++) {
+        coffer_format f;
+        assert_int_equal(engine_format_parse(formats[fi], &f), 0);
+        for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+            size_t len = sizes[si], ctlen = 0, outlen = 0, ptlen = 0;
+            uint8_t *in = malloc(len + 1), *ct, *out, *pt = NULL;
+            struct coffer_result res = {0}, res2 = {0};
+            ts_fill(in, len, 7 * len + fi);
+            assert_int_equal(ts_write_file(pin, in, len), 0);
+            assert_int_equal(
+                run_file(&main_d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, pin, pct, &res), 0);
+            check_meta(&res, formats[fi], 1);
+            ct = ts_read_file(pct, &ctlen);
+            assert_int_equal(res.bytes_out, ctlen);
+            assert_int_equal(offline_open(f, key_main, ct, ctlen, &pt, &ptlen), 0);
+            assert_int_equal(ptlen, len);
+            assert_memory_equal(pt, in, len);
+            assert_int_equal(
+                run_file(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, pct, pout, &res2), 0);
+            out = ts_read_file(pout, &outlen);
+            assert_int_equal(outlen, len);
+            assert_memory_equal(out, in, len);
+            free(in), free(ct), free(out), free(pt);
+            coffer_result_clear(&res), coffer_result_clear(&res2);
+        }
+    }
+}
+
+/* ---- 1 GiB: generated input, verified output, never all in memory ---- */
+
+struct gen {
+    uint64_t total, pos;
+    int verify_fd;
+    uint64_t bad;
+};
+
+static uint8_t gen_byte(uint64_t i)
+{
+    uint64_t x = (i >> 3) * 0x9e3779b97f4a7c15ull;
+    return (uint8_t)((x ^ (x >> 29)) >> (8 * (i & 7)));
+}
+
+static ssize_t gen_read(void *ctx, void *buf, size_t cap)
+{
+    struct gen *g = ctx;
+    uint8_t *p = buf;
+    size_t n = g->total - g->pos < cap ? (size_t)(g->total - g->pos) : cap;
+    for (size_t i = 0; i < n; i++)
+        p[i] = gen_byte(g->pos + i);
+    g->pos += n;
+    return (ssize_t)n;
+}
+
+static int fd_sink(void *ctx, const void *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+    return write(fd, buf, len) == (ssize_t)len ? 0 : COFFER_ERR_IO;
+}
+
+static void test_big(void **state)
+{
+    const char *big = getenv("COFFER_TEST_BIG");
+    char pct[600], pout[600];
+    struct gen g = {1024ull * MIB, 0, -1, 0};
+    struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
+    struct coffer_result res = {0}, res2 = {0};
+    coffer_client *c;
+    uint8_t *buf = NULL;
+    uint64_t pos = 0;
+    int fd, in;
+    (void)state;
+    if (big != NULL && strcmp(big, "0") == 0) {
+        skip();
+        return;
+    }
+    buf = malloc(MIB);
+    snprintf(pct, sizeof(pct), "%s/big.ct", tmp);
+    snprintf(pout, sizeof(pout), "%s/big.out", tmp);
+    fd = open(pct, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    c = client(&main_d);
+    assert_int_equal(coffer_client_stream(c, &job, gen_read, &g, fd_sink, &fd, &res), 0);
+    coffer_client_close(c);
+    close(fd);
+    assert_int_equal(res.bytes_in, g.total);
+    assert_int_equal(run_file(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, pct, pout, &res2),
+                     0);
+    assert_int_equal(res2.bytes_out, g.total);
+    in = open(pout, O_RDONLY);
+    for (ssize_t n; (n = read(in, buf, MIB)) > 0; pos += (uint64_t)n)
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != gen_byte(pos + (uint64_t)i))
+                fail_msg("byte %llu differs", (unsigned long long)(pos + (uint64_t)i));
+    assert_int_equal(pos, g.total);
+    close(in);
+    unlink(pct);
+    unlink(pout);
+    free(buf);
+    coffer_result_clear(&res), coffer_result_clear(&res2);
+}
+
+/* ---- concurrency ---- */
+
+struct worker_arg {
+    int index;
+    int ok;
+};
+
+static void *concurrent_job(void *p)
+{
+    struct worker_arg *a = p;
+    size_t len = 100000 + (size_t)a->index * 997;
+    uint8_t *in = malloc(len);
+    struct membuf enc = {0}, dec = {0};
+    struct coffer_result res = {0}, res2 = {0};
+    const char *fmt = a->index % 2 ? "velero-v1" : "coffer-v1";
+    ts_fill(in, len, (uint64_t)a->index);
+    a->ok = run_stream(&main_d, COFFER_CLIENT_ENCRYPT, fmt, NULL, in, len, &enc, &res) == 0 &&
+            run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p, enc.len, &dec,
+                       &res2) == 0 &&
+            dec.len == len && memcmp(dec.p, in, len) == 0;
+    free(in), free(enc.p), free(dec.p);
+    coffer_result_clear(&res), coffer_result_clear(&res2);
+    return NULL;
+}
+
+static void test_64_clients(void **state)
+{
+    pthread_t th[64];
+    struct worker_arg args[64];
+    (void)state;
+    for (int i = 0; i < 64; i++) {
+        args[i].index = i;
+        args[i].ok = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, concurrent_job, &args[i]), 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(args[i].ok);
+    }
+}
+
+/* ---- misbehaving clients, each next to a job that must still succeed ---- */
+
+static void good_job_alongside(void)
+{
+    struct worker_arg a = {5, 0};
+    concurrent_job(&a);
+    assert_true(a.ok);
+}
+
+static void test_stops_reading(void **state)
+{
+    uint8_t frame[COFFER_FRAME_HEADER + 65536];
+    int fd = raw_connect(&main_d, 1), sent_mib = 0;
+    (void)state;
+    raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
+    memset(frame, 0xab, sizeof(frame));
+    proto_header_put(frame, PROTO_DATA, 65536);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    /* push until the daemon stops taking input: bounded buffering, not unbounded */
+    for (int stuck = 0; stuck < 50;) {
+        ssize_t n = send(fd, frame, sizeof(frame), MSG_NOSIGNAL);
+        if (n == (ssize_t)sizeof(frame)) {
+            sent_mib++;
+            stuck = 0;
+            continue;
+        }
+        if (n > 0) {
+            /* finish the partial frame so the stream stays well-formed */
+            fcntl(fd, F_SETFL, 0);
+            struct pollfd p = {fd, POLLOUT, 0};
+            size_t off = (size_t)n;
+            while (off < sizeof(frame) && poll(&p, 1, 200) > 0) {
+                ssize_t m = send(fd, frame + off, sizeof(frame) - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (m <= 0)
+                    break;
+                off += (size_t)m;
+            }
+            fcntl(fd, F_SETFL, O_NONBLOCK);
+        }
+        stuck++;
+        usleep(10000);
+        if (sent_mib > 4096)
+            fail_msg("the daemon buffered without bound");
+    }
+    assert_true(sent_mib < 256); /* 64 KiB frames: < 16 MiB in flight */
+    good_job_alongside();
+    /* the stalled connection is dropped after --io-timeout (3 s) */
+    sleep(5);
+    assert_true(log_has(&main_d, "event=conn_timeout"));
+    close(fd);
+    good_job_alongside();
+}
+
+static void test_vanishes(void **state)
+{
+    uint8_t frame[COFFER_FRAME_HEADER + 1000];
+    int fd = raw_connect(&main_d, 1);
+    (void)state;
+    raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
+    proto_header_put(frame, PROTO_DATA, 1000);
+    memset(frame + COFFER_FRAME_HEADER, 1, 1000);
+    assert_int_equal(send(fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+    close(fd);
+    good_job_alongside();
+    /* a descriptor job whose client vanishes */
+    good_job_alongside();
+}
+
+static void test_garbage(void **state)
+{
+    const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = raw_connect(&main_d, 0);
+    (void)state;
+    assert_int_equal(send(fd, http, strlen(http), MSG_NOSIGNAL), (ssize_t)strlen(http));
+    raw_expect_error(fd, COFFER_ERR_PROTO_FRAME);
+    close(fd);
+    /* a job before hello */
+    fd = raw_connect(&main_d, 0);
+    raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
+    raw_expect_error(fd, COFFER_ERR_PROTO_SEQUENCE);
+    close(fd);
+    /* a wrong protocol version */
+    {
+        uint8_t buf[64];
+        size_t n = 0;
+        proto_hello h = {7, 9, 0};
+        fd = raw_connect(&main_d, 0);
+        assert_int_equal(proto_hello_write(buf, sizeof(buf), &h, &n), 0);
+        assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+        raw_expect_error(fd, COFFER_ERR_PROTO_VERSION);
+        close(fd);
+    }
+    good_job_alongside();
+}
+
+static void test_oversized(void **state)
+{
+    uint8_t hdr[COFFER_FRAME_HEADER];
+    int fd = raw_connect(&main_d, 1);
+    (void)state;
+    raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
+    proto_header_put(hdr, PROTO_DATA, COFFER_MAX_FRAME + 1);
+    assert_int_equal(send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+    raw_expect_error(fd, COFFER_ERR_PROTO_TOO_BIG);
+    close(fd);
+    good_job_alongside();
+}
+
+static void test_unknown_op(void **state)
+{
+    int fd = raw_connect(&main_d, 1);
+    (void)state;
+    raw_send_job(fd, 9, NULL, NULL);
+    raw_expect_error(fd, COFFER_ERR_PROTO_OP);
+    close(fd);
+    fd = raw_connect(&main_d, 1);
+    raw_send_job(fd, PROTO_OP_ENCRYPT, "rot13", NULL);
+    raw_expect_error(fd, COFFER_ERR_FORMAT);
+    close(fd);
+    good_job_alongside();
+}
+
+static void test_key_errors(void **state)
+{
+    const char *missing = "{\"isEncrypted\":true,\"keyRetrieverType\":\"secret\","
+                          "\"keyRetrieverConfig\":{\"namespace\":\"velero\",\"secretName\":"
+                          "\"does-not-exist\"},\"format\":\"velero-v1\"}";
+    const char *badform = "{\"isEncrypted\":true,\"keyRetrieverType\":\"secret\","
+                          "\"keyRetrieverConfig\":{\"namespace\":\"velero\",\"secretName\":"
+                          "\"bad-key\"},\"format\":\"velero-v1\"}";
+    uint8_t data[100] = {0};
+    struct membuf out = {0};
+    struct coffer_result res = {0};
+    struct daemon d = {0};
+    (void)state;
+    assert_int_equal(
+        run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, missing, data, sizeof(data), &out, &res),
+        COFFER_ERR_KEY_MISSING);
+    assert_non_null(strstr(res.message, "does-not-exist"));
+    coffer_result_clear(&res);
+    assert_int_equal(
+        run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, badform, data, sizeof(data), &out, &res),
+        COFFER_ERR_KEY_SIZE);
+    assert_int_equal(out.len, 0);
+    coffer_result_clear(&res);
+    /* a daemon whose own key is a passphrase refuses to start and says how to make one */
+    assert_int_equal(daemon_start(&d, "badkey", "--encryption-secret", "passphrase-key", NULL), 1);
+    assert_true(log_has(&d, "coffer keygen"));
+    assert_int_equal(daemon_start(&d, "nokey", "--encryption-secret", "nope", NULL), 1);
+    assert_true(log_has(&d, "coffer keygen"));
+    good_job_alongside();
+}
+
+static void test_tampered(void **state)
+{
+    size_t len = 100000;
+    uint8_t *in = malloc(len);
+    (void)state;
+    ts_fill(in, len, 99);
+    for (int fi = 0; fi < 2; fi++) {
+        const char *fmt = fi == 0 ? "coffer-v1" : "velero-v1";
+        struct membuf enc = {0}, dec = {0};
+        struct coffer_result res = {0}, res2 = {0};
+        assert_int_equal(run_stream(&main_d, COFFER_CLIENT_ENCRYPT, fmt, NULL, in, len, &enc, &res),
+                         0);
+        /* a flipped byte in the middle */
+        enc.p[enc.len / 2] ^= 1;
+        assert_int_equal(run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p,
+                                    enc.len, &dec, &res2),
+                         COFFER_ERR_TAMPERED);
+        if (fi == 1)
+            assert_int_equal(dec.len, 0); /* velero-v1: nothing before the tag verified */
+        assert_true(dec.len < len);
+        enc.p[enc.len / 2] ^= 1;
+        coffer_result_clear(&res2);
+        dec.len = 0;
+        /* truncated */
+        int r = run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p, enc.len - 20,
+                           &dec, &res2);
+        assert_true(r == COFFER_ERR_TRUNCATED || r == COFFER_ERR_TAMPERED);
+        coffer_result_clear(&res2);
+        dec.len = 0;
+        if (fi == 0) {
+            /* cut right after the first full chunk: its final chunk is missing */
+            size_t hdr = 12 + ((size_t)enc.p[8] << 24 | (size_t)enc.p[9] << 16 |
+                               (size_t)enc.p[10] << 8 | enc.p[11]);
+            r = run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, NULL, enc.p, hdr + 56 + 16384 + 16,
+                           &dec, &res2);
+            assert_int_equal(r, COFFER_ERR_TRUNCATED);
+            assert_true(dec.len <= 16384); /* at most the authenticated first chunk */
+            coffer_result_clear(&res2);
+            dec.len = 0;
+        }
+        /* a changed header (coffer-v1) fails before any chunk */
+        if (fi == 0) {
+            enc.p[20] ^= 0x20;
+            r = run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, NULL, enc.p, enc.len, &dec, &res2);
+            assert_true(r < 0);
+            assert_int_equal(dec.len, 0);
+            coffer_result_clear(&res2);
+        }
+        free(enc.p), free(dec.p);
+        coffer_result_clear(&res);
+    }
+    free(in);
+    good_job_alongside();
+}
+
+static void test_health_stats(void **state)
+{
+    coffer_client *c = client(&main_d);
+    char *j = NULL;
+    (void)state;
+    assert_int_equal(coffer_client_health(c, &j), 0);
+    assert_non_null(strstr(j, "\"status\":\"ok\""));
+    free(j);
+    assert_int_equal(coffer_client_stats(c, &j), 0);
+    assert_non_null(strstr(j, "jobsOk"));
+    free(j);
+    coffer_client_close(c);
+}
+
+static void test_encryption_off(void **state)
+{
+    struct daemon d = {0};
+    uint8_t in[5000];
+    struct membuf enc = {0}, dec = {0};
+    struct coffer_result res = {0}, res2 = {0};
+    (void)state;
+    ts_fill(in, sizeof(in), 3);
+    assert_int_equal(daemon_start(&d, "off", "--encryption", "off", NULL), 0);
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc, &res),
+                     0);
+    check_meta(&res, NULL, 0);
+    assert_int_equal(enc.len, sizeof(in));
+    assert_memory_equal(enc.p, in, sizeof(in));
+    /* the unencrypted backup restores through the normal daemon by its metadata */
+    assert_int_equal(
+        run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p, enc.len, &dec, &res2),
+        0);
+    assert_int_equal(dec.len, sizeof(in));
+    assert_memory_equal(dec.p, in, sizeof(in));
+    assert_int_equal(daemon_stop(&d), 0);
+    free(enc.p), free(dec.p);
+    coffer_result_clear(&res), coffer_result_clear(&res2);
+}
+
+static void test_rotation(void **state)
+{
+    struct daemon d = {0};
+    char conf[600], text[1024];
+    uint8_t in[30000];
+    struct membuf enc1 = {0}, enc2 = {0}, dec = {0};
+    struct coffer_result r1 = {0}, r2 = {0}, r3 = {0};
+    engine_metadata m;
+    (void)state;
+    ts_fill(in, sizeof(in), 4);
+    snprintf(conf, sizeof(conf), "%s/rot.conf", tmp);
+    snprintf(text, sizeof(text),
+             "# rotation test\nnamespace = velero\nencryption-secret = "
+             "coffer-key # the first key\n");
+    assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
+    assert_int_equal(daemon_start(&d, "rot", "--config", conf, NULL), 0);
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc1, &r1),
+                     0);
+    /* a reload that cannot load its key keeps the running config */
+    snprintf(text, sizeof(text), "encryption-secret = not-there\n");
+    assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
+    kill(d.pid, SIGHUP);
+    for (int i = 0; i < 200 && !log_has(&d, "event=reload_failed"); i++)
+        usleep(10000);
+    assert_true(log_has(&d, "event=reload_failed"));
+    /* rotate */
+    snprintf(text, sizeof(text), "encryption-secret = coffer-key-2\n");
+    assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
+    kill(d.pid, SIGHUP);
+    for (int i = 0; i < 200 && !log_has(&d, "event=reload_ok"); i++)
+        usleep(10000);
+    assert_true(log_has(&d, "event=reload_ok"));
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc2, &r2),
+                     0);
+    assert_int_equal(engine_metadata_parse(&m, r2.metadata, r2.metadata_len), 0);
+    assert_string_equal(m.secret, "coffer-key-2");
+    engine_metadata_clear(&m);
+    /* the old backup still decrypts: its header names its own Secret */
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_DECRYPT, NULL, NULL, enc1.p, enc1.len, &dec, &r3),
+                     0);
+    assert_int_equal(dec.len, sizeof(in));
+    assert_memory_equal(dec.p, in, sizeof(in));
+    assert_int_equal(daemon_stop(&d), 0);
+    free(enc1.p), free(enc2.p), free(dec.p);
+    coffer_result_clear(&r1), coffer_result_clear(&r2), coffer_result_clear(&r3);
+}
+
+struct slow_src {
+    int chunks;
+    pid_t kill_pid;
+};
+
+static ssize_t slow_read(void *ctx, void *buf, size_t cap)
+{
+    struct slow_src *s = ctx;
+    if (s->chunks == 0)
+        return 0;
+    if (--s->chunks == 5)
+        kill(s->kill_pid, SIGTERM); /* the daemon is told to stop in the middle of the job */
+    usleep(50000);
+    memset(buf, 0x5a, cap > 4096 ? 4096 : cap);
+    return cap > 4096 ? 4096 : (ssize_t)cap;
+}
+
+static void test_sigterm_during_job(void **state)
+{
+    struct daemon d = {0};
+    struct slow_src src = {10, 0};
+    struct membuf out = {0};
+    struct coffer_result res = {0};
+    struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
+    coffer_client *c;
+    int status = 0;
+    (void)state;
+    assert_int_equal(daemon_start(&d, "term", NULL), 0);
+    src.kill_pid = d.pid;
+    c = client(&d);
+    assert_int_equal(coffer_client_stream(c, &job, slow_read, &src, mem_write, &out, &res), 0);
+    assert_int_equal(res.bytes_in, 10 * 4096);
+    coffer_client_close(c);
+    waitpid(d.pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(access(d.sock, F_OK), -1); /* the socket is gone */
+    free(out.p);
+    coffer_result_clear(&res);
+}
+
+static void test_wrong_uid(void **state)
+{
+    pid_t pid;
+    int status = 0;
+    struct stat st;
+    (void)state;
+    /* the socket is created 0660 */
+    assert_int_equal(stat(main_d.sock, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    /* let uid 65534 reach the socket so that SO_PEERCRED is what refuses it */
+    chmod(tmp, 0711);
+    chmod(main_d.sock, 0666);
+    pid = fork();
+    if (pid == 0) {
+        coffer_client *c = NULL;
+        char msg[256];
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(3);
+        int r = coffer_client_connect(&c, main_d.sock, msg, sizeof(msg));
+        _exit(r == COFFER_ERR_PERMISSION && strstr(msg, "allow") != NULL ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    chmod(main_d.sock, 0660);
+    chmod(tmp, 0700);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(log_has(&main_d, "event=conn_denied uid=65534"));
+    good_job_alongside();
+}
+
+static int setup(void **state)
+{
+    uint8_t k2[32];
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    tmp = ts_tmpdir();
+    snprintf(secrets, sizeof(secrets), "%s/secrets", tmp);
+    mkdir(secrets, 0700);
+    ts_fill(key_main, sizeof(key_main), 1234);
+    ts_fill(key_rot, sizeof(key_rot), 5678);
+    memcpy(k2, key_rot, sizeof(k2));
+    write_secret("coffer-key", key_main, sizeof(key_main));
+    write_secret("coffer-key-2", k2, sizeof(k2));
+    write_secret("passphrase-key", "correct horse battery staple 123", 32);
+    write_secret("bad-key", "0123456789abcdefghij", 20);
+    if (daemon_start(&main_d, "main", NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int r = daemon_stop(&main_d);
+    if (r != 0) {
+        fprintf(stderr, "cofferd exited %d\n", r);
+        return -1;
+    }
+    if (getenv("COFFER_TEST_KEEP") == NULL)
+        ts_rmtree(tmp);
+    free(tmp);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_stats),
+        cmocka_unit_test(test_stream_roundtrip),
+        cmocka_unit_test(test_fd_roundtrip),
+        cmocka_unit_test(test_64_clients),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_unknown_op),
+        cmocka_unit_test(test_key_errors),
+        cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_vanishes),
+        cmocka_unit_test(test_stops_reading),
+        cmocka_unit_test(test_wrong_uid),
+        cmocka_unit_test(test_encryption_off),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_sigterm_during_job),
+        cmocka_unit_test(test_big),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

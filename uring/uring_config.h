@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cofferd's configuration: command-line flags and the same names in a `name = value` file. */
+#ifndef URING_CONFIG_H
+#define URING_CONFIG_H
+
+#include "engine_stream.h"
+
+#include <stdio.h>
+#include <sys/types.h>
+
+#define URING_MAX_ALLOW   32    /* --allow-uid / --allow-gid entries */
+#define URING_CONFIG_MAX  65536 /* bytes of a config file */
+#define URING_CONFIG_LINE 1024  /* bytes of one config line */
+
+struct uring_config {
+    char socket_path[108]; /* sun_path */
+    char secrets_dir[4096];
+    char ns[64];
+    char secret[254];
+    char spool_dir[4096]; /* "" = $TMPDIR or /tmp */
+    char config_path[4096];
+    int encryption;
+    coffer_format format;
+    int workers;
+    int max_conns;
+    int io_timeout; /* seconds without progress before a connection is dropped */
+    int log_level;
+    int dev;
+    int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */
+    uid_t allow_uid[URING_MAX_ALLOW];
+    int n_allow_uid;
+    gid_t allow_gid[URING_MAX_ALLOW];
+    int n_allow_gid;
+    int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
+};
+
+/*
+ * Build the configuration: defaults, then the file named by --config (if any), then the command
+ * line, which wins (a repeatable flag given on the command line replaces the file's list).
+ * Returns 0, 1 when --help or --version was printed (exit 0), or COFFER_ERR_CONFIG with one
+ * sentence in err.
+ */
+int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+void uring_config_usage(FILE *f);
+
+#endif

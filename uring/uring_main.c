@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cofferd's main: hardening, configuration, keys, the listening socket, workers and signals. */
+#include "uring_server.h"
+
+#include "coffer_error.h"
+#include "engine_secret.h"
+#include "uring_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct uring_server uring_srv;
+
+static void main_harden(void)
+{
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        fprintf(stderr, "cofferd: cannot disable core dumps: %s\n", strerror(errno));
+        exit(1);
+    }
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, mode) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* --dev: make ./.coffer-dev/secrets/<ns>/<name>/encryptionKey (0600) when it does not exist. */
+static int main_dev_key(const struct uring_config *cfg)
+{
+    int r = COFFER_ERR_INTERNAL;
+    char dir[4096 + 400], path[4096 + 420];
+    engine_key *k = NULL;
+    int fd = -1;
+
+    if (engine_secret_name_check(cfg->ns, cfg->secret) != 0)
+        return COFFER_ERR_SECRET_NAME;
+    snprintf(dir, sizeof(dir), "%s/%s/%s", cfg->secrets_dir, cfg->ns, cfg->secret);
+    snprintf(path, sizeof(path), "%s/%s", dir, ENGINE_SECRET_FIELD);
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (mkdir_p(dir, 0700) != 0) {
+        fprintf(stderr, "cofferd: --dev: cannot create %s: %s\n", dir, strerror(errno));
+        return COFFER_ERR_IO;
+    }
+    if ((r = engine_key_generate(&k, 32)) != 0)
+        goto out;
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+        write(fd, k->bytes, k->len) != (ssize_t)k->len || fsync(fd) != 0) {
+        fprintf(stderr, "cofferd: --dev: cannot write %s: %s\n", path, strerror(errno));
+        r = COFFER_ERR_IO;
+        goto out;
+    }
+    fprintf(stderr,
+            "\n"
+            "************************************************************************\n"
+            "* cofferd --dev CREATED A NEW DEVELOPMENT KEY (keyId %s)\n"
+            "*   %s\n"
+            "* Backups encrypted with it are lost if this file is lost. Never use\n"
+            "* --dev in production: create a real key with 'coffer keygen'.\n"
+            "************************************************************************\n\n",
+            k->id, path);
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    engine_key_free(k);
+    return r;
+}
+
+/* Bind the socket with mode 0660 under a tight umask; refuses to steal a live daemon's socket. */
+static int main_listen(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    mode_t old;
+    struct stat st;
+
+    if (fd < 0)
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        errno = ENAMETOOLONG;
+        goto fail;
+    }
+    strcpy(sa.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        int probe;
+        if (!S_ISSOCK(st.st_mode)) {
+            errno = EEXIST;
+            goto fail;
+        }
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(probe);
+            errno = EADDRINUSE;
+            goto fail;
+        }
+        if (probe >= 0)
+            close(probe);
+        unlink(path);
+    }
+    old = umask(0117);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        umask(old);
+        goto fail;
+    }
+    umask(old);
+    if (chmod(path, 0660) != 0 || listen(fd, 1024) != 0)
+        goto fail;
+    return fd;
+fail : {
+    int e = errno;
+    close(fd);
+    errno = e;
+}
+    return -1;
+}
+
+static void main_no_key(int r, const char *detail, const struct uring_config *cfg)
+{
+    uring_log(URING_LOG_ERROR, "start_failed", "err=%s namespace=%s secret=%s secrets_dir=%s",
+              coffer_errname(r), cfg->ns, cfg->secret, cfg->secrets_dir);
+    fprintf(stderr,
+            "cofferd: cannot load the key of new backups: %s%s%s\n"
+            "cofferd: expected %s/%s/%s/%s\n"
+            "cofferd: create one with:\n"
+            "    coffer keygen > key && install -D -m 0600 key %s/%s/%s/%s\n"
+            "  or, in Kubernetes:\n"
+            "    kubectl -n %s create secret generic %s --from-file=%s=key\n"
+            "  or start with --encryption off, or try it out with --dev.\n",
+            coffer_strerror(r), detail[0] != '\0' ? ": " : "", detail, cfg->secrets_dir, cfg->ns,
+            cfg->secret, ENGINE_SECRET_FIELD, cfg->secrets_dir, cfg->ns, cfg->secret,
+            ENGINE_SECRET_FIELD, cfg->ns, cfg->secret, ENGINE_SECRET_FIELD);
+}
+
+static void main_reload(int argc, char **argv)
+{
+    struct uring_config cfg;
+    struct uring_runtime *rt = NULL;
+    char err[1024];
+    int r = uring_config_load(&cfg, argc, argv, err, sizeof(err));
+
+    if (r != 0) {
+        char q[1100];
+        uring_log(URING_LOG_ERROR, "reload_failed", "err=%s detail=%s keeping=running_config",
+                  coffer_errname(r < 0 ? r : COFFER_ERR_CONFIG),
+                  uring_log_quote(err, q, sizeof(q)));
+        return;
+    }
+    if ((r = uring_runtime_build(&cfg, &rt, err, sizeof(err))) != 0) {
+        char q[1100];
+        uring_log(URING_LOG_ERROR, "reload_failed",
+                  "err=%s namespace=%s secret=%s detail=%s keeping=running_config",
+                  coffer_errname(r), cfg.ns, cfg.secret, uring_log_quote(err, q, sizeof(q)));
+        return;
+    }
+    if (strcmp(cfg.socket_path, uring_srv.cfg.socket_path) != 0 ||
+        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns)
+        uring_log(URING_LOG_WARN, "reload_partial",
+                  "detail=\"socket, workers and max-connections change only on restart\"");
+    uring_srv.cfg.io_timeout = cfg.io_timeout;
+    uring_log_set_level(cfg.log_level);
+    uring_log(URING_LOG_INFO, "reload_ok",
+              "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
+              rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
+              rt->key != NULL ? rt->key->id : "-");
+    uring_runtime_publish(rt);
+    uring_keys_flush();
+}
+
+int main(int argc, char **argv)
+{
+    struct uring_runtime *rt = NULL;
+    char err[1024];
+    sigset_t set;
+    int r, sig, exit_code = 1, nstarted = 0;
+
+    main_harden();
+    umask(077);
+    r = uring_config_load(&uring_srv.cfg, argc, argv, err, sizeof(err));
+    if (r == 1)
+        return 0;
+    if (r != 0) {
+        fprintf(stderr, "cofferd: %s\n", err);
+        return 2;
+    }
+    uring_log_set_level(uring_srv.cfg.log_level);
+    uring_srv.listen_fd = -1;
+    uring_srv.started = uring_now();
+    if (uring_srv.cfg.dev) {
+        uring_log(URING_LOG_WARN, "dev_mode",
+                  "detail=\"development mode: key and socket under ./.coffer-dev\"");
+        if (mkdir_p("./.coffer-dev", 0700) != 0 || main_dev_key(&uring_srv.cfg) != 0)
+            return 1;
+    }
+    if (uring_srv.cfg.echo)
+        uring_log(URING_LOG_WARN, "echo_baseline",
+                  "detail=\"benchmark baseline: jobs copy bytes, NOTHING IS ENCRYPTED\"");
+    if ((r = uring_runtime_build(&uring_srv.cfg, &rt, err, sizeof(err))) != 0) {
+        main_no_key(r, err, &uring_srv.cfg);
+        return 1;
+    }
+    uring_runtime_publish(rt);
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) < 0) {
+        uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",
+                  uring_srv.cfg.socket_path, errno, strerror(errno));
+        goto out;
+    }
+    if (uring_keys_start() != 0)
+        goto out;
+    uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
+    if (uring_srv.workers == NULL)
+        goto out;
+    for (; nstarted < uring_srv.cfg.workers; nstarted++)
+        if (uring_worker_start(&uring_srv.workers[nstarted], nstarted) != 0)
+            goto out;
+    uring_srv.nworkers = nstarted;
+    rt = uring_runtime_get();
+    uring_log(URING_LOG_INFO, "started",
+              "pid=%d socket=%s workers=%d max_connections=%d encryption=%s format=%s "
+              "namespace=%s secret=%s key_id=%s",
+              (int)getpid(), uring_srv.cfg.socket_path, nstarted, uring_srv.cfg.max_conns,
+              rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
+              rt->key != NULL ? rt->key->id : "-");
+    uring_runtime_put(rt);
+    for (;;) {
+        if ((sig = sigwaitinfo(&set, NULL)) < 0)
+            continue;
+        if (sig == SIGHUP) {
+            uring_log(URING_LOG_INFO, "reload", "signal=SIGHUP");
+            main_reload(argc, argv);
+            continue;
+        }
+        uring_log(URING_LOG_INFO, "stopping", "signal=%s detail=\"finishing running jobs\"",
+                  sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    exit_code = 0;
+out:
+    atomic_store(&uring_srv.stopping, 1);
+    for (int i = 0; i < nstarted; i++)
+        uring_worker_wake(&uring_srv.workers[i]);
+    for (int i = 0; i < nstarted; i++)
+        uring_worker_join(&uring_srv.workers[i]);
+    uring_keys_stop();
+    for (int i = 0; i < nstarted; i++)
+        uring_worker_free(&uring_srv.workers[i]);
+    free(uring_srv.workers);
+    if (uring_srv.listen_fd >= 0) {
+        close(uring_srv.listen_fd);
+        unlink(uring_srv.cfg.socket_path);
+    }
+    uring_runtime_publish(NULL);
+    uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
+    return exit_code;
+}

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A worker thread: its own io_uring ring, multishot accept with SO_PEERCRED, timers, dispatch. */
+#include "uring_server.h"
+
+#include "coffer_error.h"
+#include "uring_log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+double uring_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    while (sqe == NULL) {
+        io_uring_submit(&w->ring);
+        sqe = io_uring_get_sqe(&w->ring);
+    }
+    return sqe;
+}
+
+static void worker_arm_accept(struct uring_worker *w)
+{
+    struct io_uring_sqe *sqe;
+    if (w->accept_armed || w->stopping_seen)
+        return;
+    sqe = uring_worker_sqe(w);
+    io_uring_prep_multishot_accept(sqe, uring_srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0));
+    w->accept_armed = 1;
+}
+
+static void worker_arm_event(struct uring_worker *w)
+{
+    struct io_uring_sqe *sqe = uring_worker_sqe(w);
+    io_uring_prep_read(sqe, w->evfd, &w->evbuf, sizeof(w->evbuf), 0);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_EVENT, 0, 0));
+}
+
+static void worker_arm_tick(struct uring_worker *w)
+{
+    struct io_uring_sqe *sqe = uring_worker_sqe(w);
+    w->tick.tv_sec = 1;
+    w->tick.tv_nsec = 0;
+    io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_TICK, 0, 0));
+}
+
+/* Refuse a connection before a connection object exists: one error frame, then close. */
+static void worker_refuse(int fd, int err, const char *msg)
+{
+    uint8_t buf[COFFER_FRAME_HEADER + 6 + 512];
+    size_t n = 0;
+    if (proto_error_write(buf, sizeof(buf), err, msg, &n) == 0 &&
+        send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* the peer is gone already */
+    }
+    close(fd);
+}
+
+static void worker_accepted(struct uring_worker *w, int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    struct uring_runtime *rt;
+    struct uring_conn *c;
+    int allowed;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        uring_log(URING_LOG_WARN, "conn_denied", "reason=no_peercred errno=%d", errno);
+        close(fd);
+        return;
+    }
+    rt = uring_runtime_get();
+    allowed = uring_runtime_peer_allowed(rt, cred.uid, cred.gid);
+    uring_runtime_put(rt);
+    if (!allowed) {
+        atomic_fetch_add(&uring_srv.stats.conns_denied, 1);
+        uring_log(URING_LOG_WARN, "conn_denied", "uid=%u gid=%u pid=%d reason=not_allowed",
+                  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+        worker_refuse(fd, COFFER_ERR_PERMISSION,
+                      "permission denied: this uid/gid is not allowed (cofferd --allow-uid / "
+                      "--allow-gid)");
+        return;
+    }
+    if (atomic_load(&uring_srv.stopping)) {
+        worker_refuse(fd, COFFER_ERR_SHUTDOWN, coffer_strerror(COFFER_ERR_SHUTDOWN));
+        return;
+    }
+    if (atomic_fetch_add(&uring_srv.active_conns, 1) >= uring_srv.cfg.max_conns) {
+        atomic_fetch_sub(&uring_srv.active_conns, 1);
+        atomic_fetch_add(&uring_srv.stats.conns_busy, 1);
+        uring_log(URING_LOG_WARN, "conn_busy", "uid=%u pid=%d max_connections=%d",
+                  (unsigned)cred.uid, (int)cred.pid, uring_srv.cfg.max_conns);
+        worker_refuse(fd, COFFER_ERR_BUSY, coffer_strerror(COFFER_ERR_BUSY));
+        return;
+    }
+    if ((c = uring_conn_new(w, fd, cred.uid, cred.pid)) == NULL) {
+        atomic_fetch_sub(&uring_srv.active_conns, 1);
+        worker_refuse(fd, COFFER_ERR_NOMEM, coffer_strerror(COFFER_ERR_NOMEM));
+        return;
+    }
+    uring_conn_pump(c);
+}
+
+static struct uring_conn *worker_conn(struct uring_worker *w, uint64_t ud)
+{
+    uint32_t slot = uring_udata_slot(ud);
+    struct uring_conn *c = slot < w->nslots ? w->conns[slot] : NULL;
+    return c != NULL && c->gen == uring_udata_gen(ud) ? c : NULL;
+}
+
+static void worker_keys(struct uring_worker *w)
+{
+    struct uring_keyreq *list;
+    pthread_mutex_lock(&w->lock);
+    list = w->keys_done;
+    w->keys_done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (list != NULL) {
+        struct uring_keyreq *req = list;
+        struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, req->slot, req->gen));
+        list = req->next;
+        if (c != NULL)
+            uring_conn_key_done(c, req);
+        engine_key_free(req->key);
+        free(req);
+    }
+}
+
+static void worker_stop(struct uring_worker *w)
+{
+    struct io_uring_sqe *sqe;
+    if (w->stopping_seen)
+        return;
+    w->stopping_seen = 1;
+    if (w->accept_armed) {
+        sqe = uring_worker_sqe(w);
+        io_uring_prep_cancel64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0), 0);
+        io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
+    }
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->conns[i] != NULL)
+            uring_conn_stop(w->conns[i]);
+}
+
+static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    enum uring_op op = uring_udata_op(ud);
+    struct uring_conn *c;
+
+    switch (op) {
+    case URING_OP_ACCEPT:
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            w->accept_armed = 0;
+        if (cqe->res >= 0)
+            worker_accepted(w, cqe->res);
+        else if (cqe->res != -ECANCELED)
+            uring_log(URING_LOG_WARN, "accept_error", "errno=%d", -cqe->res);
+        worker_arm_accept(w);
+        break;
+    case URING_OP_EVENT:
+        worker_arm_event(w);
+        if (atomic_load(&uring_srv.stopping))
+            worker_stop(w);
+        worker_keys(w);
+        break;
+    case URING_OP_TICK: {
+        double now = uring_now();
+        worker_arm_tick(w);
+        for (uint32_t i = 0; i < w->nslots; i++)
+            if (w->conns[i] != NULL)
+                uring_conn_tick(w->conns[i], now, uring_srv.cfg.io_timeout);
+        break;
+    }
+    case URING_OP_CANCEL:
+        break;
+    default:
+        if ((c = worker_conn(w, ud)) != NULL)
+            uring_conn_complete(c, op, cqe->res, cqe->flags);
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct uring_worker *w = arg;
+    struct io_uring_params p;
+    int r;
+
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = URING_RING_SIZE * 4;
+    r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+    if (r == -EINVAL) {
+        memset(&p, 0, sizeof(p));
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = URING_RING_SIZE * 4;
+        r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+    }
+    pthread_mutex_lock(&w->lock);
+    w->start_err = r;
+    w->ready = 1;
+    pthread_mutex_unlock(&w->lock);
+    if (r < 0)
+        return NULL;
+    worker_arm_event(w);
+    worker_arm_tick(w);
+    worker_arm_accept(w);
+    while (!(w->stopping_seen && !w->accept_armed && w->nconns == 0)) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        r = io_uring_submit_and_wait(&w->ring, 1);
+        if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
+            uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d", w->index, -r);
+            break;
+        }
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            worker_cqe(w, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&w->ring, n);
+    }
+    io_uring_queue_exit(&w->ring);
+    return NULL;
+}
+
+int uring_worker_start(struct uring_worker *w, int index)
+{
+    int r = COFFER_ERR_INTERNAL;
+
+    w->index = index;
+    w->nslots = (uint32_t)uring_srv.cfg.max_conns;
+    w->conns = calloc(w->nslots, sizeof(*w->conns));
+    w->evfd = eventfd(0, EFD_CLOEXEC);
+    pthread_mutex_init(&w->lock, NULL);
+    if (w->conns == NULL || w->evfd < 0)
+        return COFFER_ERR_NOMEM;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return r;
+    for (;;) {
+        int ready;
+        pthread_mutex_lock(&w->lock);
+        ready = w->ready;
+        r = w->start_err;
+        pthread_mutex_unlock(&w->lock);
+        if (ready)
+            break;
+        usleep(1000);
+    }
+    if (r < 0) {
+        pthread_join(w->thread, NULL);
+        uring_log(URING_LOG_ERROR, "ring_setup_failed", "worker=%d errno=%d", index, -r);
+        return COFFER_ERR_INTERNAL;
+    }
+    return 0;
+}
+
+void uring_worker_wake(struct uring_worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->evfd, &one, sizeof(one)) < 0) {
+        /* the counter is already non-zero: the worker wakes anyway */
+    }
+}
+
+void uring_worker_join(struct uring_worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void uring_worker_free(struct uring_worker *w)
+{
+    struct uring_keyreq *req;
+    while ((req = w->keys_done) != NULL) {
+        w->keys_done = req->next;
+        engine_key_free(req->key);
+        free(req);
+    }
+    close(w->evfd);
+    free(w->conns);
+    pthread_mutex_destroy(&w->lock);
+}
