@@ -10,6 +10,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
 
 #define CHUNK     ENGINE_CHUNKED_CHUNK
@@ -39,6 +40,14 @@ struct engine_chunked {
     int err;
 };
 
+static pthread_once_t kdf_once = PTHREAD_ONCE_INIT;
+static EVP_KDF *kdf_hkdf; /* fetched once: a fetch per stream costs more than the derivation */
+
+static void kdf_fetch(void)
+{
+    kdf_hkdf = EVP_KDF_fetch(NULL, "HKDF", "provider=default");
+}
+
 static const char *aead_label(size_t keylen)
 {
     return keylen == 16 ? "c2sp.org/chunked-encryption@v1+AEAD_AES_128_GCM"
@@ -59,7 +68,6 @@ static int chunked_derive(engine_chunked *c)
     uint8_t okm[32 + NONCE_LEN + ENGINE_CHUNKED_COMMIT];
     size_t okmlen = c->ikmlen + NONCE_LEN + ENGINE_CHUNKED_COMMIT;
     uint8_t *info = OPENSSL_malloc(infolen);
-    EVP_KDF *kdf = NULL;
     EVP_KDF_CTX *kctx = NULL;
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 
@@ -78,8 +86,8 @@ static int chunked_derive(engine_chunked *c)
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, infolen),
         OSSL_PARAM_construct_end(),
     };
-    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", "provider=default")) == NULL ||
-        (kctx = EVP_KDF_CTX_new(kdf)) == NULL)
+    (void)pthread_once(&kdf_once, kdf_fetch);
+    if (kdf_hkdf == NULL || (kctx = EVP_KDF_CTX_new(kdf_hkdf)) == NULL)
         goto out;
     if (EVP_KDF_derive(kctx, okm, okmlen, params) != 1)
         goto out;
@@ -94,7 +102,6 @@ out:
     OPENSSL_cleanse(okm, sizeof(okm));
     OPENSSL_clear_free(info, infolen);
     EVP_KDF_CTX_free(kctx);
-    EVP_KDF_free(kdf);
     return r;
 }
 
@@ -187,8 +194,8 @@ static int chunked_fail(engine_chunked *c, int err)
 {
     c->state = ST_FAILED;
     c->err = err;
+    engine_secmem_wipe(c->buf, sizeof(c->buf));
     c->buflen = 0;
-    OPENSSL_cleanse(c->buf, sizeof(c->buf));
     return err;
 }
 
@@ -370,8 +377,8 @@ int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t 
             return r;
         *outlen = c->buflen - TAG;
     }
+    engine_secmem_wipe(c->buf, c->buflen);
     c->buflen = 0;
-    OPENSSL_cleanse(c->buf, sizeof(c->buf));
     c->state = ST_DONE;
     return 0;
 }

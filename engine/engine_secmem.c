@@ -4,7 +4,8 @@
 
 #include "coffer_error.h"
 
-#include <openssl/crypto.h>
+#include <string.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -12,18 +13,58 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* Each allocation is [header page(s)][user bytes], the header keeps the mapping's size. */
+/* Each allocation is [64-byte header][user bytes] in its own pages; the header keeps the size. */
 struct secmem_hdr {
     size_t map_len;
-    size_t user_off;
+    struct secmem_hdr *next; /* in the free list */
 };
 
 static atomic_ulong lock_failures;
 
+/*
+ * Freed regions are wiped at once and kept, still locked, for reuse: a stream per small job would
+ * otherwise cost an mmap, mlock, munlock and munmap each time. Bounded in count and bytes.
+ */
+#define POOL_MAX_BYTES (16u << 20)
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct secmem_hdr *pool_head;
+static size_t pool_bytes;
+
+static struct secmem_hdr *pool_take(size_t map_len)
+{
+    struct secmem_hdr **pp, *h = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (pp = &pool_head; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->map_len == map_len) {
+            h = *pp;
+            *pp = h->next;
+            pool_bytes -= map_len;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return h;
+}
+
+/* 1 if the (already wiped) region was kept for reuse. */
+static int pool_give(struct secmem_hdr *h)
+{
+    int kept = 0;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_bytes + h->map_len <= POOL_MAX_BYTES) {
+        h->next = pool_head;
+        pool_head = h;
+        pool_bytes += h->map_len;
+        kept = 1;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return kept;
+}
+
 void engine_secmem_wipe(void *p, size_t n)
 {
     if (p != NULL && n > 0)
-        OPENSSL_cleanse(p, n);
+        explicit_bzero(p, n);
 }
 
 void *engine_secmem_alloc(size_t n)
@@ -33,15 +74,19 @@ void *engine_secmem_alloc(size_t n)
     if (n > SIZE_MAX - hdr - page)
         return NULL;
     size_t map_len = (hdr + n + page - 1) / page * page;
+    struct secmem_hdr *h = pool_take(map_len);
+    if (h != NULL) {
+        h->next = NULL;
+        return (uint8_t *)h + hdr; /* wiped to zero when it was freed */
+    }
     void *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
     if (mlock(base, map_len) != 0)
         atomic_fetch_add(&lock_failures, 1);
     (void)madvise(base, map_len, MADV_DONTDUMP);
-    struct secmem_hdr *h = base;
+    h = base;
     h->map_len = map_len;
-    h->user_off = hdr;
     return (uint8_t *)base + hdr;
 }
 
@@ -51,7 +96,10 @@ void engine_secmem_free(void *p)
         return;
     struct secmem_hdr *h = (struct secmem_hdr *)((uint8_t *)p - 64);
     size_t map_len = h->map_len;
-    OPENSSL_cleanse(h, map_len);
+    explicit_bzero(p, map_len - 64); /* glibc's explicit_bzero: memset speed, never elided */
+    if (pool_give(h))
+        return;
+    explicit_bzero(h, 64);
     (void)munlock(h, map_len);
     (void)munmap(h, map_len);
 }
