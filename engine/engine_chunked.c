@@ -233,7 +233,6 @@ static int open_chunk(engine_chunked *c, const uint8_t *in, size_t len, uint8_t 
     if (r != 0)
         return chunked_fail(c, r); /* engine_gcm_open already wiped out */
     c->counter++;
-    c->pt_bytes += len - TAG;
     return 0;
 }
 
@@ -332,6 +331,7 @@ static int open_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
         memcpy(c->buf, in, inlen);
         c->buflen = inlen;
     }
+    c->pt_bytes += o; /* released only now that the whole call succeeded */
     *outlen = o;
     return 0;
 }
@@ -376,6 +376,7 @@ int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t 
         if ((r = open_chunk(c, c->buf, c->buflen, out)) != 0)
             return r;
         *outlen = c->buflen - TAG;
+        c->pt_bytes += *outlen;
     }
     engine_secmem_wipe(c->buf, c->buflen);
     c->buflen = 0;

@@ -21,6 +21,16 @@ struct secmem_hdr {
 
 static atomic_ulong lock_failures;
 
+/* Under ASan, pooled regions are poisoned so that a use after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POOL_POISON(p, n)   ((void)(p), (void)(n))
+#define POOL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /*
  * Freed regions are wiped at once and kept, still locked, for reuse: a stream per small job would
  * otherwise cost an mmap, mlock, munlock and munmap each time. Bounded in count and bytes.
@@ -76,6 +86,7 @@ void *engine_secmem_alloc(size_t n)
     size_t map_len = (hdr + n + page - 1) / page * page;
     struct secmem_hdr *h = pool_take(map_len);
     if (h != NULL) {
+        POOL_UNPOISON((uint8_t *)h + hdr, map_len - hdr);
         h->next = NULL;
         return (uint8_t *)h + hdr; /* wiped to zero when it was freed */
     }
@@ -97,8 +108,10 @@ void engine_secmem_free(void *p)
     struct secmem_hdr *h = (struct secmem_hdr *)((uint8_t *)p - 64);
     size_t map_len = h->map_len;
     explicit_bzero(p, map_len - 64); /* glibc's explicit_bzero: memset speed, never elided */
+    POOL_POISON(p, map_len - 64);
     if (pool_give(h))
         return;
+    POOL_UNPOISON(p, map_len - 64);
     explicit_bzero(h, 64);
     (void)munlock(h, map_len);
     (void)munmap(h, map_len);

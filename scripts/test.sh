@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Install dependencies, build coffer twice (release and ASan+UBSan) and run every test in both.
+# Install dependencies, build coffer (release, libFuzzer, ASan+UBSan) and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests (RelWithDebInfo)"
 ctest --test-dir build --output-on-failure --no-tests=error
+
+echo "== fuzz targets (clang + libFuzzer): build and a short smoke run over the seed corpus"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOFFER_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz
+ctest --test-dir build-fuzz -L fuzz --output-on-failure --no-tests=error
 
 echo "== build (ASan+UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCOFFER_SANITIZE=ON >/dev/null
