@@ -24,9 +24,7 @@
     X(WRONG_KEY, -20,                                                                              \
       "wrong key: the key commitment does not match (wrong key, wrong context, or the "            \
       "salt/commitment was altered); nothing was decrypted")                                       \
-    X(TAMPERED, -21,                                                                               \
-      "authentication failed: the ciphertext or its header was modified; the data of the failed "  \
-      "chunk was not released")                                                                    \
+    X(TAMPERED, -21, "authentication failed: the ciphertext or its header was modified")          \
     X(TRUNCATED, -22, "the ciphertext is truncated: its end is missing")                           \
     X(TRAILING, -23, "the ciphertext has trailing data after its final chunk")                     \
     X(BAD_HEADER, -24, "not a coffer-v1 file or its header is malformed")                          \

@@ -295,6 +295,8 @@ int engine_gcm_update(engine_gcm *g, const uint8_t *in, size_t len, uint8_t *out
         return 0;
     if (g->backend == ENGINE_GCM_IPSEC_MB) {
         IMB_MGR *m = imb_mgr();
+        if (m == NULL)
+            return COFFER_ERR_NOMEM;
         if (g->encrypt) {
             if (g->keylen == 16)
                 IMB_AES128_GCM_ENC_UPDATE(m, &g->imb_key, &g->imb_ctx, out, in, len);
@@ -327,6 +329,8 @@ int engine_gcm_update(engine_gcm *g, const uint8_t *in, size_t len, uint8_t *out
 static int gcm_compute_tag(engine_gcm *g, uint8_t tag[GCM_TAG_MAX])
 {
     IMB_MGR *m = imb_mgr();
+    if (m == NULL)
+        return COFFER_ERR_NOMEM;
     if (g->encrypt) {
         if (g->keylen == 16)
             IMB_AES128_GCM_ENC_FINALIZE(m, &g->imb_key, &g->imb_ctx, tag, GCM_TAG_MAX);
@@ -342,6 +346,7 @@ static int gcm_compute_tag(engine_gcm *g, uint8_t tag[GCM_TAG_MAX])
         else
             IMB_AES256_GCM_DEC_FINALIZE(m, &g->imb_key, &g->imb_ctx, tag, GCM_TAG_MAX);
     }
+    OPENSSL_cleanse(&g->imb_ctx, sizeof(g->imb_ctx));
     return 0;
 }
 
@@ -356,7 +361,8 @@ int engine_gcm_finish_tag(engine_gcm *g, uint8_t *tag, size_t taglen)
         return COFFER_ERR_INVALID_ARG;
     g->started = 0;
     if (g->backend == ENGINE_GCM_IPSEC_MB) {
-        gcm_compute_tag(g, full);
+        if ((r = gcm_compute_tag(g, full)) != 0)
+            goto out;
     } else {
         int outl;
         if (EVP_CipherFinal_ex(g->evp, full, &outl) != 1 ||
@@ -381,8 +387,7 @@ int engine_gcm_finish_verify(engine_gcm *g, const uint8_t *tag, size_t taglen)
         return COFFER_ERR_INVALID_ARG;
     g->started = 0;
     if (g->backend == ENGINE_GCM_IPSEC_MB) {
-        gcm_compute_tag(g, full);
-        if (CRYPTO_memcmp(full, tag, taglen) == 0)
+        if (gcm_compute_tag(g, full) == 0 && CRYPTO_memcmp(full, tag, taglen) == 0)
             r = 0;
     } else {
         int outl;
@@ -407,6 +412,8 @@ int engine_gcm_seal(engine_gcm *g, const uint8_t *iv, size_t ivlen, const uint8_
         return COFFER_ERR_INVALID_ARG;
     if (g->backend == ENGINE_GCM_IPSEC_MB && ivlen == 12 && taglen == GCM_TAG_MAX && iv != NULL) {
         IMB_MGR *m = imb_mgr();
+        if (m == NULL)
+            return COFFER_ERR_NOMEM;
         if (g->keylen == 16)
             IMB_AES128_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
                                NONNULL(aad), aadlen, tag, GCM_TAG_MAX);
@@ -434,6 +441,8 @@ int engine_gcm_open(engine_gcm *g, const uint8_t *iv, size_t ivlen, const uint8_
     if (g->backend == ENGINE_GCM_IPSEC_MB && ivlen == 12 && iv != NULL) {
         IMB_MGR *m = imb_mgr();
         uint8_t full[GCM_TAG_MAX];
+        if (m == NULL)
+            return COFFER_ERR_NOMEM;
         if (g->keylen == 16)
             IMB_AES128_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
                                NONNULL(aad), aadlen, full, GCM_TAG_MAX);

@@ -32,7 +32,9 @@ int engine_gcm_backend_parse(const char *name, engine_gcm_backend *out) COFFER_W
 /*
  * An engine_gcm holds one AES key schedule and the state of one message at a time. It lives in
  * locked memory (engine_secmem) and is wiped by engine_gcm_free. It is not thread-safe: use one
- * object per thread (engine_gcm_dup copies one). The ipsec-mb path uses one IMB_MGR per thread.
+ * object per thread (engine_gcm_dup copies one). The ipsec-mb path uses one IMB_MGR per thread,
+ * freed by a thread-exit destructor: a module that embeds the engine and may be dlclose()d must
+ * stay loaded (-z nodelete), as the OpenSSL provider does.
  *
  * Limits the caller must respect (GCM's own): never reuse an IV with the same key; at most
  * 2^36 - 32 bytes per message; IVs of 1 to ENGINE_GCM_IV_MAX bytes (12 bytes is the only length
