@@ -23,6 +23,8 @@ enum args_opt {
     OPT_BACKEND,
     OPT_PROGRESS,
     OPT_HELP,
+    OPT_SOCKET,
+    OPT_METADATA,
     OPT_COUNT
 };
 
@@ -43,18 +45,24 @@ static const struct option args_longopts[] = {
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"help", no_argument, NULL, OPT_HELP},
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"metadata", required_argument, NULL, OPT_METADATA},
     {NULL, 0, NULL, 0},
 };
 
 #define KEY_OPTS (BIT(OPT_KEY_FILE) | BIT(OPT_SECRETS_DIR) | BIT(OPT_NAMESPACE) | BIT(OPT_SECRET))
 #define JOB_OPTS                                                                                   \
     (BIT(OPT_OFFLINE) | KEY_OPTS | BIT(OPT_FORMAT) | BIT(OPT_CONTEXT) | BIT(OPT_IN) |              \
-     BIT(OPT_OUT) | BIT(OPT_BACKEND) | BIT(OPT_PROGRESS) | BIT(OPT_HELP))
+     BIT(OPT_OUT) | BIT(OPT_STATUS_OUT) | BIT(OPT_BACKEND) | BIT(OPT_PROGRESS) | BIT(OPT_HELP) |   \
+     BIT(OPT_SOCKET))
+/* Options of one mode only: the engine in this process, or cofferd. */
+#define OFFLINE_ONLY (KEY_OPTS | BIT(OPT_BACKEND) | BIT(OPT_SPOOL_DIR))
+#define DAEMON_ONLY  (BIT(OPT_SOCKET) | BIT(OPT_METADATA))
 
 struct args_cmd {
     const char *name;
-    unsigned allowed; /* BIT(OPT_*) of the options the subcommand takes */
-    const char *usage;
+    unsigned allowed;     /* BIT(OPT_*) of the options the subcommand takes */
+    const char *usage[2]; /* daemon mode (or the only form), then --offline (or NULL) */
     const char *help;
 };
 
@@ -63,7 +71,7 @@ static const struct args_cmd args_cmds[] = {
         {
             "keygen",
             BIT(OPT_OFFLINE) | BIT(OPT_OUT) | BIT(OPT_HELP),
-            "coffer keygen [--out FILE]",
+            {"coffer keygen [--out FILE]", NULL},
             "Print a new coffer-v1 key: 32 random bytes in base64 and a newline.\n"
             "\n"
             "  --out FILE   write the key to FILE (created with mode 0600; an existing FILE is\n"
@@ -75,35 +83,61 @@ static const struct args_cmd args_cmds[] = {
     [CLI_CMD_ENCRYPT] =
         {
             "encrypt",
-            JOB_OPTS | BIT(OPT_STATUS_OUT),
-            "coffer encrypt --offline (--key-file FILE | --secrets-dir DIR --namespace NS "
-            "--secret NAME) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
-            "[--status-out FILE]",
-            "Encrypt a backup archive.\n"
+            JOB_OPTS,
+            {"coffer encrypt [--socket PATH] [--format FMT] [--context TEXT] [--in FILE] "
+             "[--out FILE] [--status-out FILE]",
+             "coffer encrypt --offline (--key-file FILE | --secrets-dir DIR --namespace NS "
+             "--secret NAME) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
+             "[--status-out FILE]"},
+            "Encrypt a backup archive. cofferd does the work, with the key it is configured\n"
+            "with (its --secrets-dir, --namespace and --encryption-secret); with --offline the\n"
+            "engine runs in this process with the key named here.\n"
+            "\n"
+            "  --socket PATH        cofferd's socket (default $COFFER_SOCKET, else\n"
+            "                       /run/coffer/cofferd.sock)\n"
+            "  --format FMT         coffer-v1 (the default; through cofferd: its --format),\n"
+            "                       velero-v1, cobblestone, cobblestone-128, or none (no\n"
+            "                       encryption: the data passes through)\n"
+            "  --context TEXT       the context bound into bare cobblestone/cobblestone-128\n"
+            "  --in FILE            read FILE instead of standard input\n"
+            "  --out FILE           write FILE (mode 0600, replaced only on full success)\n"
+            "                       instead of standard output\n"
+            "  --status-out FILE    write the status metadata JSON to keep with the backup\n"
+            "                       (through cofferd with the byte counts added)\n"
             "\n"
             "  --offline            run the engine in this process (no cofferd)\n"
             "  --key-file FILE      the key: 32 random bytes, raw, base64 or hex (keygen)\n"
             "  --secrets-dir DIR    read the key from DIR/NS/NAME/encryptionKey, a Kubernetes\n"
             "  --namespace NS       Secret volume layout, instead of --key-file\n"
             "  --secret NAME\n"
-            "  --format FMT         coffer-v1 (default), velero-v1, cobblestone, cobblestone-128,\n"
-            "                       or none (no encryption: the data passes through)\n"
-            "  --context TEXT       the context bound into bare cobblestone/cobblestone-128\n"
-            "  --in FILE            read FILE instead of standard input\n"
-            "  --out FILE           write FILE (mode 0600, replaced only on full success)\n"
-            "                       instead of standard output\n"
-            "  --status-out FILE    write the status metadata JSON to keep with the backup\n"
             "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
         },
     [CLI_CMD_DECRYPT] =
         {
             "decrypt",
-            JOB_OPTS | BIT(OPT_SPOOL_DIR),
-            "coffer decrypt --offline (--key-file FILE | --secrets-dir DIR [--namespace NS "
-            "--secret NAME]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
-            "[--spool-dir DIR]",
+            JOB_OPTS | BIT(OPT_SPOOL_DIR) | BIT(OPT_METADATA),
+            {"coffer decrypt [--socket PATH] [--metadata FILE] [--format FMT] [--context TEXT] "
+             "[--in FILE] [--out FILE] [--status-out FILE]",
+             "coffer decrypt --offline (--key-file FILE | --secrets-dir DIR [--namespace NS "
+             "--secret NAME]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
+             "[--spool-dir DIR]"},
             "Decrypt a backup archive. Only authenticated data is ever written; with --out the\n"
-            "file appears only when the whole archive was authentic and complete.\n"
+            "file appears only when the whole archive was authentic and complete. cofferd finds\n"
+            "the key through the coffer-v1 header or the stored status metadata; with --offline\n"
+            "the engine runs in this process with the key named here.\n"
+            "\n"
+            "  --socket PATH        cofferd's socket (default $COFFER_SOCKET, else\n"
+            "                       /run/coffer/cofferd.sock)\n"
+            "  --metadata FILE      the status metadata stored with the backup (its\n"
+            "                       --status-out): names the format and the key of velero-v1\n"
+            "                       and cobblestone backups, which have no header\n"
+            "  --format FMT         coffer-v1 is recognised by its header; velero-v1,\n"
+            "                       cobblestone, cobblestone-128 and none must be named (here\n"
+            "                       or by --metadata)\n"
+            "  --context TEXT       the context of a bare cobblestone/cobblestone-128 file\n"
+            "  --in FILE            read FILE instead of standard input\n"
+            "  --out FILE           write FILE (mode 0600) instead of standard output\n"
+            "  --status-out FILE    write the backup's status metadata and the byte counts\n"
             "\n"
             "  --offline            run the engine in this process (no cofferd)\n"
             "  --key-file FILE      the key file\n"
@@ -111,11 +145,6 @@ static const struct args_cmd args_cmds[] = {
             "                       NS and NAME come from the file's header unless\n"
             "  --namespace NS       --namespace or --secret override them\n"
             "  --secret NAME\n"
-            "  --format FMT         coffer-v1 is recognised by its header; velero-v1,\n"
-            "                       cobblestone, cobblestone-128 and none must be named\n"
-            "  --context TEXT       the context of a bare cobblestone/cobblestone-128 file\n"
-            "  --in FILE            read FILE instead of standard input\n"
-            "  --out FILE           write FILE (mode 0600) instead of standard output\n"
             "  --spool-dir DIR      velero-v1: where to spool the ciphertext until its tag is\n"
             "                       verified (default $TMPDIR or /tmp)\n"
             "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
@@ -124,17 +153,46 @@ static const struct args_cmd args_cmds[] = {
         {
             "inspect",
             BIT(OPT_OFFLINE) | BIT(OPT_IN) | BIT(OPT_HELP),
-            "coffer inspect [--in FILE]",
+            {"coffer inspect [--in FILE]", NULL},
             "Print the status metadata in a coffer-v1 file's header as JSON. Needs no key; the\n"
             "header is authenticated only when the file is decrypted.\n"
             "\n"
             "  --in FILE   read FILE instead of standard input\n",
+        },
+    [CLI_CMD_HEALTH] =
+        {
+            "health",
+            BIT(OPT_SOCKET) | BIT(OPT_HELP),
+            {"coffer health [--socket PATH]", NULL},
+            "Print cofferd's health as JSON (status, version, format, the key's Secret and id,\n"
+            "workers). Exits 0 only when cofferd answers and its status is \"ok\".\n"
+            "\n"
+            "  --socket PATH   cofferd's socket (default $COFFER_SOCKET, else\n"
+            "                  /run/coffer/cofferd.sock)\n",
+        },
+    [CLI_CMD_STATS] =
+        {
+            "stats",
+            BIT(OPT_SOCKET) | BIT(OPT_HELP),
+            {"coffer stats [--socket PATH]", NULL},
+            "Print cofferd's counters as JSON (connections, jobs, bytes, key loads, uptime).\n"
+            "\n"
+            "  --socket PATH   cofferd's socket (default $COFFER_SOCKET, else\n"
+            "                  /run/coffer/cofferd.sock)\n",
         },
 };
 
 const char *cli_args_cmd_name(enum cli_cmd cmd)
 {
     return args_cmds[cmd].name;
+}
+
+/* "usage: <form>" and, for encrypt and decrypt, "       <offline form>". */
+static void args_print_usage(FILE *f, const struct args_cmd *c)
+{
+    fprintf(f, "usage: %s\n", c->usage[0]);
+    if (c->usage[1] != NULL)
+        fprintf(f, "       %s\n", c->usage[1]);
 }
 
 int cli_args_usage_error(enum cli_cmd cmd, const char *fmt, ...)
@@ -146,8 +204,8 @@ int cli_args_usage_error(enum cli_cmd cmd, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     cli_report_line("%s", msg);
-    fprintf(stderr, "usage: %s\nTry 'coffer %s --help'.\n", args_cmds[cmd].usage,
-            args_cmds[cmd].name);
+    args_print_usage(stderr, &args_cmds[cmd]);
+    fprintf(stderr, "Try 'coffer %s --help'.\n", args_cmds[cmd].name);
     return CLI_EXIT_USAGE;
 }
 
@@ -155,7 +213,9 @@ static void args_print_top_usage(FILE *f)
 {
     fprintf(f, "usage: coffer <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(args_cmds) / sizeof(args_cmds[0]); i++)
-        fprintf(f, "  %s\n", args_cmds[i].usage);
+        for (size_t u = 0; u < 2 && args_cmds[i].usage[u] != NULL; u++)
+            fprintf(f, "  %s\n", args_cmds[i].usage[u]);
+    fprintf(f, "  coffer hsm init-kek|list|check ...   (HSM key administration)\n");
     fprintf(f, "\n'coffer <command> --help' describes a command's options.\n");
 }
 
@@ -216,6 +276,12 @@ static int args_store(struct cli_args *a, int opt, const char *v)
     case OPT_SPOOL_DIR:
         a->spool_dir = v;
         break;
+    case OPT_SOCKET:
+        a->socket_path = v;
+        break;
+    case OPT_METADATA:
+        a->metadata = v;
+        break;
     case OPT_BACKEND:
         if (engine_gcm_backend_parse(v, &a->backend) != 0)
             return cli_args_usage_error(a->cmd, "unknown backend '%s' (auto, ipsec-mb or openssl)",
@@ -237,13 +303,59 @@ static int args_store(struct cli_args *a, int opt, const char *v)
     return CLI_ARGS_RUN;
 }
 
-/* Checks between options that hold whatever the mode (offline or, later, the daemon). */
-static int args_check(const struct cli_args *a)
+/* Why an option belongs to one mode: the tail of the usage message. */
+static const char *args_mode_reason(int opt)
+{
+    switch (opt) {
+    case OPT_KEY_FILE:
+    case OPT_SECRETS_DIR:
+    case OPT_NAMESPACE:
+    case OPT_SECRET:
+        return "through cofferd the daemon's own key is used (its --secrets-dir, --namespace "
+               "and --encryption-secret; a restore finds its key by the header or --metadata)";
+    case OPT_BACKEND:
+        return "cofferd chooses its own AES-GCM implementation";
+    case OPT_SPOOL_DIR:
+        return "cofferd spools velero-v1 restores in its own --spool-dir";
+    default:
+        return "";
+    }
+}
+
+/* Options that belong to the other mode: offline key options, or the daemon's socket. */
+static int args_check_mode(const struct cli_args *a, unsigned seen)
+{
+    for (int opt = 0; opt < OPT_COUNT; opt++) {
+        if (!(seen & BIT(opt)))
+            continue;
+        if (!a->offline && (OFFLINE_ONLY & BIT(opt)))
+            return cli_args_usage_error(a->cmd, "--%s needs --offline: %s", args_longopts[opt].name,
+                                        args_mode_reason(opt));
+        if (a->offline && (DAEMON_ONLY & BIT(opt)))
+            return cli_args_usage_error(a->cmd, "--%s is for cofferd, not for --offline",
+                                        args_longopts[opt].name);
+    }
+    if (a->offline && a->cmd == CLI_CMD_DECRYPT && (seen & BIT(OPT_STATUS_OUT)))
+        return cli_args_usage_error(a->cmd, "'coffer decrypt --offline' does not take "
+                                            "--status-out (only cofferd reports a restore's "
+                                            "metadata)");
+    return CLI_ARGS_RUN;
+}
+
+/* The options that belong to one mode only, then checks between options. */
+static int args_check(const struct cli_args *a, unsigned seen)
 {
     int cobblestone =
         a->format == COFFER_FORMAT_COBBLESTONE || a->format == COFFER_FORMAT_COBBLESTONE_128;
+    /* A restore through cofferd may take its format from --metadata, which cofferd checks. */
+    int format_from_metadata = a->metadata != NULL && !a->format_given;
 
-    if (a->context != NULL && !cobblestone)
+    if (a->cmd == CLI_CMD_ENCRYPT || a->cmd == CLI_CMD_DECRYPT) {
+        int r = args_check_mode(a, seen);
+        if (r != CLI_ARGS_RUN)
+            return r;
+    }
+    if (a->context != NULL && !cobblestone && !format_from_metadata)
         return cli_args_usage_error(a->cmd, "--context applies only to --format cobblestone or "
                                             "cobblestone-128 (coffer-v1 binds its header)");
     if (a->key_file != NULL && a->secrets_dir != NULL)
@@ -300,7 +412,8 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             return cli_args_usage_error(a->cmd, "'coffer %s' does not take --%s", c->name,
                                         args_longopts[opt].name);
         if (opt == OPT_HELP) {
-            printf("usage: %s\n\n%s", c->usage, c->help);
+            args_print_usage(stdout, c);
+            printf("\n%s", c->help);
             return CLI_EXIT_OK;
         }
         if (seen & BIT(opt))
@@ -315,5 +428,5 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
     }
     if (optind < ac)
         return cli_args_usage_error(a->cmd, "unexpected argument '%s'", av[optind]);
-    return args_check(a);
+    return args_check(a, seen);
 }

@@ -13,6 +13,8 @@ enum cli_cmd {
     CLI_CMD_ENCRYPT = 1,
     CLI_CMD_DECRYPT = 2,
     CLI_CMD_INSPECT = 3,
+    CLI_CMD_HEALTH = 4,
+    CLI_CMD_STATS = 5,
 };
 
 enum cli_progress_mode {
@@ -24,10 +26,17 @@ enum cli_progress_mode {
 /*
  * What the command line asked for. Strings point into argv. A NULL path means the default
  * (standard input or output); "-" is normalised to NULL.
+ *
+ * encrypt and decrypt run in cofferd (daemon mode) unless --offline is given. The options of one
+ * mode are refused in the other by cli_args_parse: --key-file, --secrets-dir, --namespace,
+ * --secret, --backend and --spool-dir need --offline; --socket and --metadata (and decrypt's
+ * --status-out) need daemon mode.
  */
 struct cli_args {
     enum cli_cmd cmd;
     int offline;                     /* --offline: run the engine in this process */
+    const char *socket_path;         /* --socket: cofferd's socket, NULL for libcoffer's default */
+    const char *metadata;            /* --metadata: the stored status metadata (decrypt) */
     const char *key_file;            /* --key-file */
     const char *secrets_dir;         /* --secrets-dir */
     const char *ns;                  /* --namespace */

@@ -18,8 +18,20 @@ int cli_decrypt_offline(const struct cli_args *a);
 int cli_inspect_run(const struct cli_args *a);
 
 /*
- * Checks of an offline job's key options that the daemon mode will not share: the key source is
- * named on the command line. Returns CLI_ARGS_RUN or CLI_EXIT_USAGE (after a usage message).
+ * coffer encrypt / decrypt without --offline: the job runs in cofferd. Named files on both sides
+ * (--in and --out) are handed to the daemon as descriptors; otherwise the bytes stream through
+ * the socket. An --out file is this process's temporary file until the daemon's result says the
+ * job completed.
+ */
+int cli_remote_run(const struct cli_args *a);
+
+/* coffer health / coffer stats: cofferd's JSON reply, indented, on standard output. */
+int cli_query_run(const struct cli_args *a);
+
+/*
+ * Checks of an offline job's key options, which daemon mode does not share (cofferd has its own
+ * keys): the key source is named on the command line. Returns CLI_ARGS_RUN or CLI_EXIT_USAGE
+ * (after a usage message).
  */
 int cli_job_check_offline(const struct cli_args *a);
 

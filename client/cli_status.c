@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Building the status metadata JSON of an encrypt job and staging its --status-out file. */
+/* The status metadata JSON: built for an encrypt, staged as --status-out, read for --metadata. */
 #include "cli_status.h"
 
 #include "cli_report.h"
 #include "coffer_error.h"
 #include "engine_metadata.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *status_base_name(const char *path)
 {
@@ -45,5 +50,108 @@ int cli_status_stage(struct cli_output *o, const char *path, const char *text)
     r = cli_output_write(o, (const uint8_t *)text, strlen(text));
     if (r == 0)
         r = cli_output_write(o, (const uint8_t *)"\n", 1);
+    return r;
+}
+
+int cli_status_from_result(const char *meta, size_t len, uint64_t bytes_in, uint64_t bytes_out,
+                           const char *what, char **text)
+{
+    json_error_t err;
+    json_t *m = json_loadb(meta, len, JSON_REJECT_DUPLICATES, &err);
+    int r = COFFER_ERR_METADATA;
+
+    *text = NULL;
+    if (m == NULL || !json_is_object(m)) {
+        cli_report_error(what, r, "cofferd's result carries no JSON object");
+        goto out;
+    }
+    r = COFFER_ERR_NOMEM;
+    if (bytes_in > (uint64_t)LLONG_MAX || bytes_out > (uint64_t)LLONG_MAX ||
+        json_object_set_new(m, "bytesIn", json_integer((json_int_t)bytes_in)) != 0 ||
+        json_object_set_new(m, "bytesOut", json_integer((json_int_t)bytes_out)) != 0 ||
+        (*text = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+        cli_report_error(what, r, "building the status metadata");
+        goto out;
+    }
+    r = 0;
+out:
+    json_decref(m);
+    return r;
+}
+
+/* Read at most max bytes of path; one more means the file is too large. */
+static int status_read(const char *path, char *buf, size_t max, size_t *len, char *detail,
+                       size_t detaillen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    size_t have = 0;
+
+    if (fd < 0) {
+        snprintf(detail, detaillen, "%s", strerror(errno));
+        return COFFER_ERR_IO;
+    }
+    while (have <= max) {
+        ssize_t n = read(fd, buf + have, max + 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(detail, detaillen, "%s", strerror(errno));
+            close(fd);
+            return COFFER_ERR_IO;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    close(fd);
+    if (have > max) {
+        snprintf(detail, detaillen, "the file is larger than %zu bytes", max);
+        return COFFER_ERR_TOO_LARGE;
+    }
+    *len = have;
+    return 0;
+}
+
+int cli_status_load(const char *path, char **text, size_t *len)
+{
+    char what[PATH_MAX + 64];
+    char detail[256] = "";
+    json_error_t err;
+    json_t *m = NULL;
+    char *buf = malloc(ENGINE_METADATA_MAX + 2);
+    size_t n = 0;
+    int r = COFFER_ERR_NOMEM;
+
+    *text = NULL;
+    *len = 0;
+    snprintf(what, sizeof(what), "reading the status metadata %s", path);
+    if (buf == NULL)
+        goto out;
+    r = status_read(path, buf, ENGINE_METADATA_MAX, &n, detail, sizeof(detail));
+    if (r != 0)
+        goto out;
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = '\0';
+    r = COFFER_ERR_METADATA;
+    m = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &err);
+    if (m == NULL) {
+        snprintf(detail, sizeof(detail), "not JSON: %s (line %d)", err.text, err.line);
+        goto out;
+    }
+    if (!json_is_object(m)) {
+        snprintf(detail, sizeof(detail), "not a JSON object");
+        goto out;
+    }
+    *text = buf;
+    *len = n;
+    buf = NULL;
+    r = 0;
+out:
+    if (r != 0)
+        cli_report_error(what, r, detail);
+    json_decref(m);
+    free(buf);
     return r;
 }

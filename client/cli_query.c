@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* coffer health and coffer stats: ask cofferd, print its JSON reply indented on standard output. */
+#include "cli_job.h"
+
+#include "cli_daemon.h"
+#include "cli_output.h"
+#include "cli_report.h"
+#include "coffer_error.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_query_run(const struct cli_args *a)
+{
+    int health = a->cmd == CLI_CMD_HEALTH;
+    const char *sock = cli_daemon_socket(a);
+    char what[PATH_MAX + 64];
+    coffer_client *c = NULL;
+    struct cli_output out;
+    json_error_t err;
+    json_t *j = NULL;
+    char *reply = NULL, *text = NULL;
+    const char *status;
+    int r;
+
+    memset(&out, 0, sizeof(out));
+    out.fd = -1;
+    snprintf(what, sizeof(what), "asking cofferd at %s for its %s", sock,
+             health ? "health" : "statistics");
+    r = cli_daemon_connect(&c, a);
+    if (r != 0)
+        goto out;
+    r = health ? coffer_client_health(c, &reply) : coffer_client_stats(c, &reply);
+    if (r != 0) {
+        cli_report_error(what, r, NULL);
+        goto out;
+    }
+    j = json_loads(reply, JSON_REJECT_DUPLICATES, &err);
+    if (j == NULL || !json_is_object(j)) {
+        r = COFFER_ERR_PROTO_FRAME;
+        cli_report_error(what, r, "the reply is not a JSON object");
+        goto out;
+    }
+    /* Escape everything outside ASCII: the reply goes to a terminal. */
+    text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (text == NULL) {
+        r = COFFER_ERR_NOMEM;
+        cli_report_error(what, r, NULL);
+        goto out;
+    }
+    r = cli_output_open(&out, NULL, CLI_OUTPUT_REPLACE);
+    if (r == 0)
+        r = cli_output_write(&out, (const uint8_t *)text, strlen(text));
+    if (r == 0)
+        r = cli_output_write(&out, (const uint8_t *)"\n", 1);
+    if (r != 0)
+        goto out;
+    if (health) {
+        status = json_string_value(json_object_get(j, "status"));
+        if (status == NULL || strcmp(status, "ok") != 0) {
+            r = COFFER_ERR_SHUTDOWN;
+            cli_report_line("cofferd at %s is not healthy: its status is '%s'", sock,
+                            status != NULL ? status : "(missing)");
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    cli_output_close(&out);
+    coffer_client_close(c);
+    json_decref(j);
+    free(reply);
+    free(text);
+    return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
