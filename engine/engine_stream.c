@@ -102,7 +102,6 @@ void engine_stream_free(engine_stream *s)
 static int stream_alloc(engine_stream **out, const struct engine_stream_params *p, int sealing)
 {
     engine_stream *s;
-    *out = NULL;
     if ((unsigned)p->format > COFFER_FORMAT_NONE)
         return COFFER_ERR_FORMAT;
     if (p->format != COFFER_FORMAT_NONE && p->key == NULL)
@@ -126,45 +125,80 @@ static int stream_key_check(engine_stream *s, const engine_key *k)
     return COFFER_ERR_KEY_SIZE;
 }
 
-int engine_stream_seal_new(engine_stream **out, const struct engine_stream_params *p)
+/* Bare Cobblestone's AEAD for the format. */
+static engine_chunked_aead stream_aead(coffer_format f)
+{
+    return f == COFFER_FORMAT_COBBLESTONE_128 ? ENGINE_CHUNKED_AES_128_GCM
+                                              : ENGINE_CHUNKED_AES_256_GCM;
+}
+
+static int stream_setup_seal(engine_stream *s, const struct engine_stream_params *p)
+{
+    int r;
+    switch (p->format) {
+    case COFFER_FORMAT_COFFER_V1:
+        if (p->metadata == NULL)
+            return COFFER_ERR_METADATA;
+        if ((r = engine_header_encode(p->metadata, p->metadata_len, &s->pending,
+                                      &s->pending_len)) != 0)
+            return r;
+        return engine_chunked_seal_new(&s->chunked, ENGINE_CHUNKED_AES_256_GCM, p->backend,
+                                       p->key->bytes, p->key->len, s->pending, s->pending_len,
+                                       NULL);
+    case COFFER_FORMAT_COBBLESTONE:
+    case COFFER_FORMAT_COBBLESTONE_128:
+        return engine_chunked_seal_new(&s->chunked, stream_aead(p->format), p->backend,
+                                       p->key->bytes, p->key->len, p->context, p->context_len,
+                                       NULL);
+    case COFFER_FORMAT_VELERO_V1:
+        return engine_velero_seal_new(&s->velero, p->backend, p->key->bytes, p->key->len);
+    case COFFER_FORMAT_NONE:
+        break;
+    }
+    return 0;
+}
+
+static int stream_setup_open(engine_stream *s, const struct engine_stream_params *p)
+{
+    const engine_header_reader *h = p->header;
+    switch (p->format) {
+    case COFFER_FORMAT_COFFER_V1:
+        if (h == NULL || !h->complete)
+            return COFFER_ERR_BAD_HEADER;
+        if (h->meta.key_id != NULL && strcmp(h->meta.key_id, p->key->id) != 0) {
+            stream_detail(s, "this backup was encrypted with key %.16s; the key given has id %s",
+                          h->meta.key_id, p->key->id);
+            return COFFER_ERR_WRONG_KEY;
+        }
+        s->key_id_matched = h->meta.key_id != NULL;
+        return engine_chunked_open_new(&s->chunked, ENGINE_CHUNKED_AES_256_GCM, p->backend,
+                                       p->key->bytes, p->key->len, h->bytes, h->total);
+    case COFFER_FORMAT_COBBLESTONE:
+    case COFFER_FORMAT_COBBLESTONE_128:
+        return engine_chunked_open_new(&s->chunked, stream_aead(p->format), p->backend,
+                                       p->key->bytes, p->key->len, p->context, p->context_len);
+    case COFFER_FORMAT_VELERO_V1:
+        return engine_velero_open_new(&s->velero, p->backend, p->key->bytes, p->key->len,
+                                      p->spool_dir,
+                                      p->spool_mem != 0 ? p->spool_mem
+                                                        : ENGINE_VELERO_SPOOL_MEM_DEFAULT);
+    case COFFER_FORMAT_NONE:
+        break;
+    }
+    return 0;
+}
+
+static int stream_new(engine_stream **out, const struct engine_stream_params *p, int sealing)
 {
     engine_stream *s;
     int r;
 
     *out = NULL;
-    r = stream_alloc(&s, p, 1);
-    if (r != 0)
+    if ((r = stream_alloc(&s, p, sealing)) != 0)
         return r;
     if (p->format != COFFER_FORMAT_NONE && (r = stream_key_check(s, p->key)) != 0)
         goto fail;
-    switch (p->format) {
-    case COFFER_FORMAT_COFFER_V1:
-        if (p->metadata == NULL) {
-            r = COFFER_ERR_METADATA;
-            goto fail;
-        }
-        if ((r = engine_header_encode(p->metadata, p->metadata_len, &s->pending,
-                                      &s->pending_len)) != 0)
-            goto fail;
-        r = engine_chunked_seal_new(&s->chunked, ENGINE_CHUNKED_AES_256_GCM, p->backend,
-                                    p->key->bytes, p->key->len, s->pending, s->pending_len, NULL);
-        break;
-    case COFFER_FORMAT_COBBLESTONE:
-    case COFFER_FORMAT_COBBLESTONE_128:
-        r = engine_chunked_seal_new(&s->chunked,
-                                    p->format == COFFER_FORMAT_COBBLESTONE
-                                        ? ENGINE_CHUNKED_AES_256_GCM
-                                        : ENGINE_CHUNKED_AES_128_GCM,
-                                    p->backend, p->key->bytes, p->key->len, p->context,
-                                    p->context_len, NULL);
-        break;
-    case COFFER_FORMAT_VELERO_V1:
-        r = engine_velero_seal_new(&s->velero, p->backend, p->key->bytes, p->key->len);
-        break;
-    case COFFER_FORMAT_NONE:
-        break;
-    }
-    if (r != 0)
+    if ((r = sealing ? stream_setup_seal(s, p) : stream_setup_open(s, p)) != 0)
         goto fail;
     *out = s;
     return 0;
@@ -175,63 +209,14 @@ fail:
     return r;
 }
 
+int engine_stream_seal_new(engine_stream **out, const struct engine_stream_params *p)
+{
+    return stream_new(out, p, 1);
+}
+
 int engine_stream_open_new(engine_stream **out, const struct engine_stream_params *p)
 {
-    engine_stream *s;
-    int r;
-
-    *out = NULL;
-    r = stream_alloc(&s, p, 0);
-    if (r != 0)
-        return r;
-    if (p->format != COFFER_FORMAT_NONE && (r = stream_key_check(s, p->key)) != 0)
-        goto fail;
-    switch (p->format) {
-    case COFFER_FORMAT_COFFER_V1: {
-        const engine_header_reader *h = p->header;
-        if (h == NULL || !h->complete) {
-            r = COFFER_ERR_BAD_HEADER;
-            goto fail;
-        }
-        if (h->meta.key_id != NULL && strcmp(h->meta.key_id, p->key->id) != 0) {
-            stream_detail(s,
-                          "this backup was encrypted with key %.16s; the key given has id %s",
-                          h->meta.key_id, p->key->id);
-            r = COFFER_ERR_WRONG_KEY;
-            goto fail;
-        }
-        s->key_id_matched = h->meta.key_id != NULL;
-        r = engine_chunked_open_new(&s->chunked, ENGINE_CHUNKED_AES_256_GCM, p->backend,
-                                    p->key->bytes, p->key->len, h->bytes, h->total);
-        break;
-    }
-    case COFFER_FORMAT_COBBLESTONE:
-    case COFFER_FORMAT_COBBLESTONE_128:
-        r = engine_chunked_open_new(&s->chunked,
-                                    p->format == COFFER_FORMAT_COBBLESTONE
-                                        ? ENGINE_CHUNKED_AES_256_GCM
-                                        : ENGINE_CHUNKED_AES_128_GCM,
-                                    p->backend, p->key->bytes, p->key->len, p->context,
-                                    p->context_len);
-        break;
-    case COFFER_FORMAT_VELERO_V1:
-        r = engine_velero_open_new(&s->velero, p->backend, p->key->bytes, p->key->len,
-                                   p->spool_dir,
-                                   p->spool_mem != 0 ? p->spool_mem
-                                                     : ENGINE_VELERO_SPOOL_MEM_DEFAULT);
-        break;
-    case COFFER_FORMAT_NONE:
-        break;
-    }
-    if (r != 0)
-        goto fail;
-    *out = s;
-    return 0;
-fail:
-    if (p->detail != NULL && p->detail_len > 0)
-        snprintf(p->detail, p->detail_len, "%s", s->detail);
-    engine_stream_free(s);
-    return r;
+    return stream_new(out, p, 0);
 }
 
 size_t engine_stream_bound(const engine_stream *s, size_t inlen)
