@@ -99,19 +99,10 @@ int cli_decrypt_offline(const struct cli_args *a)
     if (r != 0)
         goto out;
 
-    memset(&params, 0, sizeof(params));
-    params.format = f;
-    params.backend = a->backend;
-    params.key = key;
-    if (a->context != NULL) {
-        params.context = (const uint8_t *)a->context;
-        params.context_len = strlen(a->context);
-    }
+    cli_job_params_init(&params, a, f, key, detail, sizeof(detail));
     params.header = f == COFFER_FORMAT_COFFER_V1 ? &hdr : NULL;
     params.spool_dir = a->spool_dir;
     params.spool_mem = ENGINE_VELERO_SPOOL_MEM_DEFAULT;
-    params.detail = detail;
-    params.detail_len = sizeof(detail);
     r = engine_stream_open_new(&s, &params);
     if (r != 0) {
         cli_report_error(what, r, detail);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 int cli_encrypt_offline(const struct cli_args *a)
 {
@@ -39,11 +38,8 @@ int cli_encrypt_offline(const struct cli_args *a)
     memset(&progress, 0, sizeof(progress));
     out.fd = status.fd = -1;
 
-    if (a->out == NULL && f != COFFER_FORMAT_NONE && isatty(STDOUT_FILENO)) {
-        cli_report_line("refusing to write ciphertext to a terminal: give --out FILE or redirect "
-                        "standard output");
+    if (f != COFFER_FORMAT_NONE && cli_output_refuse_terminal(a->out))
         return CLI_EXIT_USAGE;
-    }
     r = cli_input_open(&in, a->in);
     if (r != 0)
         return CLI_EXIT_FAIL;
@@ -58,20 +54,11 @@ int cli_encrypt_offline(const struct cli_args *a)
     if (r != 0)
         goto out;
 
-    memset(&params, 0, sizeof(params));
-    params.format = f;
-    params.backend = a->backend;
-    params.key = key;
-    if (a->context != NULL) {
-        params.context = (const uint8_t *)a->context;
-        params.context_len = strlen(a->context);
-    }
+    cli_job_params_init(&params, a, f, key, detail, sizeof(detail));
     if (f == COFFER_FORMAT_COFFER_V1) {
         params.metadata = meta;
         params.metadata_len = strlen(meta);
     }
-    params.detail = detail;
-    params.detail_len = sizeof(detail);
     r = engine_stream_seal_new(&s, &params);
     if (r != 0) {
         cli_report_error(what, r, detail);
@@ -99,15 +86,9 @@ int cli_encrypt_offline(const struct cli_args *a)
     r = cli_pump_run(&pump);
     if (r != 0)
         goto out;
-    r = cli_output_commit(&out);
+    r = cli_output_commit_with_status(&out, a->status_out != NULL ? &status : NULL);
     if (r != 0)
         goto out;
-    if (a->status_out != NULL) {
-        r = cli_output_commit(&status);
-        if (r != 0)
-            goto out;
-    }
-    r = 0;
 out:
     cli_progress_finish(&progress, s != NULL ? engine_stream_bytes_in(s) : 0, r == 0);
     cli_pump_free(&pump);

@@ -22,14 +22,10 @@ int cli_inspect_run(const struct cli_args *a)
     int r = COFFER_ERR_INTERNAL;
     char what[PATH_MAX + 32];
     struct cli_input in;
-    struct cli_output out;
     engine_header_reader hdr;
     uint8_t *buf = NULL;
-    char *text = NULL;
     size_t body_off = 0, body_len = 0;
 
-    memset(&out, 0, sizeof(out));
-    out.fd = -1;
     engine_header_reader_init(&hdr);
     r = cli_input_open(&in, a->in);
     if (r != 0) {
@@ -46,23 +42,10 @@ int cli_inspect_run(const struct cli_args *a)
     r = cli_header_read(&hdr, &in, buf, INSPECT_BUF, 0, &body_off, &body_len, what);
     if (r != 0)
         goto out;
-    /* Escape everything outside ASCII: the metadata is untrusted and goes to a terminal. */
-    text = json_dumps(hdr.meta.json, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-    if (text == NULL) {
-        r = COFFER_ERR_NOMEM;
-        cli_report_error(what, r, NULL);
-        goto out;
-    }
-    r = cli_output_open(&out, NULL, CLI_OUTPUT_REPLACE);
-    if (r == 0)
-        r = cli_output_write(&out, (const uint8_t *)text, strlen(text));
-    if (r == 0)
-        r = cli_output_write(&out, (const uint8_t *)"\n", 1);
+    r = cli_output_print_json(hdr.meta.json, what);
 out:
-    cli_output_close(&out);
     cli_input_close(&in);
     engine_header_reader_clear(&hdr);
-    free(text);
     free(buf);
     return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

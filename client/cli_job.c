@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Checks shared by the offline encrypt and decrypt jobs before anything is opened. */
+/* Checks and stream parameters shared by the offline encrypt and decrypt jobs. */
 #include "cli_job.h"
+
+#include <string.h>
 
 int cli_job_check_offline(const struct cli_args *a)
 {
@@ -16,4 +18,19 @@ int cli_job_check_offline(const struct cli_args *a)
             return cli_args_usage_error(a->cmd, "--secrets-dir needs --namespace and --secret");
     }
     return CLI_ARGS_RUN;
+}
+
+void cli_job_params_init(struct engine_stream_params *p, const struct cli_args *a, coffer_format f,
+                         const engine_key *key, char *detail, size_t detail_len)
+{
+    memset(p, 0, sizeof(*p));
+    p->format = f;
+    p->backend = a->backend;
+    p->key = key;
+    if (a->context != NULL) {
+        p->context = (const uint8_t *)a->context;
+        p->context_len = strlen(a->context);
+    }
+    p->detail = detail;
+    p->detail_len = detail_len;
 }

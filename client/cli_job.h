@@ -35,4 +35,12 @@ int cli_query_run(const struct cli_args *a);
  */
 int cli_job_check_offline(const struct cli_args *a);
 
+/*
+ * The stream parameters an offline job shares between sealing and opening: format f, the
+ * --backend, key (NULL for none), the --context if given, and detail (detail_len bytes) for the
+ * sentence explaining a failure. Everything else is zeroed for the caller to fill in.
+ */
+void cli_job_params_init(struct engine_stream_params *p, const struct cli_args *a, coffer_format f,
+                         const engine_key *key, char *detail, size_t detail_len);
+
 #endif

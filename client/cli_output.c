@@ -164,6 +164,15 @@ static int output_open_file(struct cli_output *o, const char *path)
     return 0;
 }
 
+int cli_output_refuse_terminal(const char *path)
+{
+    if (path != NULL || !isatty(STDOUT_FILENO))
+        return 0;
+    cli_report_line("refusing to write ciphertext to a terminal: give --out FILE or redirect "
+                    "standard output");
+    return 1;
+}
+
 int cli_output_open(struct cli_output *o, const char *path, enum cli_output_mode mode)
 {
     int r;
@@ -306,6 +315,36 @@ int cli_output_commit(struct cli_output *o)
     o->committed = 1;
     output_sync_dir(o);
     return 0;
+}
+
+int cli_output_commit_with_status(struct cli_output *o, struct cli_output *status)
+{
+    int r = cli_output_commit(o);
+
+    if (r == 0 && status != NULL)
+        r = cli_output_commit(status);
+    return r;
+}
+
+int cli_output_print_json(const json_t *j, const char *what)
+{
+    struct cli_output out;
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    int r;
+
+    if (text == NULL) {
+        r = COFFER_ERR_NOMEM;
+        cli_report_error(what, r, NULL);
+        return r;
+    }
+    r = cli_output_open(&out, NULL, CLI_OUTPUT_REPLACE);
+    if (r == 0)
+        r = cli_output_write(&out, (const uint8_t *)text, strlen(text));
+    if (r == 0)
+        r = cli_output_write(&out, (const uint8_t *)"\n", 1);
+    cli_output_close(&out);
+    free(text);
+    return r;
 }
 
 void cli_output_close(struct cli_output *o)

@@ -3,6 +3,7 @@
 #ifndef CLI_OUTPUT_H
 #define CLI_OUTPUT_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,12 @@ struct cli_output {
     uint64_t written;
 };
 
+/*
+ * Ciphertext is never written to a terminal: 1 (after saying so, and what to do instead) when
+ * path is NULL and standard output is a terminal, else 0.
+ */
+int cli_output_refuse_terminal(const char *path);
+
 /* Open (path NULL: standard output). Reports its failure and returns a COFFER_ERR_* code. */
 int cli_output_open(struct cli_output *o, const char *path, enum cli_output_mode mode);
 
@@ -44,6 +51,18 @@ int cli_output_write(struct cli_output *o, const uint8_t *buf, size_t len);
 
 /* Make the output durable and visible under its path. Reports its failure. */
 int cli_output_commit(struct cli_output *o);
+
+/*
+ * Commit the job's output, then its status file (status NULL: there is none), so that a status
+ * never appears for an output that did not. Reports its failure.
+ */
+int cli_output_commit_with_status(struct cli_output *o, struct cli_output *status);
+
+/*
+ * Print j on standard output, indented, with everything outside ASCII escaped (the JSON is
+ * untrusted and may go to a terminal), and a newline. Reports "<what>: ..." on failure.
+ */
+int cli_output_print_json(const json_t *j, const char *what);
 
 /* Release the output; without a successful commit its data is discarded. NULL-safe, idempotent. */
 void cli_output_close(struct cli_output *o);

@@ -19,15 +19,12 @@ int cli_query_run(const struct cli_args *a)
     const char *sock = cli_daemon_socket(a);
     char what[PATH_MAX + 64];
     coffer_client *c = NULL;
-    struct cli_output out;
     json_error_t err;
     json_t *j = NULL;
-    char *reply = NULL, *text = NULL;
+    char *reply = NULL;
     const char *status;
     int r;
 
-    memset(&out, 0, sizeof(out));
-    out.fd = -1;
     snprintf(what, sizeof(what), "asking cofferd at %s for its %s", sock,
              health ? "health" : "statistics");
     r = cli_daemon_connect(&c, a);
@@ -44,18 +41,7 @@ int cli_query_run(const struct cli_args *a)
         cli_report_error(what, r, "the reply is not a JSON object");
         goto out;
     }
-    /* Escape everything outside ASCII: the reply goes to a terminal. */
-    text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-    if (text == NULL) {
-        r = COFFER_ERR_NOMEM;
-        cli_report_error(what, r, NULL);
-        goto out;
-    }
-    r = cli_output_open(&out, NULL, CLI_OUTPUT_REPLACE);
-    if (r == 0)
-        r = cli_output_write(&out, (const uint8_t *)text, strlen(text));
-    if (r == 0)
-        r = cli_output_write(&out, (const uint8_t *)"\n", 1);
+    r = cli_output_print_json(j, what);
     if (r != 0)
         goto out;
     if (health) {
@@ -69,10 +55,8 @@ int cli_query_run(const struct cli_args *a)
     }
     r = 0;
 out:
-    cli_output_close(&out);
     coffer_client_close(c);
     json_decref(j);
     free(reply);
-    free(text);
     return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

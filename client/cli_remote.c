@@ -184,12 +184,9 @@ int cli_remote_run(const struct cli_args *a)
     memset(&res, 0, sizeof(res));
     out.fd = status.fd = -1;
 
-    if (encrypt && a->out == NULL && !(a->format_given && a->format == COFFER_FORMAT_NONE) &&
-        isatty(STDOUT_FILENO)) {
-        cli_report_line("refusing to write ciphertext to a terminal: give --out FILE or redirect "
-                        "standard output");
+    if (encrypt && !(a->format_given && a->format == COFFER_FORMAT_NONE) &&
+        cli_output_refuse_terminal(a->out))
         return CLI_EXIT_USAGE;
-    }
     if (a->metadata != NULL && cli_status_load(a->metadata, &meta, &meta_len) != 0)
         return CLI_EXIT_FAIL;
     r = cli_input_open(&in, a->in);
@@ -241,15 +238,9 @@ int cli_remote_run(const struct cli_args *a)
         if (r != 0)
             goto out;
     }
-    r = cli_output_commit(&out);
+    r = cli_output_commit_with_status(&out, a->status_out != NULL ? &status : NULL);
     if (r != 0)
         goto out;
-    if (a->status_out != NULL) {
-        r = cli_output_commit(&status);
-        if (r != 0)
-            goto out;
-    }
-    r = 0;
 out:
     cli_progress_finish(&progress, done, r == 0);
     coffer_client_close(c);

@@ -25,7 +25,6 @@
 
 #define MIB (1024u * 1024u)
 
-static const char *const magic = "COFFER\0\1";
 static const size_t sizes[] = {0, 1, 16385, 5 * MIB};
 
 /*
@@ -186,38 +185,11 @@ static int group_teardown(void **state)
 
 /* ---- helpers ---- */
 
-static json_t *load_json(const char *path)
-{
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    if (j == NULL)
-        fprintf(stderr, "%s: %s\n", path, err.text);
-    assert_non_null(j);
-    return j;
-}
-
 static uint64_t json_u64(json_t *o, const char *name)
 {
     json_t *v = json_object_get(o, name);
     assert_true(json_is_integer(v));
     return (uint64_t)json_integer_value(v);
-}
-
-static void check_mode_0600(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
-}
-
-static void check_stderr_empty(void)
-{
-    size_t len = 0;
-    uint8_t *err = h_read(h_p("stderr"), &len);
-    if (len != 0)
-        fprintf(stderr, "unexpected stderr: %s", (const char *)err);
-    assert_int_equal(len, 0);
-    free(err);
 }
 
 /* Exactly one line on stderr, containing every given string. */
@@ -251,20 +223,12 @@ static void check_same(const char *path, const uint8_t *want, size_t n)
     free(got);
 }
 
-static size_t chunked_size(size_t n)
-{
-    return 56 + n + 16 * (n / 16384 + 1);
-}
-
 /* A coffer-v1 file of a plaintext of n bytes: the magic, the header, the chunked body. */
 static void check_coffer_v1(const char *path, const uint8_t *pt, size_t n)
 {
     size_t len = 0;
     uint8_t *ct = h_read(path, &len);
-    assert_true(len >= 12);
-    assert_memory_equal(ct, magic, 8);
-    size_t hlen = 12 + ((size_t)ct[8] << 24 | (size_t)ct[9] << 16 | (size_t)ct[10] << 8 | ct[11]);
-    assert_int_equal(len, hlen + chunked_size(n));
+    h_coffer_v1_check(ct, len, n);
     if (n >= 64)
         assert_null(memmem(ct, len, pt, 64));
     free(ct);
@@ -274,7 +238,7 @@ static void check_coffer_v1(const char *path, const uint8_t *pt, size_t n)
 static char *daemon_key_id(const struct daemon *d)
 {
     assert_int_equal(h_coffer(NULL, h_p("health.json"), "health", "--socket", d->sock, NULL), 0);
-    json_t *j = load_json(h_p("health.json"));
+    json_t *j = h_json_load(h_p("health.json"));
     char *id = strdup(json_string_value(json_object_get(j, "keyId")));
     json_decref(j);
     assert_int_equal(strlen(id), 16);
@@ -287,8 +251,8 @@ static void test_health_stats(void **state)
 {
     (void)state;
     assert_int_equal(h_coffer(NULL, h_p("h.json"), "health", "--socket", d_main.sock, NULL), 0);
-    check_stderr_empty();
-    json_t *h = load_json(h_p("h.json"));
+    h_stderr_check_empty();
+    json_t *h = h_json_load(h_p("h.json"));
     assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
     assert_string_equal(json_string_value(json_object_get(h, "format")), "coffer-v1");
     assert_string_equal(json_string_value(json_object_get(h, "namespace")), "velero");
@@ -299,13 +263,13 @@ static void test_health_stats(void **state)
     assert_true(h_contains(h_p("h.json"), "\n  \"status\": \"ok\"")); /* indented */
 
     assert_int_equal(h_coffer(NULL, h_p("s1.json"), "stats", "--socket", d_main.sock, NULL), 0);
-    json_t *s1 = load_json(h_p("s1.json"));
+    json_t *s1 = h_json_load(h_p("s1.json"));
     free(h_write_random(h_p("pt"), 1000, 1));
     assert_int_equal(h_coffer(NULL, NULL, "encrypt", "--socket", d_main.sock, "--in", h_p("pt"),
                               "--out", h_p("ct"), NULL),
                      0);
     assert_int_equal(h_coffer(NULL, h_p("s2.json"), "stats", "--socket", d_main.sock, NULL), 0);
-    json_t *s2 = load_json(h_p("s2.json"));
+    json_t *s2 = h_json_load(h_p("s2.json"));
     assert_int_equal(json_u64(s2, "jobsOk"), json_u64(s1, "jobsOk") + 1);
     assert_true(json_u64(s2, "bytesIn") >= json_u64(s1, "bytesIn") + 1000);
     assert_true(json_u64(s2, "connectionsTotal") > json_u64(s1, "connectionsTotal"));
@@ -314,7 +278,7 @@ static void test_health_stats(void **state)
 
     /* The velero daemon says so. */
     assert_int_equal(h_coffer(NULL, h_p("hv.json"), "health", "--socket", d_velero.sock, NULL), 0);
-    h = load_json(h_p("hv.json"));
+    h = h_json_load(h_p("hv.json"));
     assert_string_equal(json_string_value(json_object_get(h, "format")), "velero-v1");
     assert_string_equal(json_string_value(json_object_get(h, "secretName")), "raw");
     json_decref(h);
@@ -330,15 +294,33 @@ static void test_socket_env(void **state)
 
     snprintf(env, sizeof(env), "COFFER_SOCKET=%s", d_velero.sock);
     assert_int_equal(ts_run(argv, extra, NULL, h_p("h.json"), h_p("stderr")), 0);
-    json_t *h = load_json(h_p("h.json"));
+    json_t *h = h_json_load(h_p("h.json"));
     assert_string_equal(json_string_value(json_object_get(h, "format")), "velero-v1");
     json_decref(h);
     /* --socket wins over the environment. */
     char *argv2[] = {(char *)ts_bin("coffer"), "health", "--socket", d_main.sock, NULL};
     assert_int_equal(ts_run(argv2, extra, NULL, h_p("h.json"), h_p("stderr")), 0);
-    h = load_json(h_p("h.json"));
+    h = h_json_load(h_p("h.json"));
     assert_string_equal(json_string_value(json_object_get(h, "format")), "coffer-v1");
     json_decref(h);
+}
+
+/* One step of a round trip through the main daemon: verb from in to out, named or streamed. */
+static void roundtrip_step(const char *verb, const char *in, const char *out, int use_stdio,
+                           size_t size)
+{
+    int rc;
+
+    if (use_stdio)
+        rc = h_coffer(in, out, verb, "--socket", d_main.sock, NULL);
+    else
+        rc = h_coffer(NULL, NULL, verb, "--socket", d_main.sock, "--in", in, "--out", out, NULL);
+    if (rc != 0)
+        fprintf(stderr, "%s %zu bytes: exit %d\n", verb, size, rc);
+    assert_int_equal(rc, 0);
+    h_stderr_check_empty();
+    if (!use_stdio)
+        h_file_check_0600(out);
 }
 
 static void roundtrip(int use_stdio)
@@ -348,32 +330,11 @@ static void roundtrip(int use_stdio)
 
     for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
         uint8_t *pt = h_write_random(h_p("pt"), sizes[si], 200 + si);
-        int rc;
 
-        if (use_stdio)
-            rc = h_coffer(h_p("pt"), h_p("ct"), "encrypt", "--socket", d_main.sock, NULL);
-        else
-            rc = h_coffer(NULL, NULL, "encrypt", "--socket", d_main.sock, "--in", h_p("pt"),
-                          "--out", h_p("ct"), NULL);
-        if (rc != 0)
-            fprintf(stderr, "encrypt %zu bytes: exit %d\n", sizes[si], rc);
-        assert_int_equal(rc, 0);
-        check_stderr_empty();
-        if (!use_stdio)
-            check_mode_0600(h_p("ct"));
+        roundtrip_step("encrypt", h_p("pt"), h_p("ct"), use_stdio, sizes[si]);
         check_coffer_v1(h_p("ct"), pt, sizes[si]);
 
-        if (use_stdio)
-            rc = h_coffer(h_p("ct"), h_p("out"), "decrypt", "--socket", d_main.sock, NULL);
-        else
-            rc = h_coffer(NULL, NULL, "decrypt", "--socket", d_main.sock, "--in", h_p("ct"),
-                          "--out", h_p("out"), NULL);
-        if (rc != 0)
-            fprintf(stderr, "decrypt %zu bytes: exit %d\n", sizes[si], rc);
-        assert_int_equal(rc, 0);
-        check_stderr_empty();
-        if (!use_stdio)
-            check_mode_0600(h_p("out"));
+        roundtrip_step("decrypt", h_p("ct"), h_p("out"), use_stdio, sizes[si]);
         check_same(h_p("out"), pt, sizes[si]);
         free(pt);
         unlink(h_p("out"));
@@ -497,7 +458,7 @@ static void test_velero_metadata(void **state)
                          0);
         free(h_read(h_p("vct"), &len));
         assert_int_equal(len, n + 28);
-        json_t *st = load_json(h_p("vst.json"));
+        json_t *st = h_json_load(h_p("vst.json"));
         assert_string_equal(json_string_value(json_object_get(st, "format")), "velero-v1");
         assert_string_equal(json_string_value(json_object_get(
                                 json_object_get(st, "keyRetrieverConfig"), "secretName")),
@@ -574,7 +535,7 @@ static void test_cobblestone_context(void **state)
                      0);
     size_t len = 0;
     free(h_read(h_p("ct"), &len));
-    assert_int_equal(len, chunked_size(40000));
+    assert_int_equal(len, h_chunked_size(40000));
     assert_int_equal(h_coffer(NULL, NULL, "decrypt", "--socket", d_main.sock, "--metadata",
                               h_p("st.json"), "--context", "cluster-a/backup-1", "--in", h_p("ct"),
                               "--out", h_p("out"), NULL),
@@ -706,7 +667,7 @@ static void test_status_out(void **state)
     assert_int_equal(h_coffer(NULL, NULL, "encrypt", "--socket", d_main.sock, "--in", h_p("pt"),
                               "--out", h_p("ct"), "--status-out", h_p("st.json"), NULL),
                      0);
-    check_mode_0600(h_p("st.json"));
+    h_file_check_0600(h_p("st.json"));
     free(h_read(h_p("ct"), &ctlen));
     uint8_t *text = h_read(h_p("st.json"), &len);
     /* One line of compact JSON, EncryptionStatus's fields first, then the byte counts. */
@@ -719,8 +680,8 @@ static void test_status_out(void **state)
     assert_string_equal((const char *)text + strlen(prefix) + 16, tail);
     /* The header holds the same metadata (without the counts). */
     assert_int_equal(h_coffer(NULL, h_p("inspect.json"), "inspect", "--in", h_p("ct"), NULL), 0);
-    json_t *i = load_json(h_p("inspect.json"));
-    json_t *j = load_json(h_p("st.json"));
+    json_t *i = h_json_load(h_p("inspect.json"));
+    json_t *j = h_json_load(h_p("st.json"));
     assert_int_equal(json_object_del(j, "bytesIn"), 0);
     assert_int_equal(json_object_del(j, "bytesOut"), 0);
     assert_true(json_equal(i, j));
@@ -732,7 +693,7 @@ static void test_status_out(void **state)
     assert_int_equal(h_coffer(h_p("pt"), h_p("ct2"), "encrypt", "--socket", d_main.sock,
                               "--status-out", h_p("st2.json"), NULL),
                      0);
-    j = load_json(h_p("st2.json"));
+    j = h_json_load(h_p("st2.json"));
     assert_int_equal(json_u64(j, "bytesIn"), 123456);
     assert_int_equal(json_u64(j, "bytesOut"), ctlen);
     json_decref(j);
@@ -741,7 +702,7 @@ static void test_status_out(void **state)
     assert_int_equal(h_coffer(NULL, NULL, "decrypt", "--socket", d_main.sock, "--in", h_p("ct"),
                               "--out", h_p("out"), "--status-out", h_p("dst.json"), NULL),
                      0);
-    j = load_json(h_p("dst.json"));
+    j = h_json_load(h_p("dst.json"));
     assert_string_equal(json_string_value(json_object_get(j, "keyId")), id);
     assert_int_equal(json_u64(j, "bytesIn"), ctlen);
     assert_int_equal(json_u64(j, "bytesOut"), 123456);
@@ -759,7 +720,7 @@ static void test_status_out(void **state)
                               h_p("nst.json"), NULL),
                      0);
     check_same(h_p("nct"), pt, 123456);
-    j = load_json(h_p("nst.json"));
+    j = h_json_load(h_p("nst.json"));
     assert_true(json_is_false(json_object_get(j, "isEncrypted")));
     assert_int_equal(json_u64(j, "bytesOut"), 123456);
     json_decref(j);

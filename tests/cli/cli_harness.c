@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Scratch directories, file helpers and a wrapper around ts_run for the coffer binary. */
+/* Scratch directories, file helpers, a wrapper around ts_run for the coffer binary, and checks. */
 #include "cli_harness.h"
 
 #include "test_support.h"
 
 #include <dirent.h>
 #include <limits.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #define H_ARGS_MAX 64
 #define H_SLOTS    32
@@ -138,4 +143,44 @@ int h_contains(const char *path, const char *needle)
 int h_run(const char *const *argv, const char *out, const char *err)
 {
     return ts_run((char *const *)argv, NULL, NULL, out, err);
+}
+
+json_t *h_json_load(const char *path)
+{
+    json_error_t err;
+    json_t *j = json_load_file(path, 0, &err);
+    if (j == NULL)
+        fprintf(stderr, "%s: %s\n", path, err.text);
+    assert_non_null(j);
+    return j;
+}
+
+void h_file_check_0600(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+void h_stderr_check_empty(void)
+{
+    size_t len = 0;
+    uint8_t *err = h_read(h_p("stderr"), &len);
+    if (len != 0)
+        fprintf(stderr, "unexpected stderr: %s", (const char *)err);
+    assert_int_equal(len, 0);
+    free(err);
+}
+
+size_t h_chunked_size(size_t n)
+{
+    return 56 + n + 16 * (n / 16384 + 1);
+}
+
+void h_coffer_v1_check(const uint8_t *ct, size_t len, size_t n)
+{
+    assert_true(len >= 12);
+    assert_memory_equal(ct, "COFFER\0\1", 8);
+    size_t hlen = 12 + ((size_t)ct[8] << 24 | (size_t)ct[9] << 16 | (size_t)ct[10] << 8 | ct[11]);
+    assert_int_equal(len, hlen + h_chunked_size(n));
 }

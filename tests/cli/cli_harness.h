@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Helpers shared by the CLI tests: a scratch directory per test and running the built coffer. */
+/* Helpers shared by the CLI tests: a scratch directory per test, running coffer, common checks. */
 #ifndef CLI_HARNESS_H
 #define CLI_HARNESS_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,5 +36,18 @@ int h_count_entries(void);
 int h_contains(const char *path, const char *needle);
 /* Exit status of a shell-free program run with ts_run, for other programs (python). */
 int h_run(const char *const *argv, const char *out, const char *err);
+
+/* The checks below fail the running cmocka test. */
+
+/* Load a JSON file (it must parse; the parser's message goes to stderr). json_decref it. */
+json_t *h_json_load(const char *path);
+/* The file exists with mode 0600. */
+void h_file_check_0600(const char *path);
+/* The last coffer run wrote nothing on stderr (what it wrote is shown otherwise). */
+void h_stderr_check_empty(void);
+/* The size of c2sp.org/chunked-encryption of n bytes: salt, commitment, 16 KiB chunks and tags. */
+size_t h_chunked_size(size_t n);
+/* ct (len bytes) is coffer-v1 of n plaintext bytes: the magic, the header, the chunked body. */
+void h_coffer_v1_check(const uint8_t *ct, size_t len, size_t n);
 
 #endif

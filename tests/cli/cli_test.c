@@ -71,11 +71,6 @@ static size_t push_fmt(const char **args, size_t n, const struct fmt_case *c)
     return n;
 }
 
-static size_t chunked_size(size_t n)
-{
-    return 56 + n + 16 * (n / 16384 + 1);
-}
-
 static void check_ciphertext(const struct fmt_case *c, const uint8_t *pt, size_t n,
                              const uint8_t *ct, size_t ctlen)
 {
@@ -85,23 +80,53 @@ static void check_ciphertext(const struct fmt_case *c, const uint8_t *pt, size_t
     } else if (strcmp(c->format, "velero-v1") == 0) {
         assert_int_equal(ctlen, n + 28);
     } else if (strcmp(c->format, "coffer-v1") == 0) {
-        assert_true(ctlen >= 12);
-        assert_memory_equal(ct, magic, 8);
-        size_t hlen =
-            12 + ((size_t)ct[8] << 24 | (size_t)ct[9] << 16 | (size_t)ct[10] << 8 | ct[11]);
-        assert_int_equal(ctlen, hlen + chunked_size(n));
+        h_coffer_v1_check(ct, ctlen, n);
     } else {
-        assert_int_equal(ctlen, chunked_size(n));
+        assert_int_equal(ctlen, h_chunked_size(n));
     }
     if (n >= 64 && strcmp(c->format, "none") != 0)
         assert_null(memmem(ct, ctlen, pt, 64)); /* no plaintext run in the ciphertext */
 }
 
-static void check_mode_0600(const char *path)
+/*
+ * args = {verb, the format case's options, --in in, --out out} (in and out NULL: neither, the job
+ * uses standard input and output), NULL-terminated; returns the count, for more options.
+ */
+static size_t job_args(const char **args, const char *verb, const struct fmt_case *c,
+                       const char *in, const char *out)
 {
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
+    size_t n = 0;
+    args[n++] = verb;
+    n = push_fmt(args, n, c);
+    if (in != NULL) {
+        args[n++] = "--in";
+        args[n++] = in;
+        args[n++] = "--out";
+        args[n++] = out;
+    }
+    args[n] = NULL;
+    return n;
+}
+
+/* One step of a round trip: verb from file in to file out, named or as standard input/output. */
+static void roundtrip_step(const char *verb, const struct fmt_case *c, const char *in,
+                           const char *out, int use_stdio, size_t size)
+{
+    const char *args[32];
+    int rc;
+
+    if (use_stdio) {
+        job_args(args, verb, c, NULL, NULL);
+        rc = h_coffer_argv(in, out, args);
+    } else {
+        job_args(args, verb, c, in, out);
+        rc = h_coffer_argv(NULL, NULL, args);
+    }
+    if (rc != 0)
+        fprintf(stderr, "%s %s %zu bytes: exit %d\n", verb, c->format, size, rc);
+    assert_int_equal(rc, 0);
+    if (!use_stdio)
+        h_file_check_0600(out);
 }
 
 static void roundtrip(int use_stdio)
@@ -110,54 +135,19 @@ static void roundtrip(int use_stdio)
     for (size_t ci = 0; ci < sizeof(fmt_cases) / sizeof(fmt_cases[0]); ci++) {
         const struct fmt_case *c = &fmt_cases[ci];
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
-            const char *args[32];
-            size_t n = 0, ctlen = 0, outlen = 0;
+            size_t ctlen = 0, outlen = 0;
             uint8_t *pt = h_write_random(h_p("pt"), sizes[si], 100 + si);
-            int rc;
 
-            args[n++] = "encrypt";
-            n = push_fmt(args, n, c);
-            if (!use_stdio) {
-                args[n++] = "--in";
-                args[n++] = h_p("pt");
-                args[n++] = "--out";
-                args[n++] = h_p("ct");
-            }
-            args[n] = NULL;
-            rc = use_stdio ? h_coffer_argv(h_p("pt"), h_p("ct"), args)
-                           : h_coffer_argv(NULL, NULL, args);
-            if (rc != 0)
-                fprintf(stderr, "encrypt %s %zu bytes: exit %d\n", c->format, sizes[si], rc);
-            assert_int_equal(rc, 0);
-            if (!use_stdio)
-                check_mode_0600(h_p("ct"));
+            roundtrip_step("encrypt", c, h_p("pt"), h_p("ct"), use_stdio, sizes[si]);
             uint8_t *ct = h_read(h_p("ct"), &ctlen);
             check_ciphertext(c, pt, sizes[si], ct, ctlen);
 
-            n = 0;
-            args[n++] = "decrypt";
-            n = push_fmt(args, n, c);
-            if (!use_stdio) {
-                args[n++] = "--in";
-                args[n++] = h_p("ct");
-                args[n++] = "--out";
-                args[n++] = h_p("out");
-            }
-            args[n] = NULL;
-            rc = use_stdio ? h_coffer_argv(h_p("ct"), h_p("out"), args)
-                           : h_coffer_argv(NULL, NULL, args);
-            if (rc != 0)
-                fprintf(stderr, "decrypt %s %zu bytes: exit %d\n", c->format, sizes[si], rc);
-            assert_int_equal(rc, 0);
-            if (!use_stdio)
-                check_mode_0600(h_p("out"));
+            roundtrip_step("decrypt", c, h_p("ct"), h_p("out"), use_stdio, sizes[si]);
             uint8_t *out = h_read(h_p("out"), &outlen);
             assert_int_equal(outlen, sizes[si]);
             assert_true(outlen == 0 || memcmp(out, pt, outlen) == 0);
             /* Nothing on stderr for a successful job without a terminal. */
-            size_t errlen = 0;
-            free(h_read(h_p("stderr"), &errlen));
-            assert_int_equal(errlen, 0);
+            h_stderr_check_empty();
             free(pt);
             free(ct);
             free(out);
@@ -231,7 +221,7 @@ static void test_keygen(void **state)
 
     /* --out: mode 0600, never overwritten. */
     assert_int_equal(h_coffer(NULL, NULL, "keygen", "--out", h_p("k3"), NULL), 0);
-    check_mode_0600(h_p("k3"));
+    h_file_check_0600(h_p("k3"));
     uint8_t *k3 = h_read(h_p("k3"), &len);
     assert_int_equal(len, 45);
     assert_int_equal(h_coffer(NULL, NULL, "keygen", "--out", h_p("k3"), NULL), 1);
@@ -250,16 +240,6 @@ static void test_keygen(void **state)
     free(again);
 }
 
-static json_t *load_json(const char *path)
-{
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    if (j == NULL)
-        fprintf(stderr, "%s: %s\n", path, err.text);
-    assert_non_null(j);
-    return j;
-}
-
 static void test_status_out(void **state)
 {
     size_t len = 0;
@@ -270,23 +250,17 @@ static void test_status_out(void **state)
     for (size_t ci = 0; ci < sizeof(fmt_cases) / sizeof(fmt_cases[0]); ci++) {
         const struct fmt_case *c = &fmt_cases[ci];
         const char *args[32];
-        size_t n = 0;
-        args[n++] = "encrypt";
-        n = push_fmt(args, n, c);
-        args[n++] = "--in";
-        args[n++] = h_p("pt");
-        args[n++] = "--out";
-        args[n++] = h_p("ct");
+        size_t n = job_args(args, "encrypt", c, h_p("pt"), h_p("ct"));
         args[n++] = "--status-out";
         args[n++] = h_p("status.json");
         args[n] = NULL;
         assert_int_equal(h_coffer_argv(NULL, NULL, args), 0);
-        check_mode_0600(h_p("status.json"));
+        h_file_check_0600(h_p("status.json"));
 
         uint8_t *text = h_read(h_p("status.json"), &len);
         assert_true(len > 2);
         assert_int_equal(text[len - 1], '\n');
-        json_t *j = load_json(h_p("status.json"));
+        json_t *j = h_json_load(h_p("status.json"));
         if (strcmp(c->format, "none") == 0) {
             assert_true(json_is_false(json_object_get(j, "isEncrypted")));
         } else {
@@ -309,7 +283,7 @@ static void test_status_out(void **state)
             /* The header holds the same metadata. */
             assert_int_equal(
                 h_coffer(NULL, h_p("inspect.json"), "inspect", "--in", h_p("ct"), NULL), 0);
-            json_t *i = load_json(h_p("inspect.json"));
+            json_t *i = h_json_load(h_p("inspect.json"));
             assert_true(json_equal(i, j));
             json_decref(i);
         }
@@ -329,7 +303,7 @@ static void test_inspect(void **state)
                      0);
     /* From stdin, and without any key. */
     assert_int_equal(h_coffer(h_p("ct"), h_p("i.json"), "inspect", NULL), 0);
-    json_t *j = load_json(h_p("i.json"));
+    json_t *j = h_json_load(h_p("i.json"));
     assert_true(json_is_true(json_object_get(j, "isEncrypted")));
     assert_string_equal(json_string_value(json_object_get(j, "keyRetrieverType")), "file");
     assert_string_equal(json_string_value(json_object_get(j, "format")), "coffer-v1");
@@ -403,7 +377,7 @@ static void test_secrets_dir(void **state)
                               "--namespace", "velero", "--secret", "coffer-key", "--in", h_p("pt"),
                               "--out", h_p("ct"), "--status-out", h_p("st.json"), NULL),
                      0);
-    json_t *j = load_json(h_p("st.json"));
+    json_t *j = h_json_load(h_p("st.json"));
     assert_string_equal(json_string_value(json_object_get(j, "keyRetrieverType")), "secret");
     json_t *cfg = json_object_get(j, "keyRetrieverConfig");
     assert_string_equal(json_string_value(json_object_get(cfg, "namespace")), "velero");
@@ -461,7 +435,7 @@ static void test_secrets_dir(void **state)
                               "raw", "--in", h_p("pt"), "--out", h_p("vct"), "--status-out",
                               h_p("vst.json"), NULL),
                      0);
-    j = load_json(h_p("vst.json"));
+    j = h_json_load(h_p("vst.json"));
     assert_string_equal(json_string_value(json_object_get(j, "format")), "velero-v1");
     assert_string_equal(json_string_value(json_object_get(j, "keyRetrieverType")), "secret");
     json_decref(j);
@@ -517,14 +491,7 @@ static void test_wrong_key(void **state)
     for (size_t ci = 0; ci < 4; ci++) {
         const struct fmt_case *c = &fmt_cases[ci];
         const char *args[32];
-        size_t n = 0;
-        args[n++] = "encrypt";
-        n = push_fmt(args, n, c);
-        args[n++] = "--in";
-        args[n++] = h_p("pt");
-        args[n++] = "--out";
-        args[n++] = h_p("ct");
-        args[n] = NULL;
+        job_args(args, "encrypt", c, h_p("pt"), h_p("ct"));
         assert_int_equal(h_coffer_argv(NULL, NULL, args), 0);
 
         struct fmt_case wrong = *c;
@@ -535,28 +502,14 @@ static void test_wrong_key(void **state)
             h_write(h_p("k16other"), raw, 16);
             wrong.key = "k16other";
         }
-        n = 0;
-        args[n++] = "decrypt";
-        n = push_fmt(args, n, &wrong);
-        args[n++] = "--in";
-        args[n++] = h_p("ct");
-        args[n++] = "--out";
-        args[n++] = h_p("out");
-        args[n] = NULL;
+        job_args(args, "decrypt", &wrong, h_p("ct"), h_p("out"));
         expect_decrypt_failure(args, strcmp(c->format, "velero-v1") == 0 ? "authentication failed"
                                                                          : "wrong key");
         if (c->context != NULL) {
             /* The right key with another context is refused the same way. */
             wrong = *c;
             wrong.context = "another context";
-            n = 0;
-            args[n++] = "decrypt";
-            n = push_fmt(args, n, &wrong);
-            args[n++] = "--in";
-            args[n++] = h_p("ct");
-            args[n++] = "--out";
-            args[n++] = h_p("out");
-            args[n] = NULL;
+            job_args(args, "decrypt", &wrong, h_p("ct"), h_p("out"));
             expect_decrypt_failure(args, "wrong key");
         }
     }
@@ -569,7 +522,6 @@ static void damage_case(const struct fmt_case *c, const uint8_t *ct, size_t len,
     uint8_t *b = malloc(len + 8);
     size_t blen = len;
     const char *args[32];
-    size_t n = 0;
 
     memcpy(b, ct, len);
     if (mode == 0)
@@ -582,13 +534,7 @@ static void damage_case(const struct fmt_case *c, const uint8_t *ct, size_t len,
     }
     h_write(h_p("bad"), b, blen);
     free(b);
-    args[n++] = "decrypt";
-    n = push_fmt(args, n, c);
-    args[n++] = "--in";
-    args[n++] = h_p("bad");
-    args[n++] = "--out";
-    args[n++] = h_p("out");
-    args[n] = NULL;
+    job_args(args, "decrypt", c, h_p("bad"), h_p("out"));
     expect_decrypt_failure(args, message);
 }
 
@@ -602,14 +548,7 @@ static void test_tampered_truncated(void **state)
     for (size_t ci = 0; ci < 4; ci++) {
         const struct fmt_case *c = &fmt_cases[ci];
         const char *args[32];
-        size_t n = 0;
-        args[n++] = "encrypt";
-        n = push_fmt(args, n, c);
-        args[n++] = "--in";
-        args[n++] = h_p("pt");
-        args[n++] = "--out";
-        args[n++] = h_p("ct");
-        args[n] = NULL;
+        job_args(args, "encrypt", c, h_p("pt"), h_p("ct"));
         assert_int_equal(h_coffer_argv(NULL, NULL, args), 0);
         uint8_t *ct = h_read(h_p("ct"), &len);
 

@@ -123,6 +123,14 @@ void ts_fill(void *buf, size_t n, uint64_t seed)
     }
 }
 
+uint64_t ts_rng_next(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545f4914f6cdd1dull;
+}
+
 char *ts_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");

@@ -28,6 +28,9 @@ void ts_sha512_hex(const uint8_t *buf, size_t len, char out[129]);
 /* Deterministic pseudo-random bytes for test data (seeded). */
 void ts_fill(void *buf, size_t n, uint64_t seed);
 
+/* xorshift64*: the next deterministic pseudo-random number from *state (seed it non-zero). */
+uint64_t ts_rng_next(uint64_t *state);
+
 /* A new private temporary directory (mkdtemp under $TMPDIR or /tmp); free() the path. */
 char *ts_tmpdir(void);
 /* Remove a directory tree (best effort). */

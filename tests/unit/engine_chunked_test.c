@@ -6,6 +6,7 @@
 #include "engine_chunked.h"
 #include "engine_gcm.h"
 #include "test_support.h"
+#include "unit_util.h"
 
 #include <openssl/evp.h>
 #include <setjmp.h>
@@ -27,37 +28,13 @@
 
 static json_t *vec128, *vec256;
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dull;
-}
-
-/*
- * A backend this CPU cannot run is skipped (that part only), with the reason; under CI=true
- * nothing may skip, so it fails instead, like ts_skip.
- */
-static void skip_backend(engine_gcm_backend be)
-{
-    const char *ci = getenv("CI");
-    if (ci != NULL && strcmp(ci, "true") == 0)
-        fail_msg("%s cannot run on this CPU (no AES-NI/PCLMULQDQ), and nothing may skip in CI",
-                 be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    print_message("[  SKIP    ] %s cannot run on this CPU (no AES-NI/PCLMULQDQ): only the other "
-                  "backend was tested\n",
-                  be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    skip();
-}
-
 /* A piece size from 1 to PIECE_MAX, log-uniform so that tiny and large pieces both occur. */
 static size_t piece_size(uint64_t *s)
 {
-    size_t max = (size_t)1 << (1 + rng_next(s) % 16);
+    size_t max = (size_t)1 << (1 + ts_rng_next(s) % 16);
     if (max > PIECE_MAX)
         max = PIECE_MAX;
-    return 1 + (size_t)(rng_next(s) % max);
+    return 1 + (size_t)(ts_rng_next(s) % max);
 }
 
 static int has_flag(json_t *t, const char *flag)
@@ -109,24 +86,6 @@ static void vector_free(struct chunked_vector *v)
     free(v->ct);
 }
 
-/* A growable byte sink for released output. */
-struct sink {
-    uint8_t *buf;
-    size_t len, cap;
-};
-
-static void sink_put(struct sink *s, const uint8_t *p, size_t n)
-{
-    if (s->len + n > s->cap) {
-        s->cap = (s->len + n) * 2 + 1024;
-        s->buf = realloc(s->buf, s->cap);
-        assert_non_null(s->buf);
-    }
-    if (n > 0)
-        memcpy(s->buf + s->len, p, n);
-    s->len += n;
-}
-
 enum feed_mode { FEED_WHOLE, FEED_BYTEWISE, FEED_RANDOM };
 
 struct open_result {
@@ -135,7 +94,7 @@ struct open_result {
     int sticky_ok;          /* after the error, further calls kept returning it and wrote nothing */
     int bound_ok;           /* every call wrote at most engine_chunked_bound(inlen) */
     size_t released_at_err; /* bytes released before the first error */
-    struct sink out;
+    struct unit_sink out;
 };
 
 /* One call's output buffer of exactly the bound, so ASan sees any overrun. */
@@ -148,7 +107,7 @@ static int call_update(engine_chunked *c, const uint8_t *in, size_t n, struct op
     if (outlen > cap)
         res->bound_ok = 0;
     if (r == 0)
-        sink_put(&res->out, o, outlen);
+        unit_sink_put(&res->out, o, outlen);
     else if (outlen != 0)
         res->bound_ok = 0; /* a failing call must report no output */
     free(o);
@@ -164,7 +123,7 @@ static int call_final(engine_chunked *c, struct open_result *res)
     if (outlen > cap)
         res->bound_ok = 0;
     if (r == 0)
-        sink_put(&res->out, o, outlen);
+        unit_sink_put(&res->out, o, outlen);
     else if (outlen != 0)
         res->bound_ok = 0;
     free(o);
@@ -455,7 +414,7 @@ static void run_file(json_t *vectors, engine_chunked_aead aead, engine_gcm_backe
     int total = 0, passed = 0, valid = 0;
 
     if (!engine_gcm_backend_available(backend))
-        skip_backend(backend);
+        unit_backend_skip(backend);
     json_array_foreach(json_object_get(vectors, "testGroups"), gi, grp)
     {
         json_array_foreach(json_object_get(grp, "tests"), ti, t)

@@ -4,6 +4,7 @@
 #include "coffer_error.h"
 #include "engine_gcm.h"
 #include "test_support.h"
+#include "unit_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,31 +21,6 @@
 
 static json_t *vectors;
 static int refused_long_iv; /* valid vectors refused because their IV is above ENGINE_GCM_IV_MAX */
-
-/* xorshift64*: deterministic split points. */
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dull;
-}
-
-/*
- * A backend this CPU cannot run is skipped (that part only), with the reason; under CI=true
- * nothing may skip, so it fails instead, like ts_skip.
- */
-static void skip_backend(engine_gcm_backend be)
-{
-    const char *ci = getenv("CI");
-    if (ci != NULL && strcmp(ci, "true") == 0)
-        fail_msg("%s cannot run on this CPU (no AES-NI/PCLMULQDQ), and nothing may skip in CI",
-                 be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    print_message("[  SKIP    ] %s cannot run on this CPU (no AES-NI/PCLMULQDQ): only the other "
-                  "backend was tested\n",
-                  be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    skip();
-}
 
 static int all_zero(const uint8_t *p, size_t n)
 {
@@ -93,8 +69,8 @@ static int stream_pieces(engine_gcm *g, const uint8_t *in, size_t len, uint8_t *
 {
     size_t off = 0;
     while (off < len) {
-        size_t n = (size_t)(rng_next(seed) % (len - off + 1));
-        if (rng_next(seed) % 4 == 0)
+        size_t n = (size_t)(ts_rng_next(seed) % (len - off + 1));
+        if (ts_rng_next(seed) % 4 == 0)
             n = n % 17; /* plenty of pieces below one AES block, and empty ones */
         int r = engine_gcm_update(g, in + off, n, out + off);
         if (r != 0)
@@ -309,7 +285,7 @@ static void test_vectors_ipsec_mb(void **state)
 {
     (void)state;
     if (!engine_gcm_backend_available(ENGINE_GCM_IPSEC_MB))
-        skip_backend(ENGINE_GCM_IPSEC_MB);
+        unit_backend_skip(ENGINE_GCM_IPSEC_MB);
     run_vectors(ENGINE_GCM_IPSEC_MB);
 }
 
@@ -383,7 +359,7 @@ static void test_dup_ipsec_mb(void **state)
 {
     (void)state;
     if (!engine_gcm_backend_available(ENGINE_GCM_IPSEC_MB))
-        skip_backend(ENGINE_GCM_IPSEC_MB);
+        unit_backend_skip(ENGINE_GCM_IPSEC_MB);
     dup_backend(ENGINE_GCM_IPSEC_MB);
 }
 
@@ -392,7 +368,7 @@ static void test_backends_agree(void **state)
 {
     (void)state;
     if (!engine_gcm_backend_available(ENGINE_GCM_IPSEC_MB))
-        skip_backend(ENGINE_GCM_IPSEC_MB);
+        unit_backend_skip(ENGINE_GCM_IPSEC_MB);
     static const size_t lens[] = {0, 1, 15, 16, 17, 255, 256, 257, 4095, 65537, 1 << 20};
     for (size_t k = 16; k <= 32; k += 8) {
         uint8_t key[32], iv[12], aad[77], tag1[16], tag2[16];

@@ -5,6 +5,7 @@
 #include "engine_gcm.h"
 #include "engine_velero.h"
 #include "test_support.h"
+#include "unit_util.h"
 
 #include <dirent.h>
 #include <setjmp.h>
@@ -20,36 +21,12 @@
 static json_t *vectors;
 static char *spool_dir;
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dull;
-}
-
-/*
- * A backend this CPU cannot run is skipped (that part only), with the reason; under CI=true
- * nothing may skip, so it fails instead, like ts_skip.
- */
-static void skip_backend(engine_gcm_backend be)
-{
-    const char *ci = getenv("CI");
-    if (ci != NULL && strcmp(ci, "true") == 0)
-        fail_msg("%s cannot run on this CPU (no AES-NI/PCLMULQDQ), and nothing may skip in CI",
-                 be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    print_message("[  SKIP    ] %s cannot run on this CPU (no AES-NI/PCLMULQDQ): only the other "
-                  "backend was tested\n",
-                  be == ENGINE_GCM_IPSEC_MB ? "ipsec-mb" : "openssl");
-    skip();
-}
-
 static size_t piece_size(uint64_t *s, size_t max)
 {
-    size_t m = (size_t)1 << (1 + rng_next(s) % 17);
+    size_t m = (size_t)1 << (1 + ts_rng_next(s) % 17);
     if (m > max)
         m = max;
-    return 1 + (size_t)(rng_next(s) % m);
+    return 1 + (size_t)(ts_rng_next(s) % m);
 }
 
 static size_t dir_entries(const char *path)
@@ -153,7 +130,7 @@ static void run_vectors(engine_gcm_backend be)
     int total = 0, passed = 0;
 
     if (!engine_gcm_backend_available(be))
-        skip_backend(be);
+        unit_backend_skip(be);
     json_array_foreach(json_object_get(vectors, "testGroups"), gi, grp)
     {
         if (json_integer_value(json_object_get(grp, "ivSize")) != 96)
