@@ -20,7 +20,11 @@ if [ -x build/bin/cofferd ]; then
   echo "== starting cofferd --dev (creates a development key under ./.coffer-dev)"
   build/bin/cofferd --dev --socket "$work/cofferd.sock" &
   daemon_pid=$!
-  for _ in $(seq 1 50); do [ -S "$work/cofferd.sock" ] && break; sleep 0.1; done
+  # ready when it answers (the socket file exists a moment before it listens)
+  for _ in $(seq 1 100); do
+    build/bin/coffer health --socket "$work/cofferd.sock" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
   build/bin/coffer health --socket "$work/cofferd.sock"
   echo "== encrypt through cofferd"
   build/bin/coffer encrypt --socket "$work/cofferd.sock" --in "$work/backup.tar.gz" \
