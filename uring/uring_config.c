@@ -36,14 +36,24 @@ void uring_config_usage(FILE *f)
         "  --allow-uid UID           peer uid allowed to connect (repeatable; default: own uid)\n"
         "  --allow-gid GID           peer gid allowed to connect (repeatable)\n"
         "  --io-timeout SECONDS      drop a connection that makes no progress (default 300)\n"
+        "  --shutdown-grace SECONDS  after SIGTERM, running jobs get this long to finish; then\n"
+        "                            they fail with SHUTDOWN and cofferd exits (default 30)\n"
+        "  --helpers N               helper threads that run the cipher off the rings and the\n"
+        "                            velero-v1 restore spool (default: one per core)\n"
+        "  --offload-min BYTES       cipher batches of at least BYTES run on the helper threads\n"
+        "                            instead of the ring thread (default 0: never; velero-v1\n"
+        "                            restores that spill to the spool file always use them)\n"
         "  --spool-dir DIR           velero-v1 restores spool here (default $TMPDIR or /tmp)\n"
         "  --log-level debug|info|warn|error (default info)\n"
         "  --dev                     development mode: creates a key under ./.coffer-dev and\n"
         "                            uses ./.coffer-dev/cofferd.sock (never in production)\n"
-        "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n"
-        "  --help, --version\n"
-        "SIGHUP re-reads the config file and keys; SIGTERM finishes running jobs and exits.\n",
+        "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n",
         f);
+    uring_hsm_config_usage(f);
+    fputs("  --help, --version\n"
+          "SIGHUP re-reads the config file and keys; SIGTERM finishes running jobs and exits\n"
+          "(a second SIGTERM, or the end of --shutdown-grace, fails them with SHUTDOWN).\n",
+          f);
 }
 
 static int is_bool_opt(const char *name)
@@ -137,6 +147,18 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
         if (parse_int(v, 1, 86400, &n) != 0)
             goto bad;
         cfg->io_timeout = (int)n;
+    } else if (strcmp(name, "shutdown-grace") == 0) {
+        if (parse_int(v, 0, 86400, &n) != 0)
+            goto bad;
+        cfg->shutdown_grace = (int)n;
+    } else if (strcmp(name, "helpers") == 0) {
+        if (parse_int(v, 1, 1024, &n) != 0)
+            goto bad;
+        cfg->helpers = (int)n;
+    } else if (strcmp(name, "offload-min") == 0) {
+        if (parse_int(v, 0, 1L << 30, &n) != 0)
+            goto bad;
+        cfg->offload_min = n;
     } else if (strcmp(name, "allow-uid") == 0 || strcmp(name, "allow-gid") == 0) {
         int is_uid = name[6] == 'u';
         int bit = is_uid ? 1 : 2;
@@ -166,6 +188,8 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
     } else if (strcmp(name, "echo-baseline") == 0) {
         if (parse_bool(v, &cfg->echo) != 0)
             goto bad;
+    } else if ((n = uring_hsm_config_set(&cfg->hsm, name, v, err, errlen)) != 1) {
+        return (int)n; /* --hsm-* */
     } else {
         snprintf(err, errlen, "unknown option '%.64s' (see --help)", name);
         return COFFER_ERR_CONFIG;
@@ -265,7 +289,11 @@ static void config_defaults(struct uring_config *cfg)
     cfg->workers = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
     cfg->max_conns = 256;
     cfg->io_timeout = 300;
+    cfg->shutdown_grace = 30;
+    cfg->helpers = cfg->workers;
+    cfg->offload_min = 0;
     cfg->log_level = URING_LOG_INFO;
+    uring_hsm_config_defaults(&cfg->hsm);
 }
 
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -331,6 +359,8 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
         if (!cfg->secrets_dir_set)
             strcpy(cfg->secrets_dir, "./.coffer-dev/secrets");
     }
+    if ((r = uring_hsm_config_check(&cfg->hsm, err, errlen)) != 0)
+        return r;
     if (cfg->n_allow_uid == 0 && cfg->n_allow_gid == 0)
         cfg->allow_uid[cfg->n_allow_uid++] = geteuid();
     return 0;

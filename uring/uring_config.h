@@ -4,6 +4,7 @@
 #define URING_CONFIG_H
 
 #include "engine_stream.h"
+#include "uring_hsm.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -23,7 +24,10 @@ struct uring_config {
     coffer_format format;
     int workers;
     int max_conns;
-    int io_timeout; /* seconds without progress before a connection is dropped */
+    int io_timeout;     /* seconds without progress before a connection is dropped */
+    int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
+    int helpers;        /* helper threads for the cipher and the velero-v1 spool */
+    long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
     int log_level;
     int dev;
     int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */
@@ -32,6 +36,7 @@ struct uring_config {
     gid_t allow_gid[URING_MAX_ALLOW];
     int n_allow_gid;
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
+    struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
 };
 
 /*

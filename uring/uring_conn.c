@@ -7,36 +7,24 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DETAIL_MAX 512
+#define DETAIL_MAX URING_DETAIL_MAX
 
-static int conn_fileops(const struct uring_conn *c)
+static int conn_work_busy(const struct uring_conn *c)
 {
-    const struct uring_job *j = c->job;
-    return j != NULL && (j->read_inflight || j->write_inflight || j->fsync_inflight);
+    return c->job != NULL && c->job->work.busy;
 }
 
-static void conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op)
+void uring_conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op)
 {
     io_uring_sqe_set_data64(sqe, uring_udata_pack(op, c->slot, c->gen));
     c->inflight++;
-}
-
-static void conn_cancel_fileops(struct uring_conn *c)
-{
-    static const enum uring_op ops[] = {URING_OP_FREAD, URING_OP_FWRITE, URING_OP_FSYNC};
-    if (!conn_fileops(c))
-        return;
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        struct io_uring_sqe *sqe = uring_worker_sqe(c->w);
-        io_uring_prep_cancel64(sqe, uring_udata_pack(ops[i], c->slot, c->gen), 0);
-        io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, c->slot, c->gen));
-    }
 }
 
 struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid_t pid)
@@ -49,11 +37,14 @@ struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid
             break;
     if (slot == w->nslots || (c = calloc(1, sizeof(*c))) == NULL)
         return NULL;
-    c->in = malloc(URING_IN_CAP);
-    c->out[0] = malloc(URING_OUT_HALF);
-    c->out[1] = malloc(URING_OUT_HALF);
+    /* half a page in: DATA payloads (page-aligned in the sender's skbs, 8 bytes after their
+       frame header) then land far from the 1..63-byte distances that slow `rep movsb` */
+    c->in_mem = uring_buf_alloc(URING_IN_CAP + 4096);
+    c->in = c->in_mem != NULL ? c->in_mem + 2048 : NULL;
+    c->out[0] = uring_buf_alloc(URING_OUT_HALF);
+    c->out[1] = uring_buf_alloc(URING_OUT_HALF);
     if (c->in == NULL || c->out[0] == NULL || c->out[1] == NULL) {
-        free(c->in);
+        free(c->in_mem);
         free(c->out[0]);
         free(c->out[1]);
         free(c);
@@ -71,7 +62,7 @@ struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid
     w->conns[slot] = c;
     w->nconns++;
     atomic_fetch_add(&uring_srv.stats.conns_total, 1);
-    uring_log(URING_LOG_INFO, "conn_open", "conn=%llu worker=%d uid=%u pid=%d",
+    uring_log(URING_LOG_DEBUG, "conn_open", "conn=%llu worker=%d uid=%u pid=%d",
               (unsigned long long)c->id, w->index, (unsigned)uid, (int)pid);
     return c;
 }
@@ -86,13 +77,13 @@ static void conn_free(struct uring_conn *c)
         uring_job_free(c->job);
     }
     close(c->fd);
-    free(c->in);
+    free(c->in_mem);
     free(c->out[0]);
     free(c->out[1]);
     w->conns[c->slot] = NULL;
     w->nconns--;
     atomic_fetch_sub(&uring_srv.active_conns, 1);
-    uring_log(URING_LOG_INFO, "conn_close", "conn=%llu", (unsigned long long)c->id);
+    uring_log(URING_LOG_DEBUG, "conn_close", "conn=%llu", (unsigned long long)c->id);
     free(c);
 }
 
@@ -103,7 +94,7 @@ void uring_conn_close(struct uring_conn *c, const char *why)
     c->closing = 1;
     uring_log(URING_LOG_DEBUG, "conn_closing", "conn=%llu why=%s", (unsigned long long)c->id, why);
     shutdown(c->fd, SHUT_RDWR); /* completes our recv/send in flight */
-    conn_cancel_fileops(c);
+    uring_fdjob_cancel(c);
 }
 
 size_t uring_conn_out_room(const struct uring_conn *c)
@@ -132,6 +123,15 @@ void uring_conn_fail(struct uring_conn *c, int err, const char *detail)
 
     if (c->closing || c->close_after_flush)
         return;
+    if (conn_work_busy(c)) {
+        /* the helper thread owns the output buffer: fail when the work comes back */
+        if (c->fail_err == 0) {
+            c->fail_err = err;
+            snprintf(c->fail_detail, sizeof(c->fail_detail), "%s", detail != NULL ? detail : "");
+        }
+        uring_fdjob_cancel(c);
+        return;
+    }
     uring_log(URING_LOG_WARN, j != NULL ? "job_failed" : "conn_error",
               "conn=%llu op=%s format=%s err=%s bytes_in=%llu bytes_out=%llu detail=%s",
               (unsigned long long)c->id, j != NULL ? uring_job_op_name(j) : "-",
@@ -149,7 +149,7 @@ void uring_conn_fail(struct uring_conn *c, int err, const char *detail)
     p = uring_conn_out_reserve(c, COFFER_FRAME_HEADER + 6 + COFFER_MAX_MESSAGE);
     if (p != NULL && proto_error_write(p, uring_conn_out_room(c), err, msg, &n) == 0)
         uring_conn_out_commit(c, n);
-    conn_cancel_fileops(c);
+    uring_fdjob_cancel(c);
 }
 
 /* ---- submitting ---- */
@@ -161,7 +161,9 @@ static void conn_submit_recv(struct uring_conn *c)
 
     if (c->recv_inflight || c->rd_eof || c->closing || c->close_after_flush)
         return;
-    if (c->in_start == c->in_end) {
+    if (conn_work_busy(c)) {
+        /* the helper reads frames in place: no compaction until it is back */
+    } else if (c->in_start == c->in_end) {
         c->in_start = c->in_end = 0;
     } else if (c->in_start > 0 &&
                URING_IN_CAP - c->in_end < COFFER_FRAME_HEADER + COFFER_MAX_FRAME) {
@@ -181,7 +183,7 @@ static void conn_submit_recv(struct uring_conn *c)
     c->msg.msg_controllen = sizeof(c->cmsg.buf);
     sqe = uring_worker_sqe(c->w);
     io_uring_prep_recvmsg(sqe, c->fd, &c->msg, MSG_CMSG_CLOEXEC);
-    conn_submit(c, sqe, URING_OP_RECV);
+    uring_conn_submit(c, sqe, URING_OP_RECV);
     c->recv_inflight = 1;
 }
 
@@ -193,8 +195,8 @@ static void conn_submit_send(struct uring_conn *c)
     if (c->send_inflight || c->closing)
         return;
     if (c->send_off == c->send_len) {
-        if (c->fill_len == 0)
-            return;
+        if (c->fill_len == 0 || conn_work_busy(c))
+            return; /* a busy helper is still filling this half */
         c->send_len = c->fill_len;
         c->send_off = 0;
         c->fill ^= 1;
@@ -204,7 +206,7 @@ static void conn_submit_send(struct uring_conn *c)
     sqe = uring_worker_sqe(c->w);
     io_uring_prep_send(sqe, c->fd, c->out[idx] + c->send_off, c->send_len - c->send_off,
                        MSG_NOSIGNAL);
-    conn_submit(c, sqe, URING_OP_SEND);
+    uring_conn_submit(c, sqe, URING_OP_SEND);
     c->send_inflight = 1;
 }
 
@@ -249,6 +251,7 @@ static json_t *conn_health(void)
                           "format", engine_format_name(rt->format), "namespace", rt->ns,
                           "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",
                           "workers", uring_srv.nworkers, "echoBaseline", rt->echo);
+    uring_hsm_health_add(j, rt->hsm);
     uring_runtime_put(rt);
     return j;
 }
@@ -256,8 +259,9 @@ static json_t *conn_health(void)
 static json_t *conn_stats(void)
 {
     struct uring_stats *s = &uring_srv.stats;
-    return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "connectionsActive",
+    struct uring_runtime *rt = uring_runtime_get();
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "connectionsActive",
         (json_int_t)atomic_load(&uring_srv.active_conns), "connectionsTotal",
         (json_int_t)atomic_load(&s->conns_total), "connectionsDenied",
         (json_int_t)atomic_load(&s->conns_denied), "connectionsBusy",
@@ -265,21 +269,12 @@ static json_t *conn_stats(void)
         (json_int_t)atomic_load(&s->conns_timeout), "jobsOk", (json_int_t)atomic_load(&s->jobs_ok),
         "jobsFailed", (json_int_t)atomic_load(&s->jobs_failed), "bytesIn",
         (json_int_t)atomic_load(&s->bytes_in), "bytesOut", (json_int_t)atomic_load(&s->bytes_out),
-        "keyLoads", (json_int_t)atomic_load(&s->key_loads), "uptimeSeconds",
+        "keyLoads", (json_int_t)atomic_load(&s->key_loads), "helperBatches",
+        (json_int_t)atomic_load(&s->helper_batches), "uptimeSeconds",
         uring_now() - uring_srv.started);
-}
-
-/*
- * Regular files are read and written at explicit offsets from their current position (the
- * shared file position is left alone); pipes and sockets use the file position (-1).
- */
-static uint64_t conn_fd_pos(int fd)
-{
-    struct stat st;
-    off_t pos;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (pos = lseek(fd, 0, SEEK_CUR)) < 0)
-        return (uint64_t)-1;
-    return (uint64_t)pos;
+    uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
+    uring_runtime_put(rt);
+    return o;
 }
 
 static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, char *detail)
@@ -309,11 +304,8 @@ static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, ch
         j->in_fd = c->fds[0];
         j->out_fd = c->fds[1];
         c->nfds = 0;
-        j->in_pos = conn_fd_pos(j->in_fd);
-        j->out_pos = conn_fd_pos(j->out_fd);
-        if (r == 0 && ((j->rbuf = malloc(URING_FILE_CHUNK)) == NULL ||
-                       (j->wbuf = malloc(URING_FILE_WCAP)) == NULL))
-            r = COFFER_ERR_NOMEM;
+        if (r == 0)
+            r = uring_fdjob_begin(c);
     }
     if (r == 0)
         uring_log(URING_LOG_DEBUG, "job_start", "conn=%llu op=%s format=%s input=%s",
@@ -323,36 +315,131 @@ static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, ch
     return r;
 }
 
-/* Feed the current DATA frame into the job. Returns 1 when it is all consumed. */
-static int conn_data(struct uring_conn *c, const uint8_t *p, size_t len, int *err, char *detail)
+static void conn_work_task(struct uring_task *t)
 {
-    while (c->frame_pos < len) {
-        size_t room = uring_conn_out_room(c), cap, used = 0, produced = 0;
-        uint8_t *out;
-        if (room < COFFER_FRAME_HEADER + 4096)
-            return 0;
-        cap = room - COFFER_FRAME_HEADER;
-        if (cap > URING_DATA_OUT)
-            cap = URING_DATA_OUT;
-        out = uring_conn_out_reserve(c, COFFER_FRAME_HEADER + cap);
-        *err = uring_job_feed(c, p + c->frame_pos, len - c->frame_pos, out + COFFER_FRAME_HEADER,
-                              cap, &used, &produced, detail, DETAIL_MAX);
-        if (*err != 0)
-            return 0;
-        if (produced > 0) {
-            proto_header_put(out, PROTO_DATA, (uint32_t)produced);
-            uring_conn_out_commit(c, COFFER_FRAME_HEADER + produced);
-        }
-        c->frame_pos += used;
-        if (used == 0 && produced == 0)
-            return 0;
+    struct uring_work *wk = (struct uring_work *)((char *)t - offsetof(struct uring_work, task));
+    uring_job_work_run(wk);
+}
+
+/* Take the results of the job's work: output produced, input consumed, error. */
+static void conn_work_applied(struct uring_conn *c)
+{
+    struct uring_job *j = c->job;
+    struct uring_work *wk = &j->work;
+
+    if (c->fail_err != 0) {
+        int err = c->fail_err;
+        c->fail_err = 0;
+        uring_conn_fail(c, err, c->fail_detail);
+        return;
     }
-    return 1;
+    if (j->input == PROTO_INPUT_FDS) {
+        uring_fdjob_work_applied(c);
+    } else {
+        uring_conn_out_commit(c, wk->produced);
+        for (int i = 0; !wk->tail && i < wk->nin; i++) {
+            if (wk->used[i] < wk->inlen[i]) {
+                c->frame_pos += wk->used[i];
+                break;
+            }
+            /* the frame is done: its length is its header's */
+            c->in_start += COFFER_FRAME_HEADER + c->frame_pos + wk->inlen[i];
+            c->frame_pos = 0;
+        }
+    }
+    if (wk->err != 0)
+        uring_conn_fail(c, wk->err, wk->detail);
+}
+
+void uring_conn_work_submit(struct uring_conn *c, int run_here)
+{
+    struct uring_work *wk = &c->job->work;
+
+    if (run_here) {
+        uring_job_work_run(wk);
+        conn_work_applied(c);
+        return;
+    }
+    wk->busy = 1;
+    atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
+    wk->task.run = conn_work_task;
+    wk->task.w = c->w;
+    wk->task.slot = c->slot;
+    wk->task.gen = c->gen;
+    c->inflight++;
+    uring_pool_submit(&wk->task);
+}
+
+void uring_conn_work_done(struct uring_conn *c)
+{
+    c->job->work.busy = 0;
+    c->inflight--;
+    c->last_progress = uring_now();
+    if (!c->closing)
+        conn_work_applied(c);
+    uring_conn_pump(c);
 }
 
 /*
- * Handle the frame at the front of the input. Returns 1 when it was consumed, 0 to retry later,
- * or a negative coffer code (detail says more).
+ * The front of the input is a complete DATA frame of a streamed job: feed the coffer-v1 header
+ * reader, or hand the DATA frames that are in to the cipher (inline or on a helper). Returns 1
+ * if anything moved or work went out, 0 to wait, or a negative coffer code.
+ */
+static int conn_stream_data(struct uring_conn *c, const proto_header *front, char *detail)
+{
+    struct uring_job *j = c->job;
+    struct uring_work *wk = &j->work;
+    size_t pos = c->in_start, total = 0, room, need, out_before;
+    size_t in_before = c->in_start, pos_before = c->frame_pos;
+    int r;
+
+    if (j->state == JOB_HEADER) {
+        size_t used = 0;
+        r = uring_job_feed_header(c, c->in + c->in_start + COFFER_FRAME_HEADER + c->frame_pos,
+                                  front->len - c->frame_pos, &used, detail, DETAIL_MAX);
+        if (r != 0)
+            return r;
+        c->frame_pos += used;
+        if (c->frame_pos == front->len) {
+            c->in_start += COFFER_FRAME_HEADER + front->len;
+            c->frame_pos = 0;
+        }
+        return 1;
+    }
+    if (j->state != JOB_RUN)
+        return 0;
+    wk->nin = 0;
+    while (wk->nin < URING_WORK_SLICES && c->in_end - pos >= COFFER_FRAME_HEADER) {
+        proto_header h;
+        size_t skip = wk->nin == 0 ? c->frame_pos : 0;
+        if (proto_header_parse(c->in + pos, &h) != 0 || h.type != PROTO_DATA ||
+            c->in_end - pos - COFFER_FRAME_HEADER < h.len)
+            break;
+        wk->in[wk->nin] = c->in + pos + COFFER_FRAME_HEADER + skip;
+        wk->inlen[wk->nin] = h.len - skip;
+        total += h.len - skip;
+        wk->nin++;
+        pos += COFFER_FRAME_HEADER + h.len;
+    }
+    conn_submit_send(c); /* hand the filled half to the socket first if it is free */
+    room = uring_conn_out_room(c);
+    need = COFFER_FRAME_HEADER +
+           engine_stream_bound(j->s, wk->inlen[0] < URING_OUT_MIN ? wk->inlen[0] : URING_OUT_MIN);
+    if (room < need || room < COFFER_FRAME_HEADER + URING_OUT_MIN)
+        return 0;
+    wk->tail = 0;
+    wk->framed = 1;
+    wk->out = c->out[c->fill] + c->fill_len;
+    wk->outcap = room;
+    out_before = c->fill_len;
+    uring_conn_work_submit(c, !uring_job_offload(j, total, 0));
+    return wk->busy || c->in_start != in_before || c->frame_pos != pos_before ||
+           c->fill_len != out_before || c->close_after_flush;
+}
+
+/*
+ * Handle the frame at the front of the input. Returns 1 when it was consumed, 2 when DATA moved
+ * on by itself, 0 to retry later, or a negative coffer code (detail says more).
  */
 static int conn_frame(struct uring_conn *c, const proto_header *h, const uint8_t *p, char *detail)
 {
@@ -392,10 +479,8 @@ static int conn_frame(struct uring_conn *c, const proto_header *h, const uint8_t
     case PROTO_DATA:
         if (j == NULL || j->input != PROTO_INPUT_STREAM || j->input_ended)
             break;
-        {
-            int err = 0, done = conn_data(c, p, h->len, &err, detail);
-            return err != 0 ? err : done;
-        }
+        /* conn_stream_data moves in_start itself */
+        return (r = conn_stream_data(c, h, detail)) > 0 ? 2 : r;
     case PROTO_END:
         if (j == NULL || j->input != PROTO_INPUT_STREAM || j->input_ended)
             break;
@@ -435,7 +520,8 @@ static int conn_input(struct uring_conn *c)
         proto_header h;
         size_t have = c->in_end - c->in_start;
         int r;
-        if (c->job != NULL && c->job->state == JOB_KEYWAIT)
+        /* busy first: while a helper runs the job's work, its state belongs to the helper */
+        if (c->job != NULL && (c->job->work.busy || c->job->state == JOB_KEYWAIT))
             break;
         if (have < COFFER_FRAME_HEADER)
             break;
@@ -455,11 +541,12 @@ static int conn_input(struct uring_conn *c)
             uring_conn_fail(c, r, detail);
             return 1;
         }
-        if (r == 0) {
+        if (r == 0)
             break;
+        if (r == 1) {
+            c->in_start += COFFER_FRAME_HEADER + h.len;
+            c->frame_pos = 0;
         }
-        c->in_start += COFFER_FRAME_HEADER + h.len;
-        c->frame_pos = 0;
         moved = 1;
     }
     return moved;
@@ -467,7 +554,7 @@ static int conn_input(struct uring_conn *c)
 
 /* ---- job progress ---- */
 
-static int conn_job_result(struct uring_conn *c)
+int uring_conn_job_result(struct uring_conn *c)
 {
     struct uring_job *j = c->job;
     proto_result res = {j->bytes_in, j->bytes_out, j->meta_out != NULL ? j->meta_out : "",
@@ -495,6 +582,7 @@ static int conn_job_result(struct uring_conn *c)
               (uring_now() - j->t_start) * 1000.0);
     uring_job_free(j);
     c->job = NULL;
+    c->fail_err = 0;
     if (atomic_load(&uring_srv.stopping))
         c->close_after_flush = 1;
     return 1;
@@ -506,101 +594,35 @@ static int conn_stream_tail(struct uring_conn *c)
     char detail[DETAIL_MAX];
     int moved = 0;
 
-    while (c->job != NULL && c->job->input_ended && !c->close_after_flush) {
+    while (c->job != NULL && c->job->input_ended && !c->close_after_flush && !c->job->work.busy) {
         struct uring_job *j = c->job;
-        size_t room = uring_conn_out_room(c), cap, produced = 0;
-        uint8_t *out;
-        int r;
-        if (j->state == JOB_DONE)
-            return conn_job_result(c) || moved;
-        if (j->state != JOB_RUN && j->state != JOB_DRAIN) {
-            if (j->state == JOB_HEADER) {
-                r = uring_job_finish(c, NULL, 0, &produced, detail, DETAIL_MAX);
-                uring_conn_fail(c, r, detail);
-                return 1;
-            }
-            break; /* waiting for the key */
-        }
-        if (room < COFFER_FRAME_HEADER + 4096)
-            break;
-        cap = room - COFFER_FRAME_HEADER;
-        if (cap > URING_DATA_OUT)
-            cap = URING_DATA_OUT;
-        out = uring_conn_out_reserve(c, COFFER_FRAME_HEADER + cap);
+        struct uring_work *wk = &j->work;
         enum uring_job_state before = j->state;
-        r = uring_job_finish(c, out + COFFER_FRAME_HEADER, cap, &produced, detail, DETAIL_MAX);
-        if (r != 0) {
-            uring_conn_fail(c, r, detail);
+        size_t room, out_before = c->fill_len;
+        if (j->state == JOB_DONE)
+            return uring_conn_job_result(c) || moved;
+        if (j->state == JOB_HEADER) {
+            uring_conn_fail(c, uring_job_header_truncated(c, detail, DETAIL_MAX), detail);
             return 1;
         }
-        if (produced > 0) {
-            proto_header_put(out, PROTO_DATA, (uint32_t)produced);
-            uring_conn_out_commit(c, COFFER_FRAME_HEADER + produced);
-        }
-        if (produced == 0 && j->state == before)
+        if (j->state != JOB_RUN && j->state != JOB_DRAIN)
+            break; /* waiting for the key */
+        conn_submit_send(c);
+        room = uring_conn_out_room(c);
+        if (room < COFFER_FRAME_HEADER + URING_OUT_MIN ||
+            (j->state == JOB_RUN && room < COFFER_FRAME_HEADER + engine_stream_bound(j->s, 0)))
+            break;
+        wk->tail = 1;
+        wk->framed = 1;
+        wk->nin = 0;
+        wk->out = c->out[c->fill] + c->fill_len;
+        wk->outcap = room;
+        uring_conn_work_submit(c, !uring_job_offload(j, 0, 1));
+        if (wk->busy)
+            return 1;
+        if (c->fill_len == out_before && j->state == before)
             break;
         moved = 1;
-    }
-    return moved;
-}
-
-/* An fd job: read, feed, write, finish, fsync, result. Returns 1 if anything moved. */
-static int conn_fd_job(struct uring_conn *c)
-{
-    char detail[DETAIL_MAX];
-    struct uring_job *j = c->job;
-    struct io_uring_sqe *sqe;
-    int moved = 0, r = 0;
-
-    if (j == NULL || j->input != PROTO_INPUT_FDS || c->close_after_flush)
-        return 0;
-    detail[0] = '\0';
-    if (!j->write_inflight && j->woff == j->wlen) {
-        size_t used = 0, produced = 0;
-        j->woff = j->wlen = 0;
-        if (j->roff < j->rlen) {
-            r = uring_job_feed(c, j->rbuf + j->roff, j->rlen - j->roff, j->wbuf, URING_FILE_WCAP,
-                               &used, &produced, detail, DETAIL_MAX);
-            j->roff += used;
-            j->wlen = produced;
-            moved = used > 0 || produced > 0;
-        } else if (j->read_eof && !j->read_inflight && j->state != JOB_DONE &&
-                   j->state != JOB_KEYWAIT) {
-            enum uring_job_state before = j->state;
-            r = uring_job_finish(c, j->wbuf, URING_FILE_WCAP, &produced, detail, DETAIL_MAX);
-            j->wlen = produced;
-            moved = produced > 0 || j->state != before;
-        }
-        if (r != 0) {
-            uring_conn_fail(c, r, detail);
-            return 1;
-        }
-    }
-    if (j->wlen > j->woff && !j->write_inflight) {
-        sqe = uring_worker_sqe(c->w);
-        io_uring_prep_write(sqe, j->out_fd, j->wbuf + j->woff, (unsigned)(j->wlen - j->woff),
-                            j->out_pos);
-        conn_submit(c, sqe, URING_OP_FWRITE);
-        j->write_inflight = 1;
-    }
-    if (!j->read_inflight && !j->read_eof && j->roff == j->rlen && j->state != JOB_DONE) {
-        j->roff = j->rlen = 0;
-        sqe = uring_worker_sqe(c->w);
-        io_uring_prep_read(sqe, j->in_fd, j->rbuf, URING_FILE_CHUNK, j->in_pos);
-        conn_submit(c, sqe, URING_OP_FREAD);
-        j->read_inflight = 1;
-    }
-    if (j->state == JOB_DONE && !j->write_inflight && j->woff == j->wlen && !j->read_inflight) {
-        if ((j->flags & PROTO_JOB_FSYNC) && !j->fsynced) {
-            if (!j->fsync_inflight) {
-                sqe = uring_worker_sqe(c->w);
-                io_uring_prep_fsync(sqe, j->out_fd, 0);
-                conn_submit(c, sqe, URING_OP_FSYNC);
-                j->fsync_inflight = 1;
-            }
-        } else {
-            moved |= conn_job_result(c);
-        }
     }
     return moved;
 }
@@ -612,8 +634,9 @@ void uring_conn_pump(struct uring_conn *c)
         if (c->job != NULL && c->job->input == PROTO_INPUT_STREAM)
             moved |= conn_stream_tail(c);
         else if (c->job != NULL)
-            moved |= conn_fd_job(c);
-        if (!c->send_inflight && c->send_off == c->send_len && c->fill_len > 0)
+            moved |= uring_fdjob_pump(c);
+        if (!c->send_inflight && c->send_off == c->send_len && c->fill_len > 0 &&
+            !conn_work_busy(c))
             moved = 1;
         conn_submit_send(c);
         if (!moved)
@@ -621,7 +644,8 @@ void uring_conn_pump(struct uring_conn *c)
     }
     if (!c->closing) {
         conn_submit_recv(c);
-        if (c->close_after_flush && conn_output_idle(c) && !conn_fileops(c))
+        if (c->close_after_flush && conn_output_idle(c) && !uring_fdjob_busy(c) &&
+            !conn_work_busy(c))
             uring_conn_close(c, "error sent");
         else if (c->rd_eof && c->job == NULL && conn_output_idle(c))
             uring_conn_close(c, "peer closed");
@@ -659,7 +683,6 @@ static int conn_take_fds(struct uring_conn *c)
 void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32_t cflags)
 {
     struct uring_job *j = c->job;
-    char detail[DETAIL_MAX];
 
     (void)cflags;
     c->inflight--;
@@ -700,45 +723,10 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
             c->send_off = c->send_len = 0;
         break;
     case URING_OP_FREAD:
-        j->read_inflight = 0;
-        if (c->closing || c->close_after_flush)
-            break;
-        if (res < 0) {
-            snprintf(detail, sizeof(detail), "reading the input descriptor: %s", strerror(-res));
-            uring_conn_fail(c, coffer_err_from_errno(-res), detail);
-        } else if (res == 0) {
-            j->read_eof = 1;
-        } else {
-            j->rlen = (size_t)res;
-            j->roff = 0;
-            if (j->in_pos != (uint64_t)-1)
-                j->in_pos += (uint64_t)res;
-        }
-        break;
     case URING_OP_FWRITE:
-        j->write_inflight = 0;
-        if (c->closing || c->close_after_flush)
-            break;
-        if (res <= 0) {
-            snprintf(detail, sizeof(detail), "writing the output descriptor: %s",
-                     res == 0 ? "wrote nothing" : strerror(-res));
-            uring_conn_fail(c, res == 0 ? COFFER_ERR_IO : coffer_err_from_errno(-res), detail);
-        } else {
-            j->woff += (size_t)res;
-            if (j->out_pos != (uint64_t)-1)
-                j->out_pos += (uint64_t)res;
-        }
-        break;
+    case URING_OP_FWRITE1:
     case URING_OP_FSYNC:
-        j->fsync_inflight = 0;
-        if (c->closing || c->close_after_flush)
-            break;
-        if (res < 0) {
-            snprintf(detail, sizeof(detail), "fsync of the output: %s", strerror(-res));
-            uring_conn_fail(c, coffer_err_from_errno(-res), detail);
-        } else {
-            j->fsynced = 1;
-        }
+        uring_fdjob_complete(c, op, res);
         break;
     default:
         break;
@@ -764,9 +752,23 @@ void uring_conn_stop(struct uring_conn *c)
     uring_conn_pump(c); /* closes it when idle; a running job finishes first */
 }
 
+void uring_conn_abort(struct uring_conn *c, int hard)
+{
+    char detail[DETAIL_MAX];
+    if (hard) {
+        uring_conn_close(c, "shutdown grace expired");
+    } else if (c->job != NULL) {
+        snprintf(detail, sizeof(detail),
+                 "cofferd is stopping and the job did not finish within --shutdown-grace %d s",
+                 uring_srv.cfg.shutdown_grace);
+        uring_conn_fail(c, COFFER_ERR_SHUTDOWN, detail);
+    }
+    uring_conn_pump(c);
+}
+
 void uring_conn_tick(struct uring_conn *c, double now, int timeout)
 {
-    if (c->closing || c->keyreq_pending)
+    if (c->closing || c->keyreq_pending || conn_work_busy(c))
         return;
     if (now - c->last_progress > timeout) {
         atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);

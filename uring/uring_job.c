@@ -21,6 +21,7 @@ void uring_job_free(struct uring_job *j)
         return;
     engine_stream_free(j->s);
     engine_header_reader_clear(&j->hdr);
+    uring_hsm_job_end(j->rt != NULL ? j->rt->hsm : NULL, j->hsm, j->bytes_in);
     uring_runtime_put(j->rt);
     free(j->context);
     free(j->meta_out);
@@ -28,8 +29,10 @@ void uring_job_free(struct uring_job *j)
         close(j->in_fd);
     if (j->out_fd >= 0)
         close(j->out_fd);
-    free(j->rbuf);
-    free(j->wbuf);
+    for (int i = 0; i < 2; i++) {
+        free(j->fin[i].p);
+        free(j->fout[i].p);
+    }
     free(j);
 }
 
@@ -110,7 +113,7 @@ static void job_key_done(struct uring_keyreq *req);
 static int job_key_request(struct uring_conn *c)
 {
     struct uring_job *j = c->job;
-    struct uring_keyreq *req = calloc(1, sizeof(*req));
+    struct uring_keyreq *req = j->hsm != NULL ? uring_hsm_req_new(j->hsm) : calloc(1, sizeof(*req));
 
     if (req == NULL)
         return COFFER_ERR_NOMEM;
@@ -126,7 +129,10 @@ static int job_key_request(struct uring_conn *c)
     j->state = JOB_KEYWAIT;
     c->keyreq_pending = 1;
     atomic_fetch_add(&uring_srv.stats.key_loads, 1);
-    uring_keys_submit(req);
+    if (j->hsm != NULL)
+        uring_hsm_submit(j->rt->hsm, req); /* the HSM loader threads, never this ring thread */
+    else
+        uring_keys_submit(req);
     return 0;
 }
 
@@ -150,12 +156,8 @@ static int job_key_source(struct uring_job *j, const engine_metadata *m, char *d
         snprintf(j->key_name, sizeof(j->key_name), "%s", j->rt->secret);
         return 0;
     }
-    if (strcmp(m->retriever, "pkcs11") == 0) {
-        snprintf(detail, detaillen,
-                 "this backup's key is wrapped by an HSM (pkcs11) and this "
-                 "cofferd has no HSM configured");
-        return COFFER_ERR_HSM_UNAVAILABLE;
-    }
+    if (strcmp(m->retriever, "pkcs11") == 0)
+        return uring_hsm_job_restore(j->rt->hsm, m->json, &j->hsm, detail, detaillen);
     if (strcmp(m->retriever, "secret") != 0 || m->ns == NULL || m->secret == NULL) {
         snprintf(detail, detaillen,
                  "keyRetrieverType '%.32s' cannot be served by cofferd; "
@@ -197,6 +199,20 @@ static int job_start_encrypt(struct uring_conn *c, const proto_job *pj, char *de
     snprintf(j->key_ns, sizeof(j->key_ns), "%s", rt->ns);
     snprintf(j->key_name, sizeof(j->key_name), "%s", rt->secret);
     j->rule = engine_format_key_rule(j->format);
+    if (j->format == COFFER_FORMAT_COFFER_V1 && uring_hsm_backups(rt->hsm)) {
+        engine_key *dk = NULL;
+        char *meta = NULL;
+        if ((r = uring_hsm_job_backup(rt->hsm, &j->hsm, &dk, &meta)) != 0 || dk == NULL)
+            return r != 0 ? r : job_key_request(c); /* the HSM loader threads, or the fallback */
+        /* a cached data key */
+        free(j->meta_out);
+        j->meta_out = meta;
+        j->meta_out_len = strlen(meta);
+        snprintf(j->key_id, sizeof(j->key_id), "%s", dk->id);
+        r = job_stream_new(j, dk, detail, detaillen);
+        engine_key_free(dk);
+        return r;
+    }
     if (rt->key != NULL && j->format == rt->format) {
         if ((r = job_set_meta(j, rt->metadata, rt->metadata_len)) != 0)
             return r;
@@ -267,6 +283,7 @@ int uring_job_start(struct uring_conn *c, const proto_job *pj, char *detail, siz
     j->flags = pj->flags;
     j->t_start = uring_now();
     j->rt = uring_runtime_get();
+    j->work.job = j;
     engine_header_reader_init(&j->hdr);
     c->job = j;
     if (pj->context_len > 0) {
@@ -314,6 +331,19 @@ int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *de
     struct uring_job *j = c->job;
 
     detail[0] = '\0';
+    if (j->hsm != NULL) {
+        char *meta = NULL;
+        int r = uring_hsm_job_ready(j->hsm, req, &meta, detail, detaillen);
+        if (r != 0)
+            return r;
+        if (meta != NULL) {
+            free(j->meta_out);
+            j->meta_out = meta;
+            j->meta_out_len = strlen(meta);
+            snprintf(j->key_id, sizeof(j->key_id), "%s", req->key->id); /* for the log */
+        }
+        return job_stream_new(j, req->key, detail, detaillen);
+    }
     if (req->err != 0) {
         snprintf(detail, detaillen, "Secret %s/%s: %s", req->ns, req->name, req->detail);
         return req->err;
@@ -321,60 +351,70 @@ int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *de
     return job_stream_new(j, req->key, detail, detaillen);
 }
 
-int uring_job_feed(struct uring_conn *c, const uint8_t *in, size_t len, uint8_t *out, size_t outcap,
-                   size_t *used, size_t *produced, char *detail, size_t detaillen)
+int uring_job_feed_header(struct uring_conn *c, const uint8_t *in, size_t len, size_t *used,
+                          char *detail, size_t detaillen)
 {
     struct uring_job *j = c->job;
-    size_t slice = len, need, consumed = len;
-    int r = 0;
+    size_t consumed = len;
+    int r;
 
-    *used = *produced = 0;
+    *used = 0;
     detail[0] = '\0';
-    switch (j->state) {
-    case JOB_HEADER:
-        r = engine_header_reader_feed(&j->hdr, in, len, &consumed);
-        if (r < 0) {
-            snprintf(detail, detaillen, "the input does not start with a valid coffer-v1 header");
-            return r;
-        }
-        if (consumed > len)
-            return COFFER_ERR_INTERNAL;
-        *used = consumed;
-        j->bytes_in += consumed;
-        return r == 1 ? job_header_done(c, detail, detaillen) : 0;
-    case JOB_RUN:
-        while (slice > 0 && (need = engine_stream_bound(j->s, slice)) > outcap) {
-            size_t over = need - outcap;
-            slice = over >= slice ? 0 : slice - over;
-        }
-        if (slice == 0)
-            return 0;
-        r = engine_stream_update(j->s, in, slice, out, outcap, produced);
-        if (r != 0) {
-            snprintf(detail, detaillen, "%s", engine_stream_detail(j->s));
-            return r;
-        }
-        *used = slice;
-        j->bytes_in += slice;
-        j->bytes_out += *produced;
-        return 0;
-    default:
-        return 0;
+    if (j->state != JOB_HEADER)
+        return COFFER_ERR_INTERNAL;
+    r = engine_header_reader_feed(&j->hdr, in, len, &consumed);
+    if (r < 0) {
+        snprintf(detail, detaillen, "the input does not start with a valid coffer-v1 header");
+        return r;
     }
+    if (consumed > len)
+        return COFFER_ERR_INTERNAL;
+    *used = consumed;
+    j->bytes_in += consumed;
+    return r == 1 ? job_header_done(c, detail, detaillen) : 0;
 }
 
-int uring_job_finish(struct uring_conn *c, uint8_t *out, size_t outcap, size_t *produced,
-                     char *detail, size_t detaillen)
+int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detaillen)
 {
-    struct uring_job *j = c->job;
+    snprintf(detail, detaillen, "the input ended inside the coffer-v1 header");
+    return c->job->hdr.have == 0 ? COFFER_ERR_BAD_HEADER : COFFER_ERR_TRUNCATED;
+}
+
+/* JOB_RUN: as much of in as fits out, through the stream. */
+static int job_update(struct uring_job *j, const uint8_t *in, size_t len, uint8_t *out,
+                      size_t outcap, size_t *used, size_t *produced, char *detail, size_t detaillen)
+{
+    size_t slice = len, need;
+    int r;
+
+    *used = *produced = 0;
+    if (j->state != JOB_RUN)
+        return COFFER_ERR_INTERNAL;
+    while (slice > 0 && (need = engine_stream_bound(j->s, slice)) > outcap) {
+        size_t over = need - outcap;
+        slice = over >= slice ? 0 : slice - over;
+    }
+    if (slice == 0)
+        return 0;
+    r = engine_stream_update(j->s, in, slice, out, outcap, produced);
+    if (r != 0) {
+        snprintf(detail, detaillen, "%s", engine_stream_detail(j->s));
+        return r;
+    }
+    *used = slice;
+    j->bytes_in += slice;
+    j->bytes_out += *produced;
+    return 0;
+}
+
+/* Input ended: finish (JOB_RUN -> JOB_DRAIN), then drain until nothing is left (JOB_DONE). */
+static int job_tail(struct uring_job *j, uint8_t *out, size_t outcap, size_t *produced,
+                    char *detail, size_t detaillen)
+{
     int r = 0;
 
     *produced = 0;
-    detail[0] = '\0';
     switch (j->state) {
-    case JOB_HEADER:
-        snprintf(detail, detaillen, "the input ended inside the coffer-v1 header");
-        return j->hdr.have == 0 ? COFFER_ERR_BAD_HEADER : COFFER_ERR_TRUNCATED;
     case JOB_RUN:
         if (outcap < engine_stream_bound(j->s, 0))
             return 0;
@@ -398,4 +438,94 @@ int uring_job_finish(struct uring_conn *c, uint8_t *out, size_t outcap, size_t *
     }
     j->bytes_out += *produced;
     return 0;
+}
+
+/* Room for one more output piece at wk->out + wk->produced, after its frame header. */
+static size_t work_room(const struct uring_work *wk)
+{
+    size_t hdr = wk->framed ? COFFER_FRAME_HEADER : 0, room = wk->outcap - wk->produced;
+    if (room < hdr + URING_OUT_MIN)
+        return 0;
+    room -= hdr;
+    return wk->framed && room > URING_DATA_OUT ? URING_DATA_OUT : room;
+}
+
+static void work_put(struct uring_work *wk, size_t n)
+{
+    if (n == 0)
+        return;
+    if (wk->framed) {
+        proto_header_put(wk->out + wk->produced, PROTO_DATA, (uint32_t)n);
+        n += COFFER_FRAME_HEADER;
+    }
+    wk->produced += n;
+}
+
+void uring_job_work_run(struct uring_work *wk)
+{
+    struct uring_job *j = wk->job;
+    size_t hdr = wk->framed ? COFFER_FRAME_HEADER : 0;
+
+    wk->produced = 0;
+    wk->err = 0;
+    wk->detail[0] = '\0';
+    for (int i = 0; i < wk->nin; i++)
+        wk->used[i] = 0;
+    if (wk->tail) {
+        for (;;) {
+            size_t cap = work_room(wk), n = 0;
+            enum uring_job_state before = j->state;
+            if (cap == 0 || j->state == JOB_DONE)
+                return;
+            wk->err =
+                job_tail(j, wk->out + wk->produced + hdr, cap, &n, wk->detail, sizeof(wk->detail));
+            if (wk->err != 0)
+                return;
+            work_put(wk, n);
+            if (n == 0 && j->state == before)
+                return;
+        }
+    }
+    for (int i = 0; i < wk->nin; i++) {
+        /* only the first frame of a batch is split: later ones wait whole for the next batch */
+        if (i > 0 && wk->framed &&
+            engine_stream_bound(j->s, wk->inlen[i]) + hdr > wk->outcap - wk->produced)
+            return;
+        while (wk->used[i] < wk->inlen[i]) {
+            size_t cap = work_room(wk), u = 0, n = 0;
+            if (cap == 0)
+                return;
+            wk->err = job_update(j, wk->in[i] + wk->used[i], wk->inlen[i] - wk->used[i],
+                                 wk->out + wk->produced + hdr, cap, &u, &n, wk->detail,
+                                 sizeof(wk->detail));
+            if (wk->err != 0)
+                return;
+            work_put(wk, n);
+            wk->used[i] += u;
+            if (u == 0 && n == 0)
+                return;
+        }
+    }
+}
+
+int uring_job_offload(const struct uring_job *j, size_t inbytes, int tail)
+{
+    if (uring_job_may_block(j, inbytes, tail))
+        return 1; /* velero-v1 spool file I/O: never on a ring thread */
+    if (uring_srv.cfg.offload_min <= 0)
+        return 0;
+    if (tail) /* a velero-v1 restore releases its whole message at the end */
+        inbytes = j->format == COFFER_FORMAT_VELERO_V1 && j->op == PROTO_OP_DECRYPT
+                      ? (size_t)j->bytes_in
+                      : 0;
+    return inbytes >= (size_t)uring_srv.cfg.offload_min;
+}
+
+int uring_job_may_block(const struct uring_job *j, size_t inbytes, int tail)
+{
+    if (j->format != COFFER_FORMAT_VELERO_V1 || j->op != PROTO_OP_DECRYPT)
+        return 0;
+    /* engine_velero keeps URING_SPOOL_MEM bytes in memory; beyond that it writes and reads a file
+     */
+    return tail ? j->bytes_in > URING_SPOOL_MEM : j->bytes_in + inbytes > URING_SPOOL_MEM;
 }

@@ -24,6 +24,7 @@ static void runtime_free(struct uring_runtime *rt)
         return;
     engine_key_free(rt->key);
     free(rt->metadata);
+    uring_hsm_put(rt->hsm);
     free(rt);
 }
 
@@ -58,13 +59,24 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
                  rt->ns, rt->secret);
         goto out;
     }
+    if ((r = uring_hsm_acquire(&cfg->hsm, &rt->hsm, detail, detaillen)) != 0)
+        goto out;
     if (rt->encryption) {
         r = engine_secret_load(&rt->key, rt->secrets_dir, rt->ns, rt->secret,
                                engine_format_key_rule(rt->format), detail, detaillen);
-        if (r != 0)
+        if (r != 0 && rt->format == COFFER_FORMAT_COFFER_V1 && uring_hsm_secret_optional(rt->hsm)) {
+            /* new backups use the HSM and never fall back: the Secret is not needed */
+            uring_log(URING_LOG_INFO, "secret_absent", "namespace=%s secret=%s err=%s", rt->ns,
+                      rt->secret, coffer_errname(r));
+            detail[0] = '\0';
+            r = 0;
+            meta = engine_metadata_new_plain(); /* unused without a key */
+        } else if (r != 0) {
             goto out;
-        meta = engine_metadata_new_secret(rt->ns, rt->secret, engine_format_name(rt->format),
-                                          rt->key->id);
+        } else {
+            meta = engine_metadata_new_secret(rt->ns, rt->secret, engine_format_name(rt->format),
+                                              rt->key->id);
+        }
     } else {
         meta = engine_metadata_new_plain();
     }

@@ -28,6 +28,7 @@ struct uring_runtime {
     engine_key *key; /* the key of new backups for `format`'s rule; NULL when off or echo */
     char *metadata;  /* the status metadata of a new backup in `format` (JSON text) */
     size_t metadata_len;
+    struct uring_hsm *hsm; /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
     gid_t allow_gid[URING_MAX_ALLOW];

@@ -193,6 +193,38 @@ static void main_reload(int argc, char **argv)
     uring_keys_flush();
 }
 
+static void main_abort(int nworkers, const char *why)
+{
+    uring_log(URING_LOG_WARN, "shutdown_abort", "reason=%s detail=\"failing running jobs\"", why);
+    uring_srv.abort_at = uring_now();
+    atomic_store(&uring_srv.aborting, 1);
+    for (int i = 0; i < nworkers; i++)
+        uring_worker_wake(&uring_srv.workers[i]);
+}
+
+/*
+ * SIGTERM: stop accepting jobs and wait for the running ones; when --shutdown-grace runs out
+ * (or a second SIGTERM/SIGINT comes), they fail with SHUTDOWN and the workers end.
+ */
+static void main_stop(const sigset_t *set, int nworkers)
+{
+    double deadline = uring_now() + uring_srv.cfg.shutdown_grace;
+    struct timespec poll_ts = {0, 100 * 1000 * 1000};
+
+    atomic_store(&uring_srv.stopping, 1);
+    for (int i = 0; i < nworkers; i++)
+        uring_worker_wake(&uring_srv.workers[i]);
+    while (atomic_load(&uring_srv.workers_running) > 0) {
+        int sig = sigtimedwait(set, NULL, &poll_ts);
+        if (atomic_load(&uring_srv.aborting))
+            continue;
+        if (sig == SIGTERM || sig == SIGINT)
+            main_abort(nworkers, "second_signal");
+        else if (uring_now() >= deadline)
+            main_abort(nworkers, "grace_expired");
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct uring_runtime *rt = NULL;
@@ -239,21 +271,23 @@ int main(int argc, char **argv)
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;
     }
-    if (uring_keys_start() != 0)
+    if (uring_keys_start() != 0 || uring_pool_start(uring_srv.cfg.helpers) != 0 ||
+        uring_hsm_start() != 0)
         goto out;
     uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
     if (uring_srv.workers == NULL)
         goto out;
+    uring_srv.nworkers = uring_srv.cfg.workers; /* before any worker reads it (HEALTH) */
     for (; nstarted < uring_srv.cfg.workers; nstarted++)
         if (uring_worker_start(&uring_srv.workers[nstarted], nstarted) != 0)
             goto out;
-    uring_srv.nworkers = nstarted;
     rt = uring_runtime_get();
     uring_log(URING_LOG_INFO, "started",
-              "pid=%d socket=%s workers=%d max_connections=%d encryption=%s format=%s "
+              "pid=%d socket=%s workers=%d helpers=%d max_connections=%d encryption=%s format=%s "
               "namespace=%s secret=%s key_id=%s",
-              (int)getpid(), uring_srv.cfg.socket_path, nstarted, uring_srv.cfg.max_conns,
-              rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
+              (int)getpid(), uring_srv.cfg.socket_path, nstarted, uring_srv.cfg.helpers,
+              uring_srv.cfg.max_conns, rt->encryption ? "on" : "off",
+              engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-");
     uring_runtime_put(rt);
     for (;;) {
@@ -264,10 +298,12 @@ int main(int argc, char **argv)
             main_reload(argc, argv);
             continue;
         }
-        uring_log(URING_LOG_INFO, "stopping", "signal=%s detail=\"finishing running jobs\"",
-                  sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        uring_log(URING_LOG_INFO, "stopping",
+                  "signal=%s grace_s=%d detail=\"finishing running jobs\"",
+                  sig == SIGTERM ? "SIGTERM" : "SIGINT", uring_srv.cfg.shutdown_grace);
         break;
     }
+    main_stop(&set, nstarted);
     exit_code = 0;
 out:
     atomic_store(&uring_srv.stopping, 1);
@@ -275,6 +311,8 @@ out:
         uring_worker_wake(&uring_srv.workers[i]);
     for (int i = 0; i < nstarted; i++)
         uring_worker_join(&uring_srv.workers[i]);
+    uring_pool_stop();
+    uring_hsm_stop(); /* before the Secret loader: a fallback is handed on to it */
     uring_keys_stop();
     for (int i = 0; i < nstarted; i++)
         uring_worker_free(&uring_srv.workers[i]);

@@ -17,17 +17,39 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define URING_IN_CAP     (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))  /* frames being read */
-#define URING_OUT_HALF   (COFFER_FRAME_HEADER + COFFER_MAX_FRAME + 1024) /* one send buffer */
-#define URING_DATA_OUT   COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
-#define URING_FILE_CHUNK (512u * 1024u)   /* fd jobs: bytes per read */
-#define URING_FILE_WCAP  (URING_FILE_CHUNK + 64u * 1024u) /* fd jobs: write buffer */
-#define URING_SPOOL_MEM  (1u << 20) /* velero-v1 restores: bytes spooled in memory per job */
-#define URING_RING_SIZE  512
+/*
+ * Threads. Each worker owns one io_uring ring and the connections it accepted; it never blocks
+ * except in io_uring_enter. The cipher runs on the ring thread, in batches of at most two
+ * 96 KiB frames (streams) or one 512 KiB piece (descriptor jobs): with no more busy connections
+ * than cores that is fastest, since a hand-off to another thread costs more than it saves
+ * (--offload-min moves large batches to the helpers for hosts with cores to spare). Work that
+ * may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its first
+ * URING_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so once a
+ * job passes that size every batch of it (update, finish, drain) runs on a helper while the ring
+ * serves the other connections. Buffered file writes of descriptor jobs go to io_uring's own
+ * io-wq workers. Key material comes from the key loader (uring_keys.c) and HSM loaders.
+ *
+ * Buffers. A connection receives into one buffer of four maximal frames and sends from two
+ * halves of two maximal frames each (one fills while the other is being sent): a streamed job
+ * moves up to two 96 KiB frames per cipher batch and per send. A descriptor job reads and writes
+ * in 512 KiB pieces through two input and two output buffers, so that the cipher of one piece
+ * overlaps the writes of the previous ones (buffered file writes run on io_uring's io-wq).
+ */
+#define URING_IN_CAP      (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME)) /* frames being read */
+#define URING_OUT_HALF    (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buffer */
+#define URING_DATA_OUT    COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
+#define URING_OUT_MIN     4096u            /* smallest output room worth running the cipher for */
+#define URING_FILE_CHUNK  (512u * 1024u)   /* fd jobs: bytes per read */
+#define URING_FILE_WCAP   (URING_FILE_CHUNK + 64u * 1024u) /* fd jobs: one output buffer */
+#define URING_SPOOL_MEM   (1u << 20) /* velero-v1 restores: bytes spooled in memory per job */
+#define URING_WORK_SLICES 4          /* DATA frames one cipher batch may take */
+#define URING_DETAIL_MAX  512
+#define URING_RING_SIZE   512
 
 struct uring_stats {
     atomic_ullong conns_total, conns_denied, conns_busy, conns_timeout;
     atomic_ullong jobs_ok, jobs_failed, bytes_in, bytes_out, key_loads;
+    atomic_ullong helper_batches; /* cipher batches run on the helper threads */
 };
 
 struct uring_worker;
@@ -35,7 +57,10 @@ struct uring_worker;
 struct uring_server {
     struct uring_config cfg; /* the start-up config (socket, workers, limits) */
     int listen_fd;
-    atomic_int stopping;
+    atomic_int stopping; /* SIGTERM: refuse new jobs, finish running ones */
+    atomic_int aborting; /* the shutdown grace expired: fail running jobs with SHUTDOWN */
+    double abort_at;     /* when aborting was set (uring_now) */
+    atomic_int workers_running;
     atomic_int active_conns;
     atomic_ullong next_conn_id;
     struct uring_stats stats;
@@ -54,6 +79,49 @@ enum uring_job_state {
     JOB_DONE,    /* all output produced */
 };
 
+/*
+ * A unit of work for the helper threads (uring_pool.c): run() executes there, then the task goes
+ * back to its worker's ring (the worker's eventfd), which finds the connection by slot and
+ * generation. A connection with a task out is never freed before the task comes back.
+ */
+struct uring_task {
+    struct uring_task *next;
+    void (*run)(struct uring_task *t);
+    struct uring_worker *w;
+    uint32_t slot, gen;
+};
+
+/*
+ * One cipher batch of a job: engine_stream update calls over up to URING_WORK_SLICES input
+ * slices (tail = 0), or finish and drain calls (tail = 1), writing into one output region, with
+ * DATA frame headers (streams) or raw (descriptor jobs). It runs inline on the ring thread when
+ * small, otherwise on a helper thread: while busy, the job, its stream, the input slices and the
+ * output region belong to the helper, and the ring thread touches none of them.
+ */
+struct uring_work {
+    struct uring_task task;
+    struct uring_job *job;
+    int busy, tail, framed;
+    int nin;
+    const uint8_t *in[URING_WORK_SLICES];
+    size_t inlen[URING_WORK_SLICES], used[URING_WORK_SLICES];
+    uint8_t *out;
+    size_t outcap, produced;
+    int err;
+    char detail[URING_DETAIL_MAX];
+};
+
+/*
+ * A descriptor job's buffer: len bytes held, off consumed (input) or written (output); an
+ * output buffer's bytes go to file offset pos (regular files) and io says a write is out.
+ */
+struct uring_fdbuf {
+    uint8_t *p;
+    size_t len, off;
+    uint64_t pos;
+    int io;
+};
+
 struct uring_job {
     uint8_t op, input;
     uint16_t flags;
@@ -69,13 +137,21 @@ struct uring_job {
     size_t context_len;
     char *meta_out; /* status metadata for the result (malloc) */
     size_t meta_out_len;
+    struct uring_hsm_job *hsm; /* pkcs11 retriever state (uring_hsm.h), NULL for the Secret */
     uint64_t bytes_in, bytes_out;
     double t_start;
-    /* fd jobs */
+    struct uring_work work;
+    /*
+     * fd jobs: two input and two output buffers used as rings; in_head/out_head count buffers
+     * started (read issued, output filled), in_tail/out_tail buffers finished (consumed,
+     * written). One read is in flight at a time; writes to a regular file go at explicit
+     * offsets, so both output buffers may be out at once (io-wq's worker then goes from one to
+     * the next without sleeping); a pipe or socket gets one write at a time, in order.
+     */
     int in_fd, out_fd;
-    uint8_t *rbuf, *wbuf;
-    size_t rlen, roff, wlen, woff;
-    int read_inflight, write_inflight, fsync_inflight, read_eof, fsynced;
+    struct uring_fdbuf fin[2], fout[2];
+    unsigned in_head, in_tail, out_head, out_tail;
+    int read_inflight, writes_inflight, fsync_inflight, read_eof, fsynced;
     uint64_t in_pos, out_pos; /* explicit offsets for regular files, else (uint64_t)-1 */
 };
 
@@ -88,9 +164,11 @@ struct uring_conn {
     pid_t pid;
     int inflight; /* ring operations in flight for this connection */
     int closing, close_after_flush, hello_done, rd_eof, keyreq_pending;
+    int fail_err; /* an error that waits for the job's work to come back */
+    char fail_detail[URING_DETAIL_MAX];
     double last_progress;
     /* input */
-    uint8_t *in;
+    uint8_t *in_mem, *in; /* in = in_mem + 2048 (see uring_conn_new) */
     size_t in_start, in_end, frame_pos;
     int recv_inflight;
     struct msghdr msg;
@@ -121,6 +199,8 @@ struct uring_worker {
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
     struct uring_keyreq *keys_done; /* answers from the key loader */
+    struct uring_task *tasks_done;  /* work back from the helper threads */
+    int aborted;                    /* 1: jobs failed after the grace, 2: connections closed */
     int ready;
     int start_err;
 };
@@ -135,6 +215,13 @@ void uring_worker_join(struct uring_worker *w);
 /* After every worker joined and the key loader stopped. */
 void uring_worker_free(struct uring_worker *w);
 
+/* Helper threads (uring_pool.c): cipher batches and the blocking velero-v1 spool. */
+int uring_pool_start(int nthreads) __attribute__((warn_unused_result));
+/* Queue t; t->run executes on a helper thread, then t goes back to t->w's ring. */
+void uring_pool_submit(struct uring_task *t);
+/* After every worker joined (no task can be out). */
+void uring_pool_stop(void);
+
 /* Connections (uring_conn.c). */
 struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid_t pid);
 void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32_t cflags);
@@ -144,17 +231,54 @@ void uring_conn_close(struct uring_conn *c, const char *why);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
 void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);
+/* The job's work came back from a helper thread. */
+void uring_conn_work_done(struct uring_conn *c);
+/* The shutdown grace expired: fail the running job with SHUTDOWN (or close when hard). */
+void uring_conn_abort(struct uring_conn *c, int hard);
+/* Hand the job's work to a helper thread, or run it here when run_here; then apply it. */
+void uring_conn_work_submit(struct uring_conn *c, int run_here);
+void uring_conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op);
+/* The job is complete: queue its RESULT frame and free it. Returns 1 if done, 0 if no room. */
+int uring_conn_job_result(struct uring_conn *c);
 /* Reserve n bytes of output in the fill buffer; NULL if it does not fit now. */
 uint8_t *uring_conn_out_reserve(struct uring_conn *c, size_t n);
 void uring_conn_out_commit(struct uring_conn *c, size_t n);
 size_t uring_conn_out_room(const struct uring_conn *c);
 
+/*
+ * A page-aligned I/O buffer (free() it). On AMD Zen 3/4 `rep movsb`, which the kernel's
+ * copy_to_user and glibc's memcpy use for large copies, runs 4x slower when the destination is a
+ * few bytes past the source's page offset: malloc's 16-byte header puts every large buffer there
+ * relative to the page cache, so reads into malloc'd buffers ran at 2 GB/s instead of 8.
+ */
+void *uring_buf_alloc(size_t n);
+
+/* Descriptor jobs (uring_fdjob.c). */
+int uring_fdjob_begin(struct uring_conn *c) __attribute__((warn_unused_result));
+/* Read, cipher, write, fsync, result. Returns 1 if anything moved. */
+int uring_fdjob_pump(struct uring_conn *c);
+void uring_fdjob_complete(struct uring_conn *c, enum uring_op op, int res);
+/* The fd job's work came back: account its input and output. */
+void uring_fdjob_work_applied(struct uring_conn *c);
+int uring_fdjob_busy(const struct uring_conn *c);
+void uring_fdjob_cancel(struct uring_conn *c);
+
 /* Jobs (uring_job.c). */
 int uring_job_start(struct uring_conn *c, const proto_job *pj, char *detail, size_t detaillen);
-int uring_job_feed(struct uring_conn *c, const uint8_t *in, size_t len, uint8_t *out, size_t outcap,
-                   size_t *used, size_t *produced, char *detail, size_t detaillen);
-int uring_job_finish(struct uring_conn *c, uint8_t *out, size_t outcap, size_t *produced,
-                     char *detail, size_t detaillen);
+/* JOB_HEADER: feed the coffer-v1 header reader; asks for the key once the header is complete. */
+int uring_job_feed_header(struct uring_conn *c, const uint8_t *in, size_t len, size_t *used,
+                          char *detail, size_t detaillen);
+/* The error for input that ended in JOB_HEADER. */
+int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detaillen);
+/*
+ * The cipher (any thread, while the ring thread leaves the job alone): JOB_RUN input through
+ * engine_stream_update, or finish and drain (JOB_RUN -> JOB_DRAIN -> JOB_DONE).
+ */
+void uring_job_work_run(struct uring_work *wk);
+/* 1 if this batch (input bytes, or the tail) may block on the velero-v1 spool file. */
+int uring_job_may_block(const struct uring_job *j, size_t inbytes, int tail);
+/* 1 if this batch goes to a helper thread: it may block, or it is at least --offload-min. */
+int uring_job_offload(const struct uring_job *j, size_t inbytes, int tail);
 int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *detail,
                         size_t detaillen);
 void uring_job_free(struct uring_job *j);

@@ -15,6 +15,7 @@ enum uring_op {
     URING_OP_EVENT = 7,
     URING_OP_TICK = 8,
     URING_OP_CANCEL = 9,
+    URING_OP_FWRITE1 = 10, /* a write of a descriptor job's second output buffer */
 };
 
 /* op: 8 bits | slot: 24 bits | generation: 32 bits. */

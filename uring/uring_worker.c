@@ -139,6 +139,39 @@ static void worker_keys(struct uring_worker *w)
     }
 }
 
+/* Work back from the helper threads. */
+static void worker_tasks(struct uring_worker *w)
+{
+    struct uring_task *list;
+    pthread_mutex_lock(&w->lock);
+    list = w->tasks_done;
+    w->tasks_done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (list != NULL) {
+        struct uring_task *t = list;
+        struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
+        list = t->next;
+        if (c == NULL) {
+            /* a connection with work out is never freed: this is a broken invariant */
+            uring_log(URING_LOG_ERROR, "internal", "detail=\"work came back to no connection\"");
+            abort();
+        }
+        uring_conn_work_done(c);
+    }
+}
+
+/* The shutdown grace expired: fail running jobs; two seconds later close what is left. */
+static void worker_abort(struct uring_worker *w, double now)
+{
+    int hard = now - uring_srv.abort_at >= 2.0;
+    if (w->aborted >= 1 + hard)
+        return;
+    w->aborted = 1 + hard;
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->conns[i] != NULL)
+            uring_conn_abort(w->conns[i], hard);
+}
+
 static void worker_stop(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
@@ -173,13 +206,18 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
         break;
     case URING_OP_EVENT:
         worker_arm_event(w);
+        worker_tasks(w);
         if (atomic_load(&uring_srv.stopping))
             worker_stop(w);
+        if (atomic_load(&uring_srv.aborting))
+            worker_abort(w, uring_now());
         worker_keys(w);
         break;
     case URING_OP_TICK: {
         double now = uring_now();
         worker_arm_tick(w);
+        if (atomic_load(&uring_srv.aborting))
+            worker_abort(w, now);
         for (uint32_t i = 0; i < w->nslots; i++)
             if (w->conns[i] != NULL)
                 uring_conn_tick(w->conns[i], now, uring_srv.cfg.io_timeout);
@@ -214,8 +252,10 @@ static void *worker_main(void *arg)
     w->start_err = r;
     w->ready = 1;
     pthread_mutex_unlock(&w->lock);
-    if (r < 0)
+    if (r < 0) {
+        atomic_fetch_sub(&uring_srv.workers_running, 1);
         return NULL;
+    }
     worker_arm_event(w);
     worker_arm_tick(w);
     worker_arm_accept(w);
@@ -235,6 +275,7 @@ static void *worker_main(void *arg)
         io_uring_cq_advance(&w->ring, n);
     }
     io_uring_queue_exit(&w->ring);
+    atomic_fetch_sub(&uring_srv.workers_running, 1);
     return NULL;
 }
 
@@ -249,8 +290,11 @@ int uring_worker_start(struct uring_worker *w, int index)
     pthread_mutex_init(&w->lock, NULL);
     if (w->conns == NULL || w->evfd < 0)
         return COFFER_ERR_NOMEM;
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+    atomic_fetch_add(&uring_srv.workers_running, 1);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        atomic_fetch_sub(&uring_srv.workers_running, 1);
         return r;
+    }
     for (;;) {
         int ready;
         pthread_mutex_lock(&w->lock);

@@ -375,10 +375,9 @@ static void check_meta(const struct coffer_result *res, const char *format, int 
     engine_metadata_clear(&m);
 }
 
-static void test_stream_roundtrip(void **state)
+static void roundtrip_stream(const struct daemon *d)
 {
     static const char *const formats[] = {"coffer-v1", "velero-v1"};
-    (void)state;
     for (size_t fi = 0; fi < 2; fi++) {
         coffer_format f;
         assert_int_equal(engine_format_parse(formats[fi], &f), 0);
@@ -390,8 +389,7 @@ static void test_stream_roundtrip(void **state)
             char *meta = NULL;
             ts_fill(in, len, len + fi);
             assert_int_equal(
-                run_stream(&main_d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, in, len, &enc, &res),
-                0);
+                run_stream(d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, in, len, &enc, &res), 0);
             check_meta(&res, formats[fi], 1);
             assert_int_equal(res.bytes_in, len);
             assert_int_equal(res.bytes_out, enc.len);
@@ -400,7 +398,7 @@ static void test_stream_roundtrip(void **state)
             assert_int_equal(ptlen, len);
             assert_memory_equal(pt, in, len);
             /* daemon -> daemon */
-            assert_int_equal(run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p,
+            assert_int_equal(run_stream(d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p,
                                         enc.len, &dec, &res2),
                              0);
             assert_int_equal(dec.len, len);
@@ -408,7 +406,7 @@ static void test_stream_roundtrip(void **state)
             /* offline engine -> daemon */
             offline_seal(f, key_main, in, len, &ct, &ctlen, &meta);
             assert_int_equal(
-                run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, meta, ct, ctlen, &dec2, &res3), 0);
+                run_stream(d, COFFER_CLIENT_DECRYPT, NULL, meta, ct, ctlen, &dec2, &res3), 0);
             assert_int_equal(dec2.len, len);
             assert_memory_equal(dec2.p, in, len);
             free(in), free(pt), free(ct), free(meta), free(enc.p), free(dec.p), free(dec2.p);
@@ -417,11 +415,10 @@ static void test_stream_roundtrip(void **state)
     }
 }
 
-static void test_fd_roundtrip(void **state)
+static void roundtrip_fd(const struct daemon *d)
 {
     static const char *const formats[] = {"coffer-v1", "velero-v1"};
     char pin[600], pct[600], pout[600];
-    (void)state;
     snprintf(pin, sizeof(pin), "%s/fd.in", tmp);
     snprintf(pct, sizeof(pct), "%s/fd.ct", tmp);
     snprintf(pout, sizeof(pout), "%s/fd.out", tmp);
@@ -434,8 +431,8 @@ static void test_fd_roundtrip(void **state)
             struct coffer_result res = {0}, res2 = {0};
             ts_fill(in, len, 7 * len + fi);
             assert_int_equal(ts_write_file(pin, in, len), 0);
-            assert_int_equal(
-                run_file(&main_d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, pin, pct, &res), 0);
+            assert_int_equal(run_file(d, COFFER_CLIENT_ENCRYPT, formats[fi], NULL, pin, pct, &res),
+                             0);
             check_meta(&res, formats[fi], 1);
             ct = ts_read_file(pct, &ctlen);
             assert_int_equal(res.bytes_out, ctlen);
@@ -443,7 +440,7 @@ static void test_fd_roundtrip(void **state)
             assert_int_equal(ptlen, len);
             assert_memory_equal(pt, in, len);
             assert_int_equal(
-                run_file(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, pct, pout, &res2), 0);
+                run_file(d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, pct, pout, &res2), 0);
             out = ts_read_file(pout, &outlen);
             assert_int_equal(outlen, len);
             assert_memory_equal(out, in, len);
@@ -451,6 +448,57 @@ static void test_fd_roundtrip(void **state)
             coffer_result_clear(&res), coffer_result_clear(&res2);
         }
     }
+}
+
+static void test_stream_roundtrip(void **state)
+{
+    (void)state;
+    roundtrip_stream(&main_d);
+}
+
+static void test_fd_roundtrip(void **state)
+{
+    (void)state;
+    roundtrip_fd(&main_d);
+}
+
+/* The daemon's STATS counter `name`, or -1. */
+static long stat_value(const struct daemon *d, const char *name)
+{
+    coffer_client *c = client(d);
+    char *j = NULL, key[64];
+    const char *p;
+    long v = -1;
+    assert_int_equal(coffer_client_stats(c, &j), 0);
+    snprintf(key, sizeof(key), "\"%s\":", name);
+    if ((p = strstr(j, key)) != NULL)
+        v = strtol(p + strlen(key), NULL, 10);
+    free(j);
+    coffer_client_close(c);
+    return v;
+}
+
+/*
+ * Every cipher batch on the helper threads (--offload-min 1): the same round trips, and the
+ * velero-v1 restores of 3 MiB spill past the in-memory spool into --spool-dir, whose file work
+ * runs on the helpers with the default settings too (main daemon).
+ */
+static void test_helpers(void **state)
+{
+    struct daemon d = {0};
+    char spool[600];
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/spool", tmp);
+    mkdir(spool, 0700);
+    assert_true(stat_value(&main_d, "helperBatches") > 0); /* the 3 MiB velero-v1 restores */
+    assert_int_equal(daemon_start(&d, "offload", "--offload-min", "1", "--spool-dir", spool,
+                                  "--helpers", "3", NULL),
+                     0);
+    roundtrip_stream(&d);
+    roundtrip_fd(&d);
+    assert_true(stat_value(&d, "helperBatches") > 100);
+    assert_int_equal(daemon_stop(&d), 0);
+    assert_int_equal(rmdir(spool), 0); /* the spool files were unlinked temporary files */
 }
 
 /* ---- 1 GiB: generated input, verified output, never all in memory ---- */
@@ -513,11 +561,18 @@ static void test_big(void **state)
                      0);
     assert_int_equal(res2.bytes_out, g.total);
     in = open(pout, O_RDONLY);
+    if (in < 0)
+        fail_msg("open %s: %s", pout, strerror(errno));
     for (ssize_t n; (n = read(in, buf, MIB)) > 0; pos += (uint64_t)n)
         for (ssize_t i = 0; i < n; i++)
             if (buf[i] != gen_byte(pos + (uint64_t)i))
                 fail_msg("byte %llu differs", (unsigned long long)(pos + (uint64_t)i));
-    assert_int_equal(pos, g.total);
+    if (pos != g.total) {
+        struct stat st;
+        fail_msg("read %llu of %llu bytes back (size %lld, errno %s)", (unsigned long long)pos,
+                 (unsigned long long)g.total, fstat(in, &st) == 0 ? (long long)st.st_size : -1,
+                 strerror(errno));
+    }
     close(in);
     unlink(pct);
     unlink(pout);
@@ -619,10 +674,45 @@ static void test_stops_reading(void **state)
     good_job_alongside();
 }
 
+/* Send a descriptor job frame with in and out attached (SCM_RIGHTS), as libcoffer does. */
+static void raw_send_fd_job(int fd, uint8_t op, int in, int out)
+{
+    uint8_t buf[256];
+    size_t n = 0;
+    proto_job j;
+    struct msghdr msg;
+    struct iovec iov;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 2)];
+        struct cmsghdr align;
+    } cm;
+    struct cmsghdr *h;
+    int fds[2] = {in, out};
+    memset(&j, 0, sizeof(j));
+    j.op = op;
+    j.input = PROTO_INPUT_FDS;
+    assert_int_equal(proto_job_write(buf, sizeof(buf), &j, &n), 0);
+    memset(&msg, 0, sizeof(msg));
+    memset(&cm, 0, sizeof(cm));
+    iov.iov_base = buf;
+    iov.iov_len = n;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cm.buf;
+    msg.msg_controllen = sizeof(cm.buf);
+    h = CMSG_FIRSTHDR(&msg);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(fds));
+    memcpy(CMSG_DATA(h), fds, sizeof(fds));
+    assert_int_equal(sendmsg(fd, &msg, MSG_NOSIGNAL), (ssize_t)n);
+}
+
 static void test_vanishes(void **state)
 {
     uint8_t frame[COFFER_FRAME_HEADER + 1000];
-    int fd = raw_connect(&main_d, 1);
+    char path[600];
+    int fd = raw_connect(&main_d, 1), p[2], out, epipe = 0;
     (void)state;
     raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
     proto_header_put(frame, PROTO_DATA, 1000);
@@ -630,8 +720,83 @@ static void test_vanishes(void **state)
     assert_int_equal(send(fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
     close(fd);
     good_job_alongside();
-    /* a descriptor job whose client vanishes */
+
+    /* a descriptor job whose client vanishes while the daemon waits on its (pipe) input */
+    snprintf(path, sizeof(path), "%s/vanish.out", tmp);
+    assert_int_equal(pipe(p), 0);
+    out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(out >= 0);
+    fd = raw_connect(&main_d, 1);
+    raw_send_fd_job(fd, PROTO_OP_ENCRYPT, p[0], out);
+    memset(frame, 2, sizeof(frame));
+    assert_int_equal(write(p[1], frame, sizeof(frame)), (ssize_t)sizeof(frame));
+    close(p[0]);
+    close(out);
+    usleep(100000);
+    close(fd);
+    /* the daemon drops the job and closes its copy of the pipe: writes then fail with EPIPE */
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 500 && !epipe; i++) {
+        if (write(p[1], frame, 1) < 0 && errno == EPIPE)
+            epipe = 1;
+        else
+            usleep(10000);
+    }
+    close(p[1]);
+    assert_true(epipe);
     good_job_alongside();
+
+    /* and one whose client vanishes in the middle of a large regular file */
+    {
+        char pin[600];
+        uint8_t *big = malloc(32 * MIB);
+        snprintf(pin, sizeof(pin), "%s/vanish.in", tmp);
+        ts_fill(big, 32 * MIB, 77);
+        assert_int_equal(ts_write_file(pin, big, 32 * MIB), 0);
+        free(big);
+        for (int k = 0; k < 3; k++) {
+            int in = open(pin, O_RDONLY | O_CLOEXEC);
+            out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            fd = raw_connect(&main_d, 1);
+            raw_send_fd_job(fd, PROTO_OP_ENCRYPT, in, out);
+            close(in);
+            close(out);
+            usleep((useconds_t)k * 5000);
+            close(fd);
+        }
+        unlink(pin);
+    }
+    unlink(path);
+    good_job_alongside();
+}
+
+/* --shutdown-grace: SIGTERM waits for a stalled job that long, then fails it with SHUTDOWN. */
+static void test_shutdown_grace(void **state)
+{
+    struct daemon d = {0};
+    uint8_t frame[COFFER_FRAME_HEADER + 1000];
+    struct timespec t0, t1;
+    double elapsed;
+    int fd, status = 0;
+    (void)state;
+    assert_int_equal(daemon_start(&d, "grace", "--shutdown-grace", "1", NULL), 0);
+    fd = raw_connect(&d, 1);
+    raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
+    proto_header_put(frame, PROTO_DATA, 1000);
+    memset(frame + COFFER_FRAME_HEADER, 3, 1000);
+    assert_int_equal(send(fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+    usleep(100000); /* the job is running and waits for more input that never comes */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kill(d.pid, SIGTERM);
+    raw_expect_error(fd, COFFER_ERR_SHUTDOWN);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    close(fd);
+    elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(elapsed >= 0.9 && elapsed < 5.0);
+    waitpid(d.pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(log_has(&d, "event=shutdown_abort reason=grace_expired"));
 }
 
 static void test_garbage(void **state)
@@ -982,6 +1147,8 @@ int main(void)
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_vanishes),
+        cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_shutdown_grace),
         cmocka_unit_test(test_stops_reading),
         cmocka_unit_test(test_wrong_uid),
         cmocka_unit_test(test_encryption_off),

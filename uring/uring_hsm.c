@@ -1,0 +1,900 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The pkcs11 retriever inside cofferd: settings, shared clients, HSM loader threads, fallback. */
+#include "uring_hsm.h"
+
+#include "coffer_error.h"
+#include "engine_metadata.h"
+#include "engine_stream.h"
+#include "hsm_cache.h"
+#include "hsm_retriever.h"
+#include "uring_keys.h"
+#include "uring_log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HSM_TIMEOUT_MAX_MS 600000u
+#define HSM_AGE_MAX_S      (10ull * 365 * 86400)
+
+enum { HSM_OP_PROBE = 1, HSM_OP_BACKUP = 2, HSM_OP_RESTORE = 3 };
+
+struct uring_hsm {
+    atomic_int refs;
+    struct uring_hsm *next; /* on the live or the retired list (under q_lock) */
+    struct uring_hsm_config cfg;
+    hsm_client *client;
+    hsm_retriever *retriever;
+    pthread_mutex_t st_lock;
+    int state;       /* 0 not tried yet, 1 working, -1 failing (under st_lock) */
+    hsm_status last; /* the last failure (under st_lock) */
+    int cache_on;    /* the data-key cache may hold a current key */
+    /* the metadata text of the current data key, built once per key (under meta_lock) */
+    pthread_mutex_t meta_lock;
+    hsm_wrapped meta_w;
+    char *meta_text;
+};
+
+struct uring_hsm_job {
+    int op;
+    int used; /* backup: encrypts under a data key of the retriever, accounted at the end */
+    char key_id[ENGINE_KEY_ID_LEN + 1];
+    hsm_metadata_config mc; /* restore: what the backup's metadata says */
+};
+
+struct uring_hsm_req {
+    struct uring_keyreq kr; /* first: the worker frees the request with free(&kr) */
+    int op;
+    int fell_back;
+    struct uring_hsm *h; /* a reference, dropped by the loader once served */
+    hsm_status st;
+    hsm_metadata_config mc;        /* restore: the backup's; fallback: what was tried */
+    char meta[URING_HSM_META_MAX]; /* backup: the pkcs11 status metadata */
+};
+
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static struct uring_keyreq *q_head, *q_tail;
+static struct uring_hsm *live, *retired;
+static int q_stop, q_running, q_nthreads;
+static pthread_t q_threads[URING_HSM_LOADERS];
+static time_t q_last_sweep;
+
+/* Counters for STATS; fallbacks by reason: HSM_MODULE (-60) .. HSM_UNAVAILABLE (-66), other. */
+#define REASONS 8
+static atomic_ullong n_fallbacks, n_fallback_by[REASONS], n_backups, n_backups_failed, n_restores,
+    n_restores_failed;
+
+static struct uring_hsm_req *req_of(struct uring_keyreq *req)
+{
+    return (struct uring_hsm_req *)(void *)req; /* kr is the first member */
+}
+
+static int is_hsm_code(int code)
+{
+    return code <= COFFER_ERR_HSM_MODULE && code >= COFFER_ERR_HSM_UNAVAILABLE;
+}
+
+static int reason_index(int code)
+{
+    return is_hsm_code(code) ? COFFER_ERR_HSM_MODULE - code : REASONS - 1;
+}
+
+/* ---- settings ---- */
+
+void uring_hsm_config_defaults(struct uring_hsm_config *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->fallback = URING_HSM_FALLBACK_SECRET;
+    h->timeout_ms = HSM_TIMEOUT_DEFAULT_MS;
+    h->cache_max_age_s = HSM_CACHE_DEFAULT_AGE_S;
+    h->cache_max_uses = HSM_CACHE_DEFAULT_USES;
+    h->cache_max_bytes = HSM_CACHE_DEFAULT_BYTES;
+    h->cache_max_entries = HSM_CACHE_DEFAULT_ENTRIES;
+}
+
+void uring_hsm_config_usage(FILE *f)
+{
+    fputs(
+        "  --hsm-module PATH|NAME    PKCS#11 module of the HSM (a path, or a p11-kit name such as\n"
+        "                            softhsm2): new coffer-v1 backups get a data key wrapped by\n"
+        "                            the token's key-encryption key (keyRetrieverType pkcs11)\n"
+        "  --hsm-token LABEL         the token's label\n"
+        "  --hsm-key LABEL           label of the key-encryption key for new backups (without\n"
+        "                            it the HSM serves restores only)\n"
+        "  --hsm-pin-file FILE       the token's user PIN (default: the environment variable\n"
+        "                            COFFER_HSM_PIN; a PIN is never taken from a flag)\n"
+        "  --hsm-fallback secret|none  when the HSM cannot serve a new backup: encrypt it with\n"
+        "                            the Secret and say so in its metadata (default), or fail\n"
+        "  --hsm-timeout MS          longest wait for the HSM per call (default 5000)\n"
+        "  --hsm-cache-max-age S     reuse a data key for at most S seconds (default 300)\n"
+        "  --hsm-cache-max-uses N    backups sharing one data key (default 1000)\n"
+        "  --hsm-cache-max-bytes B   bytes encrypted under one data key; K, M, G, T suffixes\n"
+        "                            (default 64G); 0 for age, uses or bytes: no cache\n"
+        "  --hsm-cache-max-entries N unwrapped data keys kept for restores (default 256)\n",
+        f);
+}
+
+/* A label or path of 1..cap-1 bytes without control characters. */
+static int copy_text(char *dst, size_t cap, const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+/* A decimal number in [0, max], with an optional binary K/M/G/T suffix when sized. */
+static int parse_u64(const char *v, uint64_t max, int sized, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long n;
+    unsigned shift = 0;
+
+    if (*v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v)
+        return -1;
+    if (sized && *end != '\0' && end[1] == '\0') {
+        const char *units = "KMGT", *u = strchr(units, *end);
+        if (u == NULL)
+            return -1;
+        shift = 10u * (unsigned)(u - units + 1);
+        end++;
+    }
+    if (*end != '\0' || (shift > 0 && n > (UINT64_MAX >> shift)))
+        return -1;
+    n <<= shift;
+    if (n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const char *v, char *err,
+                         size_t errlen)
+{
+    const char *opt = name + 4;
+    uint64_t n = 0;
+
+    if (strncmp(name, "hsm-", 4) != 0)
+        return 1;
+    if (strcmp(opt, "module") == 0) {
+        if (copy_text(h->module, sizeof(h->module), v) != 0)
+            goto bad;
+    } else if (strcmp(opt, "token") == 0) {
+        if (copy_text(h->token, sizeof(h->token), v) != 0)
+            goto bad;
+    } else if (strcmp(opt, "key") == 0) {
+        if (copy_text(h->key, sizeof(h->key), v) != 0)
+            goto bad;
+    } else if (strcmp(opt, "pin-file") == 0) {
+        if (copy_text(h->pin_file, sizeof(h->pin_file), v) != 0)
+            goto bad;
+    } else if (strcmp(opt, "pin") == 0) {
+        snprintf(err, errlen,
+                 "--hsm-pin is refused: a PIN given as a flag or in the config file can be read "
+                 "by others (ps, /proc); put it in a file only cofferd can read and pass "
+                 "--hsm-pin-file FILE, or set the environment variable COFFER_HSM_PIN");
+        return COFFER_ERR_CONFIG;
+    } else if (strcmp(opt, "fallback") == 0) {
+        if (strcmp(v, "secret") == 0)
+            h->fallback = URING_HSM_FALLBACK_SECRET;
+        else if (strcmp(v, "none") == 0)
+            h->fallback = URING_HSM_FALLBACK_NONE;
+        else
+            goto bad;
+    } else if (strcmp(opt, "timeout") == 0) {
+        if (parse_u64(v, HSM_TIMEOUT_MAX_MS, 0, &n) != 0 || n == 0)
+            goto bad;
+        h->timeout_ms = (unsigned)n;
+    } else if (strcmp(opt, "cache-max-age") == 0) {
+        if (parse_u64(v, HSM_AGE_MAX_S, 0, &h->cache_max_age_s) != 0)
+            goto bad;
+    } else if (strcmp(opt, "cache-max-uses") == 0) {
+        if (parse_u64(v, UINT64_MAX, 0, &h->cache_max_uses) != 0)
+            goto bad;
+    } else if (strcmp(opt, "cache-max-bytes") == 0) {
+        if (parse_u64(v, UINT64_MAX, 1, &h->cache_max_bytes) != 0)
+            goto bad;
+    } else if (strcmp(opt, "cache-max-entries") == 0) {
+        if (parse_u64(v, HSM_CACHE_MAX_ENTRIES, 0, &h->cache_max_entries) != 0)
+            goto bad;
+    } else {
+        return 1;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "invalid value for --%s: '%.200s' (see --help)", name, v);
+    return COFFER_ERR_CONFIG;
+}
+
+int uring_hsm_config_check(const struct uring_hsm_config *h, char *err, size_t errlen)
+{
+    if (h->module[0] == '\0') {
+        if (h->token[0] == '\0' && h->key[0] == '\0' && h->pin_file[0] == '\0')
+            return 0;
+        snprintf(err, errlen,
+                 "--hsm-token, --hsm-key and --hsm-pin-file need --hsm-module (the PKCS#11 "
+                 "module: a path, or a p11-kit name such as softhsm2)");
+        return COFFER_ERR_CONFIG;
+    }
+    if (h->token[0] == '\0') {
+        snprintf(err, errlen, "--hsm-module needs --hsm-token (the label of the HSM token)");
+        return COFFER_ERR_CONFIG;
+    }
+    return 0;
+}
+
+static int config_equal(const struct uring_hsm_config *a, const struct uring_hsm_config *b)
+{
+    return strcmp(a->module, b->module) == 0 && strcmp(a->token, b->token) == 0 &&
+           strcmp(a->key, b->key) == 0 && strcmp(a->pin_file, b->pin_file) == 0 &&
+           a->fallback == b->fallback && a->timeout_ms == b->timeout_ms &&
+           a->cache_max_age_s == b->cache_max_age_s && a->cache_max_uses == b->cache_max_uses &&
+           a->cache_max_bytes == b->cache_max_bytes && a->cache_max_entries == b->cache_max_entries;
+}
+
+/* ---- shared clients ---- */
+
+/* The hsm library's operator lines: connects are news, everything else a warning. */
+static void hsm_log_line(void *ctx, const char *line)
+{
+    char q[HSM_STATUS_TEXT_MAX * 2];
+    (void)ctx;
+    uring_log(strstr(line, ": connected") != NULL || strstr(line, ": loaded") != NULL
+                  ? URING_LOG_INFO
+                  : URING_LOG_WARN,
+              "hsm", "detail=%s", uring_log_quote(line, q, sizeof(q)));
+}
+
+/* Only the closing may wait (for a stuck PKCS#11 call): never on a ring thread. */
+static void hsm_free(struct uring_hsm *h)
+{
+    hsm_retriever_free(h->retriever);
+    hsm_client_close(h->client);
+    pthread_mutex_destroy(&h->st_lock);
+    pthread_mutex_destroy(&h->meta_lock);
+    free(h->meta_text);
+    free(h);
+}
+
+static void queue_push_locked(struct uring_keyreq *req)
+{
+    req->next = NULL;
+    if (q_tail != NULL)
+        q_tail->next = req;
+    else
+        q_head = req;
+    q_tail = req;
+    pthread_cond_signal(&q_cond);
+}
+
+static struct uring_hsm *hsm_ref(struct uring_hsm *h)
+{
+    atomic_fetch_add(&h->refs, 1);
+    return h;
+}
+
+int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out, char *detail,
+                      size_t detaillen)
+{
+    int r = COFFER_ERR_NOMEM;
+    struct uring_hsm *h = NULL;
+    struct uring_hsm_req *probe = NULL;
+    hsm_cache_limits lim;
+    hsm_status st;
+    hsm_client_config cc;
+
+    *out = NULL;
+    detail[0] = '\0';
+    if (cfg->module[0] == '\0')
+        return 0;
+    pthread_mutex_lock(&q_lock);
+    for (h = live; h != NULL; h = h->next) {
+        int n = atomic_load(&h->refs);
+        if (!config_equal(&h->cfg, cfg))
+            continue;
+        /* one whose last reference is going away is not revived */
+        while (n > 0 && !atomic_compare_exchange_weak(&h->refs, &n, n + 1))
+            ;
+        if (n > 0)
+            break;
+    }
+    pthread_mutex_unlock(&q_lock);
+    if (h != NULL) {
+        *out = h;
+        return 0;
+    }
+    if ((h = calloc(1, sizeof(*h))) == NULL || (probe = calloc(1, sizeof(*probe))) == NULL)
+        goto fail;
+    pthread_mutex_init(&h->st_lock, NULL);
+    pthread_mutex_init(&h->meta_lock, NULL);
+    atomic_init(&h->refs, 1);
+    h->cfg = *cfg;
+    memset(&cc, 0, sizeof(cc));
+    cc.module = cfg->module;
+    cc.token = cfg->token;
+    cc.key_label = cfg->key[0] != '\0' ? cfg->key : NULL;
+    cc.pin.file = cfg->pin_file[0] != '\0' ? cfg->pin_file : NULL;
+    cc.pin.env = NULL; /* COFFER_HSM_PIN */
+    cc.timeout_ms = cfg->timeout_ms;
+    cc.log = hsm_log_line;
+    if ((r = hsm_client_open(&h->client, &cc, &st)) != 0) {
+        snprintf(detail, detaillen, "%s", st.text[0] != '\0' ? st.text : coffer_strerror(r));
+        goto fail;
+    }
+    hsm_cache_limits_default(&lim);
+    lim.max_age_s = cfg->cache_max_age_s;
+    lim.max_uses = cfg->cache_max_uses;
+    lim.max_bytes = cfg->cache_max_bytes;
+    lim.max_entries = (size_t)cfg->cache_max_entries;
+    if (cfg->cache_max_age_s == 0 || cfg->cache_max_uses == 0 || cfg->cache_max_bytes == 0)
+        lim.max_age_s = 0; /* a bound of zero allows no reuse: the cache is off */
+    h->cache_on = lim.max_age_s != 0;
+    if ((r = hsm_retriever_new(&h->retriever, h->client, &lim, NULL, NULL)) != 0) {
+        snprintf(detail, detaillen, "the HSM data-key cache: %s", coffer_strerror(r));
+        goto fail;
+    }
+    uring_log(URING_LOG_INFO, "hsm_configured",
+              "module=%s token=%s key=%s fallback=%s timeout_ms=%u cache_max_age_s=%llu "
+              "cache_max_uses=%llu cache_max_bytes=%llu pin=%s",
+              cfg->module, cfg->token, cfg->key[0] != '\0' ? cfg->key : "-(restores_only)",
+              cfg->fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret", cfg->timeout_ms,
+              (unsigned long long)lim.max_age_s, (unsigned long long)lim.max_uses,
+              (unsigned long long)lim.max_bytes,
+              cfg->pin_file[0] != '\0' ? "file" : "env:" HSM_PIN_ENV_DEF);
+    /* connect in the background, so that the log says early whether the HSM works */
+    probe->op = HSM_OP_PROBE;
+    probe->h = hsm_ref(h);
+    pthread_mutex_lock(&q_lock);
+    h->next = live;
+    live = h;
+    queue_push_locked(&probe->kr);
+    pthread_mutex_unlock(&q_lock);
+    *out = h;
+    return 0;
+fail:
+    free(probe);
+    if (h != NULL) {
+        hsm_retriever_free(h->retriever);
+        hsm_client_close(h->client);
+        pthread_mutex_destroy(&h->st_lock);
+        pthread_mutex_destroy(&h->meta_lock);
+        free(h);
+    }
+    return r;
+}
+
+void uring_hsm_put(struct uring_hsm *h)
+{
+    int later = 0;
+    if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&q_lock);
+    for (struct uring_hsm **p = &live; *p != NULL; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            break;
+        }
+    }
+    if (q_running) {
+        h->next = retired;
+        retired = h;
+        pthread_cond_signal(&q_cond);
+        later = 1;
+    }
+    pthread_mutex_unlock(&q_lock);
+    if (!later)
+        hsm_free(h); /* no loader threads (start-up or shutdown): the main thread closes it */
+}
+
+int uring_hsm_backups(const struct uring_hsm *h)
+{
+    return h != NULL && h->cfg.key[0] != '\0';
+}
+
+int uring_hsm_secret_optional(const struct uring_hsm *h)
+{
+    return uring_hsm_backups(h) && h->cfg.fallback == URING_HSM_FALLBACK_NONE;
+}
+
+/* ---- the loader threads ---- */
+
+/*
+ * Remember whether the HSM works, and log when that changes. What counts is what the HSM is
+ * configured for: new backups (probes and backups) when it has a key label, else restores.
+ */
+static void hsm_note(struct uring_hsm *h, int op, int r, const hsm_status *st)
+{
+    char q[HSM_STATUS_TEXT_MAX * 2];
+    int was, now;
+
+    if (op == (uring_hsm_backups(h) ? HSM_OP_RESTORE : HSM_OP_BACKUP))
+        return;
+    if (r != 0 && (!is_hsm_code(r) || r == COFFER_ERR_HSM_UNAVAILABLE))
+        return; /* not about the HSM's health (a wrong key, another token, memory) */
+    pthread_mutex_lock(&h->st_lock);
+    was = h->state;
+    h->state = r == 0 ? 1 : -1;
+    if (r != 0)
+        h->last = *st;
+    now = h->state;
+    pthread_mutex_unlock(&h->st_lock);
+    if (was == now)
+        return;
+    if (now == 1)
+        uring_log(URING_LOG_INFO, "hsm_ready", "module=%s token=%s key=%s", h->cfg.module,
+                  h->cfg.token, h->cfg.key[0] != '\0' ? h->cfg.key : "-");
+    else
+        uring_log(URING_LOG_WARN, "hsm_unavailable",
+                  "module=%s token=%s key=%s step=%s err=%s ckr=%s fallback=%s reason=%s",
+                  h->cfg.module, h->cfg.token, h->cfg.key[0] != '\0' ? h->cfg.key : "-", st->step,
+                  coffer_errname(r), st->ckr[0] != '\0' ? st->ckr : "-",
+                  h->cfg.fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret",
+                  uring_log_quote(st->text, q, sizeof(q)));
+}
+
+static void serve_probe(struct uring_hsm_req *hr)
+{
+    int r = hsm_client_connect(hr->h->client, &hr->st);
+    hsm_note(hr->h, HSM_OP_PROBE, r, &hr->st);
+}
+
+/* A new backup's data key; returns 1 when the request went on to the Secret loader. */
+static int serve_backup(struct uring_hsm_req *hr)
+{
+    struct uring_hsm *h = hr->h;
+    engine_key *dk = NULL;
+    json_t *config = NULL, *meta = NULL;
+    char *text = NULL, q[HSM_STATUS_TEXT_MAX * 2];
+    int r = hsm_retriever_backup_key(h->retriever, 0, &dk, &config, &hr->st);
+
+    if (r == 0) {
+        meta =
+            hsm_metadata_from_config(config, engine_format_name(COFFER_FORMAT_COFFER_V1), dk->id);
+        if (meta == NULL || (text = engine_metadata_dump(meta)) == NULL)
+            r = COFFER_ERR_NOMEM;
+        else if (strlen(text) >= sizeof(hr->meta))
+            r = COFFER_ERR_TOO_LARGE;
+        else
+            memcpy(hr->meta, text, strlen(text) + 1);
+        if (r != 0)
+            hsm_status_set(&hr->st, r, "wrap", HSM_STATUS_NO_RV,
+                           "the metadata of a new HSM backup could not be built: %s",
+                           coffer_strerror(r));
+    }
+    json_decref(meta);
+    free(text);
+    hsm_note(h, HSM_OP_BACKUP, r, &hr->st);
+    if (r == 0) {
+        hr->kr.key = dk;
+        atomic_fetch_add(&n_backups, 1);
+        return 0;
+    }
+    engine_key_free(dk);
+    if (h->cfg.fallback == URING_HSM_FALLBACK_NONE) {
+        hr->kr.err = r;
+        atomic_fetch_add(&n_backups_failed, 1);
+        return 0;
+    }
+    /* what was tried, for the backup's hsmFallback note */
+    snprintf(hr->mc.module, sizeof(hr->mc.module), "%s", h->cfg.module);
+    snprintf(hr->mc.token, sizeof(hr->mc.token), "%s", h->cfg.token);
+    snprintf(hr->mc.wrapped.key_label, sizeof(hr->mc.wrapped.key_label), "%s", h->cfg.key);
+    hr->fell_back = 1;
+    atomic_fetch_add(&n_fallbacks, 1);
+    atomic_fetch_add(&n_fallback_by[reason_index(r)], 1);
+    uring_log(URING_LOG_WARN, "hsm_fallback",
+              "module=%s token=%s key=%s step=%s err=%s ckr=%s namespace=%s secret=%s reason=%s",
+              h->cfg.module, h->cfg.token, h->cfg.key, hr->st.step, coffer_errname(r),
+              hr->st.ckr[0] != '\0' ? hr->st.ckr : "-", hr->kr.ns, hr->kr.name,
+              uring_log_quote(hr->st.text, q, sizeof(q)));
+    return 1;
+}
+
+static void serve_restore(struct uring_hsm_req *hr)
+{
+    engine_key *dk = NULL;
+    json_t *cfg = hsm_metadata_config_new(hr->mc.module, hr->mc.token, &hr->mc.wrapped);
+    int r = cfg == NULL ? hsm_status_set(&hr->st, COFFER_ERR_NOMEM, "unwrap", HSM_STATUS_NO_RV,
+                                         "out of memory")
+                        : hsm_retriever_restore_key(hr->h->retriever, cfg, &dk, &hr->st);
+
+    json_decref(cfg);
+    hsm_note(hr->h, HSM_OP_RESTORE, r, &hr->st);
+    hr->kr.err = r;
+    hr->kr.key = r == 0 ? dk : NULL;
+    if (r != 0)
+        engine_key_free(dk);
+    atomic_fetch_add(r == 0 ? &n_restores : &n_restores_failed, 1);
+}
+
+static void loader_serve(struct uring_hsm_req *hr)
+{
+    struct uring_hsm *h = hr->h;
+    int forward = 0;
+
+    hr->kr.err = 0;
+    hr->kr.detail[0] = '\0';
+    hsm_status_clear(&hr->st);
+    if (hr->op == HSM_OP_PROBE)
+        serve_probe(hr);
+    else if (hr->op == HSM_OP_BACKUP)
+        forward = serve_backup(hr);
+    else
+        serve_restore(hr);
+    hr->h = NULL;
+    uring_hsm_put(h);
+    if (hr->op == HSM_OP_PROBE)
+        free(hr);
+    else if (forward)
+        uring_keys_submit(&hr->kr); /* the Secret loader loads the fallback key, then done() */
+    else
+        hr->kr.done(&hr->kr);
+}
+
+/* Under q_lock: wipe the cached data keys that are past their age, now and then. */
+static void loader_sweep_locked(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - q_last_sweep < URING_HSM_SWEEP_S)
+        return;
+    q_last_sweep = now.tv_sec;
+    for (struct uring_hsm *h = live; h != NULL; h = h->next)
+        hsm_cache_sweep(hsm_retriever_cache(h->retriever));
+}
+
+static void *loader_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&q_lock);
+    for (;;) {
+        struct uring_hsm *dead = retired;
+        struct uring_keyreq *req;
+        struct timespec until;
+        if (dead != NULL) {
+            retired = dead->next;
+            pthread_mutex_unlock(&q_lock);
+            hsm_free(dead);
+            pthread_mutex_lock(&q_lock);
+            continue;
+        }
+        if (q_stop)
+            break;
+        if ((req = q_head) != NULL) {
+            q_head = req->next;
+            if (q_head == NULL)
+                q_tail = NULL;
+            pthread_mutex_unlock(&q_lock);
+            req->next = NULL;
+            loader_serve(req_of(req));
+            pthread_mutex_lock(&q_lock);
+            continue;
+        }
+        loader_sweep_locked();
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&q_cond, &q_lock, &until);
+    }
+    pthread_mutex_unlock(&q_lock);
+    return NULL;
+}
+
+int uring_hsm_start(void)
+{
+    pthread_mutex_lock(&q_lock);
+    q_stop = 0;
+    q_running = 1;
+    pthread_mutex_unlock(&q_lock);
+    for (q_nthreads = 0; q_nthreads < URING_HSM_LOADERS; q_nthreads++) {
+        if (pthread_create(&q_threads[q_nthreads], NULL, loader_main, NULL) != 0) {
+            uring_hsm_stop();
+            return COFFER_ERR_INTERNAL;
+        }
+    }
+    return 0;
+}
+
+void uring_hsm_stop(void)
+{
+    struct uring_keyreq *pending;
+    struct uring_hsm *dead;
+
+    pthread_mutex_lock(&q_lock);
+    q_stop = 1;
+    pthread_cond_broadcast(&q_cond);
+    pthread_mutex_unlock(&q_lock);
+    for (int i = 0; i < q_nthreads; i++)
+        pthread_join(q_threads[i], NULL);
+    q_nthreads = 0;
+    pthread_mutex_lock(&q_lock);
+    q_running = 0;
+    pending = q_head;
+    q_head = q_tail = NULL;
+    dead = retired;
+    retired = NULL;
+    pthread_mutex_unlock(&q_lock);
+    /* requests nobody will serve: their owners are gone (workers stop first) */
+    while (pending != NULL) {
+        struct uring_hsm_req *hr = req_of(pending);
+        pending = pending->next;
+        uring_hsm_put(hr->h);
+        free(hr);
+    }
+    while (dead != NULL) {
+        struct uring_hsm *next = dead->next;
+        hsm_free(dead);
+        dead = next;
+    }
+}
+
+/* ---- one job (ring thread) ---- */
+
+/* The status metadata of a backup under the current data key: a copy of the text built for the
+ * key's first cached backup, or built now. NULL when out of memory. */
+static char *cached_meta(struct uring_hsm *h, const engine_key *dk, const hsm_wrapped *w)
+{
+    char *text = NULL;
+    json_t *m;
+
+    pthread_mutex_lock(&h->meta_lock);
+    if (h->meta_text != NULL && memcmp(&h->meta_w, w, sizeof(*w)) == 0)
+        text = strdup(h->meta_text);
+    pthread_mutex_unlock(&h->meta_lock);
+    if (text != NULL)
+        return text;
+    m = hsm_metadata_new(h->cfg.module, h->cfg.token, w,
+                         engine_format_name(COFFER_FORMAT_COFFER_V1), dk->id);
+    text = m != NULL ? engine_metadata_dump(m) : NULL;
+    json_decref(m);
+    if (text == NULL)
+        return NULL;
+    pthread_mutex_lock(&h->meta_lock);
+    free(h->meta_text);
+    h->meta_text = strdup(text);
+    h->meta_w = *w;
+    pthread_mutex_unlock(&h->meta_lock);
+    return text;
+}
+
+int uring_hsm_job_backup(struct uring_hsm *h, struct uring_hsm_job **out, engine_key **dk,
+                         char **meta)
+{
+    struct uring_hsm_job *hj = calloc(1, sizeof(*hj));
+    hsm_wrapped w;
+    int r;
+
+    *out = hj;
+    *dk = NULL;
+    *meta = NULL;
+    if (hj == NULL)
+        return COFFER_ERR_NOMEM;
+    hj->op = HSM_OP_BACKUP;
+    if (!h->cache_on)
+        return 0;
+    /* the data-key cache only: its mutex is never held across a PKCS#11 call */
+    memset(&w, 0, sizeof(w));
+    if ((r = hsm_cache_current_take(hsm_retriever_cache(h->retriever), 0, dk, &w)) != 1)
+        return r < 0 ? r : 0; /* a miss: the loader threads ask the HSM */
+    if ((*meta = cached_meta(h, *dk, &w)) == NULL) {
+        engine_key_free(*dk);
+        *dk = NULL;
+        return COFFER_ERR_NOMEM;
+    }
+    hj->used = 1;
+    snprintf(hj->key_id, sizeof(hj->key_id), "%s", (*dk)->id);
+    atomic_fetch_add(&n_backups, 1);
+    return 0;
+}
+
+int uring_hsm_job_restore(const struct uring_hsm *h, const json_t *metadata,
+                          struct uring_hsm_job **out, char *detail, size_t detaillen)
+{
+    struct uring_hsm_job *hj = calloc(1, sizeof(*hj));
+    char why[256];
+
+    *out = NULL;
+    if (hj == NULL)
+        return COFFER_ERR_NOMEM;
+    hj->op = HSM_OP_RESTORE;
+    if (hsm_metadata_config_parse(json_object_get(metadata, "keyRetrieverConfig"), &hj->mc, why,
+                                  sizeof(why)) != 0) {
+        snprintf(detail, detaillen, "%s", why);
+        free(hj);
+        return COFFER_ERR_METADATA;
+    }
+    if (h == NULL) {
+        snprintf(detail, detaillen,
+                 "restoring needs key '%s' on token '%s' to unwrap the data key, and this cofferd "
+                 "has no HSM configured (--hsm-module, --hsm-token, --hsm-pin-file)",
+                 hj->mc.wrapped.key_label, hj->mc.token);
+        free(hj);
+        return COFFER_ERR_HSM_UNAVAILABLE;
+    }
+    *out = hj;
+    return 0;
+}
+
+struct uring_keyreq *uring_hsm_req_new(const struct uring_hsm_job *hj)
+{
+    struct uring_hsm_req *hr = calloc(1, sizeof(*hr));
+    if (hr == NULL)
+        return NULL;
+    hr->op = hj->op;
+    if (hj->op == HSM_OP_RESTORE)
+        hr->mc = hj->mc;
+    return &hr->kr;
+}
+
+void uring_hsm_submit(struct uring_hsm *h, struct uring_keyreq *req)
+{
+    struct uring_hsm_req *hr = req_of(req);
+    hr->h = hsm_ref(h);
+    pthread_mutex_lock(&q_lock);
+    queue_push_locked(req);
+    pthread_mutex_unlock(&q_lock);
+}
+
+/* " (HSM_LOGIN, CKR_PIN_INCORRECT)" after a status sentence. */
+static void status_detail(const hsm_status *st, int err, const char *prefix, char *detail,
+                          size_t detaillen)
+{
+    int code = st->code != 0 ? st->code : err;
+    snprintf(detail, detaillen, "%s%s (%s%s%s)", prefix,
+             st->text[0] != '\0' ? st->text : coffer_strerror(err), coffer_errname(code),
+             st->ckr[0] != '\0' ? ", " : "", st->ckr);
+}
+
+static int restore_error(const struct uring_hsm_req *hr, int err, char *detail, size_t detaillen)
+{
+    char prefix[HSM_KEY_LABEL_MAX + HSM_TOKEN_LABEL_MAX + 64];
+
+    prefix[0] = '\0';
+    if (strstr(hr->st.text, hr->mc.token) == NULL ||
+        strstr(hr->st.text, hr->mc.wrapped.key_label) == NULL)
+        snprintf(prefix, sizeof(prefix),
+                 "restoring needs key '%s' on token '%s': ", hr->mc.wrapped.key_label,
+                 hr->mc.token);
+    status_detail(&hr->st, err, prefix, detail, detaillen);
+    /* the token, its module, the login or the key is away, or it does not answer */
+    if (is_hsm_code(err) || err == COFFER_ERR_CONFIG)
+        return COFFER_ERR_HSM_UNAVAILABLE;
+    return err;
+}
+
+int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char **meta,
+                        char *detail, size_t detaillen)
+{
+    struct uring_hsm_req *hr = req_of(req);
+    json_t *m, *note;
+    int r = COFFER_ERR_NOMEM;
+
+    *meta = NULL;
+    detail[0] = '\0';
+    if (hj->op == HSM_OP_RESTORE)
+        return req->err == 0 ? 0 : restore_error(hr, req->err, detail, detaillen);
+    if (!hr->fell_back) {
+        if (req->err != 0) {
+            status_detail(&hr->st, req->err,
+                          "the HSM cannot serve this backup and --hsm-fallback is none: ", detail,
+                          detaillen);
+            return req->err;
+        }
+        if ((*meta = strdup(hr->meta)) == NULL)
+            return COFFER_ERR_NOMEM;
+        hj->used = 1;
+        snprintf(hj->key_id, sizeof(hj->key_id), "%s", req->key->id);
+        return 0;
+    }
+    if (req->err != 0) {
+        snprintf(detail, detaillen, "Secret %s/%s (the fallback after the HSM failed: %s): %s",
+                 req->ns, req->name, hr->st.text, req->detail);
+        return req->err;
+    }
+    m = engine_metadata_new_secret(req->ns, req->name, engine_format_name(COFFER_FORMAT_COFFER_V1),
+                                   req->key->id);
+    note =
+        hsm_metadata_fallback_new(hr->mc.module, hr->mc.token, hr->mc.wrapped.key_label, &hr->st);
+    if (m == NULL || note == NULL) {
+        json_decref(note);
+        goto out;
+    }
+    /* json_object_set_new takes the note, also when it fails */
+    if (json_object_set_new(m, "hsmFallback", note) != 0 ||
+        (*meta = engine_metadata_dump(m)) == NULL)
+        goto out;
+    r = 0;
+out:
+    json_decref(m);
+    return r;
+}
+
+void uring_hsm_job_end(struct uring_hsm *h, struct uring_hsm_job *hj, uint64_t bytes)
+{
+    if (hj == NULL)
+        return;
+    /* the cache's byte bound; only the cache's mutex, never the HSM */
+    if (hj->used && h != NULL && bytes > 0)
+        hsm_retriever_backup_done(h->retriever, hj->key_id, bytes);
+    free(hj);
+}
+
+/* ---- reports ---- */
+
+void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
+{
+    static const char *const names[REASONS] = {"HSM_MODULE",      "HSM_TOKEN", "HSM_KEY",
+                                               "HSM_LOGIN",       "HSM_CALL",  "HSM_TIMEOUT",
+                                               "HSM_UNAVAILABLE", "OTHER"};
+    json_t *by = json_object();
+    hsm_cache_stats cs;
+
+    if (o == NULL || by == NULL) {
+        json_decref(by);
+        return;
+    }
+    for (int i = 0; i < REASONS; i++) {
+        unsigned long long n = atomic_load(&n_fallback_by[i]);
+        if (n > 0)
+            json_object_set_new(by, names[i], json_integer((json_int_t)n));
+    }
+    json_object_set_new(o, "fallbacks", json_integer((json_int_t)atomic_load(&n_fallbacks)));
+    json_object_set_new(o, "fallbackReasons", by);
+    json_object_set_new(o, "hsmBackups", json_integer((json_int_t)atomic_load(&n_backups)));
+    json_object_set_new(o, "hsmBackupsFailed",
+                        json_integer((json_int_t)atomic_load(&n_backups_failed)));
+    json_object_set_new(o, "hsmRestores", json_integer((json_int_t)atomic_load(&n_restores)));
+    json_object_set_new(o, "hsmRestoresFailed",
+                        json_integer((json_int_t)atomic_load(&n_restores_failed)));
+    if (h == NULL)
+        return;
+    hsm_cache_stats_get(hsm_retriever_cache(h->retriever), &cs);
+    json_object_set_new(
+        o, "hsmCache",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "backupHits",
+                  (json_int_t)cs.backup_hits, "backupMisses", (json_int_t)cs.backup_misses,
+                  "restoreHits", (json_int_t)cs.restore_hits, "restoreMisses",
+                  (json_int_t)cs.restore_misses, "evictedAge", (json_int_t)cs.evicted_age,
+                  "evictedUses", (json_int_t)cs.evicted_uses, "evictedBytes",
+                  (json_int_t)cs.evicted_bytes, "evictedCapacity", (json_int_t)cs.evicted_capacity,
+                  "restoreEntries", (json_int_t)cs.restore_entries, "haveCurrent",
+                  cs.have_current));
+}
+
+void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
+{
+    json_t *hj;
+    hsm_status last;
+    int state;
+
+    if (o == NULL)
+        return;
+    json_object_set_new(o, "keyRetriever", json_string(uring_hsm_backups(h) ? "pkcs11" : "secret"));
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->st_lock);
+    state = h->state;
+    last = h->last;
+    pthread_mutex_unlock(&h->st_lock);
+    hj = json_pack("{s:s, s:s, s:s?, s:s, s:s}", "module", h->cfg.module, "token", h->cfg.token,
+                   "keyLabel", h->cfg.key[0] != '\0' ? h->cfg.key : NULL, "fallback",
+                   h->cfg.fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret", "status",
+                   state > 0 ? "ok" : (state < 0 ? "unavailable" : "unknown"));
+    if (hj != NULL && state < 0)
+        json_object_set_new(hj, "lastError",
+                            hsm_metadata_fallback_new(h->cfg.module, h->cfg.token,
+                                                      h->cfg.key[0] != '\0' ? h->cfg.key : NULL,
+                                                      &last));
+    json_object_set_new(o, "hsm", hj);
+}

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cofferd's pkcs11 key retriever: the --hsm-* settings, HSM loader threads and the Secret fallback.
+ */
+#ifndef URING_HSM_H
+#define URING_HSM_H
+
+#include "engine_key.h"
+#include "hsm_client.h"
+#include "hsm_metadata.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define URING_HSM_LOADERS  4    /* HSM loader threads: jobs waiting on the HSM at once */
+#define URING_HSM_META_MAX 4096 /* bytes of a new HSM backup's status metadata */
+#define URING_HSM_SWEEP_S  5    /* seconds between cache sweeps of an idle daemon */
+
+enum uring_hsm_fallback {
+    URING_HSM_FALLBACK_SECRET = 0, /* new backups the HSM cannot serve use the Secret */
+    URING_HSM_FALLBACK_NONE = 1,   /* they fail with the HSM's error */
+};
+
+/*
+ * The --hsm-* settings (the same names in a --config file). No HSM when module is "". With module
+ * and token but no key, the HSM serves restores only and new backups use the Secret. The PIN is
+ * read from pin_file, else from the environment variable COFFER_HSM_PIN; never from the command
+ * line. Cache bounds: any of age, uses or bytes 0 turns the data-key cache off.
+ */
+struct uring_hsm_config {
+    char module[HSM_MODULE_MAX + 1];
+    char token[HSM_TOKEN_LABEL_MAX + 1];
+    char key[HSM_KEY_LABEL_MAX + 1];
+    char pin_file[4096];
+    int fallback; /* enum uring_hsm_fallback */
+    unsigned timeout_ms;
+    uint64_t cache_max_age_s, cache_max_uses, cache_max_bytes;
+    uint64_t cache_max_entries;
+};
+
+void uring_hsm_config_defaults(struct uring_hsm_config *h);
+/*
+ * Set option `name` (without "--") when it is one of the --hsm-* options. Returns 1 when name is
+ * not an HSM option, 0 when set, or COFFER_ERR_CONFIG with one sentence in err.
+ */
+int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const char *value, char *err,
+                         size_t errlen) __attribute__((warn_unused_result));
+/* Cross-option checks after everything is parsed: 0 or COFFER_ERR_CONFIG with a sentence. */
+int uring_hsm_config_check(const struct uring_hsm_config *h, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void uring_hsm_config_usage(FILE *f);
+
+/*
+ * One HSM client and retriever (with its data-key cache) for one set of settings, shared by every
+ * runtime built with the same settings, so a SIGHUP that changes nothing of the HSM keeps the
+ * connection and the cache; a changed --hsm-key (rotation) gets a new one. Reference-counted.
+ */
+struct uring_hsm;
+
+/*
+ * The retriever for cfg: *out is NULL when no HSM is configured, else a reference (an existing
+ * one with the same settings, or a new client that connects lazily; a new one is asked to
+ * connect in the background so that the log says early whether the HSM works). Call on the main
+ * thread. Returns 0, COFFER_ERR_CONFIG or _NOMEM with a sentence in detail.
+ */
+int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out, char *detail,
+                      size_t detaillen) __attribute__((warn_unused_result));
+/* Drop a reference. Never blocks: the last one hands the client to an HSM loader thread, which
+ * closes it (closing may wait for a stuck PKCS#11 call). NULL allowed. */
+void uring_hsm_put(struct uring_hsm *h);
+/* 1 when new coffer-v1 backups get their data key from this HSM (a key label is configured). */
+int uring_hsm_backups(const struct uring_hsm *h);
+/* 1 when the Secret is not needed at start: new backups use the HSM without fallback. */
+int uring_hsm_secret_optional(const struct uring_hsm *h);
+
+/*
+ * The HSM loader threads: every call into the hsm library that may wait for the token runs on
+ * them, never on a ring thread. uring_hsm_stop joins them (a call in progress may take up to the
+ * HSM timeout): after the workers have joined and before uring_keys_stop, since a failed backup
+ * falling back is handed on to the Secret loader.
+ */
+int uring_hsm_start(void) __attribute__((warn_unused_result));
+void uring_hsm_stop(void);
+
+/* ---- one job (called on its ring thread; nothing here waits for the HSM) ---- */
+
+/* The HSM state of one job; uring_hsm_job_end frees it. */
+struct uring_hsm_job;
+
+/*
+ * A new coffer-v1 backup whose data key comes from the HSM. When the data-key cache holds a
+ * current key within its bounds, *dk is a copy (engine_key_free it) and *meta the status metadata
+ * to store (malloc; free() it), and the job needs no key request. Otherwise both are NULL and the
+ * job asks the HSM loader threads (uring_hsm_req_new). This cache look is the only hsm library
+ * call a ring thread makes: the cache's mutex is held for microseconds by everyone and never
+ * across a PKCS#11 call, so it cannot wait for the token. Returns 0 or COFFER_ERR_NOMEM.
+ */
+int uring_hsm_job_backup(struct uring_hsm *h, struct uring_hsm_job **out, engine_key **dk,
+                         char **meta) __attribute__((warn_unused_result));
+/*
+ * A restore whose metadata says keyRetrieverType "pkcs11": parses its keyRetrieverConfig
+ * (untrusted) now. COFFER_ERR_METADATA when malformed; COFFER_ERR_HSM_UNAVAILABLE, with a sentence
+ * naming the token and key the backup needs, when h is NULL (no HSM configured).
+ */
+int uring_hsm_job_restore(const struct uring_hsm *h, const json_t *metadata,
+                          struct uring_hsm_job **out, char *detail, size_t detaillen)
+    __attribute__((warn_unused_result));
+
+struct uring_keyreq;
+/*
+ * A key request for the job (a struct uring_keyreq at the front of a larger allocation, so the
+ * worker frees it with free() like any other). NULL when out of memory.
+ */
+struct uring_keyreq *uring_hsm_req_new(const struct uring_hsm_job *hj);
+/* Queue req for the HSM loader threads (takes a reference to h for the request). */
+void uring_hsm_submit(struct uring_hsm *h, struct uring_keyreq *req);
+
+/*
+ * The loader answered req (made by uring_hsm_req_new for this job). On success req->key is the
+ * key to use and, for a backup, *meta the status metadata to store (malloc; free() it): the
+ * pkcs11 metadata, or after a fallback the Secret's metadata with an "hsmFallback" note. On
+ * failure returns the code for the error frame with a sentence in detail: a restore whose HSM is
+ * away is COFFER_ERR_HSM_UNAVAILABLE naming the token and key it needs; a backup with
+ * --hsm-fallback none fails with the HSM's own code (COFFER_ERR_HSM_*).
+ */
+int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char **meta,
+                        char *detail, size_t detaillen) __attribute__((warn_unused_result));
+/* The job ended after encrypting `bytes`: accounts them to its data key (the cache's byte bound)
+ * and frees hj. h is the job's runtime's retriever. NULL hj allowed. */
+void uring_hsm_job_end(struct uring_hsm *h, struct uring_hsm_job *hj, uint64_t bytes);
+
+/* ---- reports ---- */
+
+/* STATS: adds "fallbacks", "fallbackReasons" and the HSM counters to o. */
+void uring_hsm_stats_add(json_t *o, struct uring_hsm *h);
+/* HEALTH: adds "keyRetriever" and, when an HSM is configured, "hsm" to o. */
+void uring_hsm_health_add(json_t *o, struct uring_hsm *h);
+
+#endif
