@@ -216,6 +216,7 @@ static int job_start_encrypt(struct uring_conn *c, const proto_job *pj, char *de
     if (rt->key != NULL && j->format == rt->format) {
         if ((r = job_set_meta(j, rt->metadata, rt->metadata_len)) != 0)
             return r;
+        snprintf(j->key_id, sizeof(j->key_id), "%s", rt->key->id); /* for the log */
         return job_stream_new(j, rt->key, detail, detaillen);
     }
     return job_key_request(c);
