@@ -52,42 +52,31 @@ static void die(const char *what, int r)
 
 static void daemon_start(struct daemon *d, const char *name, int echo)
 {
-    char secrets[400];
+    char secrets[400], logp[600];
+    /* BENCH_DAEMON_ARGS: extra flags for both daemons (tuning runs), split on spaces */
+    char *argv[32], *extra = getenv("BENCH_DAEMON_ARGS"), *copy, *save = NULL;
+    int argc = 0;
+
     snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", dir, name);
     snprintf(secrets, sizeof(secrets), "%s/secrets", dir);
-    d->pid = fork();
-    if (d->pid == 0) {
-        char logp[600];
-        snprintf(logp, sizeof(logp), "%s/%s.log", dir, name);
-        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        /* BENCH_DAEMON_ARGS: extra flags for both daemons (tuning runs), split on spaces */
-        char *argv[32], *extra = getenv("BENCH_DAEMON_ARGS"), *save = NULL;
-        int argc = 0;
-        argv[argc++] = "cofferd";
-        argv[argc++] = "--socket";
-        argv[argc++] = d->sock;
-        argv[argc++] = "--secrets-dir";
-        argv[argc++] = secrets;
-        argv[argc++] = "--log-level";
-        argv[argc++] = "warn";
-        argv[argc++] = echo ? "--echo-baseline" : "--encryption=on";
-        for (char *a = extra != NULL ? strtok_r(extra, " ", &save) : NULL; a != NULL && argc < 31;
-             a = strtok_r(NULL, " ", &save))
-            argv[argc++] = a;
-        argv[argc] = NULL;
-        execv(COFFER_BIN_DIR "/cofferd", argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        coffer_client *c = NULL;
-        if (coffer_client_connect(&c, d->sock, NULL, 0) == 0) {
-            coffer_client_close(c);
-            return;
-        }
-        usleep(10000);
-    }
-    die("cofferd did not start", 0);
+    snprintf(logp, sizeof(logp), "%s/%s.log", dir, name);
+    copy = extra != NULL ? strdup(extra) : NULL;
+    argv[argc++] = "cofferd";
+    argv[argc++] = "--socket";
+    argv[argc++] = d->sock;
+    argv[argc++] = "--secrets-dir";
+    argv[argc++] = secrets;
+    argv[argc++] = "--log-level";
+    argv[argc++] = "warn";
+    argv[argc++] = echo ? "--echo-baseline" : "--encryption=on";
+    for (char *a = copy != NULL ? strtok_r(copy, " ", &save) : NULL; a != NULL && argc < 31;
+         a = strtok_r(NULL, " ", &save))
+        argv[argc++] = a;
+    argv[argc] = NULL;
+    d->pid = bench_daemon_start(COFFER_BIN_DIR "/cofferd", argv, d->sock, logp);
+    free(copy);
+    if (d->pid < 0)
+        die("cofferd did not start", 0);
 }
 
 static long daemon_hwm_kib(const struct daemon *d)
@@ -171,8 +160,7 @@ static double gib_of(size_t bytes)
 
 static void daemon_stop(struct daemon *d)
 {
-    kill(d->pid, SIGTERM);
-    waitpid(d->pid, NULL, 0);
+    bench_daemon_stop(d->pid);
 }
 
 /* ---- (a) streaming ---- */

@@ -115,39 +115,26 @@ static void token_setup(void)
 static void daemon_start(struct daemon *d, int hsm, const char *cache_age)
 {
     char secrets[400], logp[600];
+    /* clang-format off */
+    char *argv[] = {"cofferd", "--socket", d->sock, "--secrets-dir", secrets,
+                    "--log-level", "warn",
+                    "--hsm-module", module, "--hsm-token", "bench", "--hsm-key", "bench-kek",
+                    "--hsm-pin-file", pin_file, "--hsm-cache-max-age", (char *)cache_age, NULL};
+    /* clang-format on */
+
+    if (!hsm)
+        argv[7] = NULL; /* the Secret retriever: no --hsm-* flags */
     snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", dir, d->name);
     snprintf(secrets, sizeof(secrets), "%s/secrets", dir);
     snprintf(logp, sizeof(logp), "%s/%s.log", dir, d->name);
-    fflush(NULL);
-    d->pid = fork();
-    if (d->pid == 0) {
-        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 2);
-        if (hsm)
-            execl(COFFER_BIN_DIR "/cofferd", "cofferd", "--socket", d->sock, "--secrets-dir",
-                  secrets, "--log-level", "warn", "--hsm-module", module, "--hsm-token", "bench",
-                  "--hsm-key", "bench-kek", "--hsm-pin-file", pin_file, "--hsm-cache-max-age",
-                  cache_age, (char *)NULL);
-        else
-            execl(COFFER_BIN_DIR "/cofferd", "cofferd", "--socket", d->sock, "--secrets-dir",
-                  secrets, "--log-level", "warn", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        coffer_client *c = NULL;
-        if (coffer_client_connect(&c, d->sock, NULL, 0) == 0) {
-            coffer_client_close(c);
-            return;
-        }
-        usleep(10000);
-    }
-    die("cofferd did not start", 0);
+    d->pid = bench_daemon_start(COFFER_BIN_DIR "/cofferd", argv, d->sock, logp);
+    if (d->pid < 0)
+        die("cofferd did not start", 0);
 }
 
 static void daemon_stop(struct daemon *d)
 {
-    kill(d->pid, SIGTERM);
-    waitpid(d->pid, NULL, 0);
+    bench_daemon_stop(d->pid);
 }
 
 /* ---- 4 KiB jobs ---- */

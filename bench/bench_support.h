@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Timing helpers shared by the benchmarks: a monotonic clock and medians of repeated runs. */
+/* Helpers shared by the benchmarks: a monotonic clock, medians of repeated runs, starting cofferd.
+ */
 #ifndef BENCH_SUPPORT_H
 #define BENCH_SUPPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);
@@ -13,5 +15,16 @@ double bench_median(double *samples, size_t n);
 
 /* Fill buf with deterministic pseudo-random bytes (not for keys). */
 void bench_fill(void *buf, size_t n, unsigned seed);
+
+/*
+ * Fork and exec prog with argv (NULL-terminated), its stderr truncated into log_path, and wait up
+ * to 5 s until it accepts a connection on the AF_UNIX socket sock. Returns its pid, or -1 when it
+ * could not be started or did not listen in time.
+ */
+pid_t bench_daemon_start(const char *prog, char *const argv[], const char *sock,
+                         const char *log_path);
+
+/* SIGTERM the daemon and wait for it. */
+void bench_daemon_stop(pid_t pid);
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Tests of the coffer program in daemon mode, against the real cofferd started for this test. */
 #include "cli_harness.h"
+#include "test_daemon.h"
 #include "test_support.h"
 
 #include <setjmp.h>
@@ -32,109 +33,31 @@ static const size_t sizes[] = {0, 1, 16385, 5 * MIB};
  * raw 32-byte key for velero-v1): "main" in the default format, "velero" started with
  * --format velero-v1 --encryption-secret raw.
  */
-struct daemon {
-    pid_t pid;
-    char sock[PATH_MAX];
-    char log[PATH_MAX];
-};
-
 static char *d_tmp;
 static char d_secrets[PATH_MAX];
-static struct daemon d_main, d_velero;
+static struct ts_daemon d_main, d_velero;
 
 /* ---- starting and stopping cofferd ---- */
 
-static int d_try_connect(const char *path)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int ok;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path))
-        abort();
-    memcpy(sa.sun_path, path, strlen(path));
-    ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
 /* Start cofferd with the common flags and extra ones (NULL-terminated); 0 once it listens. */
-static int d_start(struct daemon *d, const char *name, ...)
+static int d_start(struct ts_daemon *d, const char *name, ...)
 {
-    char *argv[32];
-    int argc = 0, status = 0;
+    char *flags[] = {"--secrets-dir", d_secrets, "--namespace", "velero", "--workers", "2",
+                     "--io-timeout",  "60",      NULL};
     va_list ap;
+    int r;
 
-    snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", d_tmp, name);
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", d_tmp, name);
-    argv[argc++] = (char *)ts_bin("cofferd");
-    argv[argc++] = "--socket";
-    argv[argc++] = d->sock;
-    argv[argc++] = "--secrets-dir";
-    argv[argc++] = d_secrets;
-    argv[argc++] = "--namespace";
-    argv[argc++] = "velero";
-    argv[argc++] = "--workers";
-    argv[argc++] = "2";
-    argv[argc++] = "--io-timeout";
-    argv[argc++] = "60";
+    ts_daemon_paths(d, d_tmp, name);
     va_start(ap, name);
-    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 30;)
-        argv[argc++] = a;
+    r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    fflush(NULL);
-    d->pid = fork();
-    if (d->pid < 0)
-        return -1;
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0)
-            dup2(fd, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++) {
-        if (d_try_connect(d->sock))
-            return 0;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            d->pid = 0;
-            fprintf(stderr, "cofferd %s exited at start (see %s)\n", name, d->log);
-            return -1;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "cofferd %s did not start (see %s)\n", name, d->log);
+    if (r == 0 && d->pid > 0)
+        return 0;
+    if (r == TS_DAEMON_TIMEOUT)
+        fprintf(stderr, "cofferd %s did not start (see %s)\n", name, d->log);
+    else if (r != -1)
+        fprintf(stderr, "cofferd %s exited at start (see %s)\n", name, d->log);
     return -1;
-}
-
-/* SIGTERM, wait; returns the exit status (0: it finished its jobs and stopped cleanly). */
-static int d_stop(struct daemon *d)
-{
-    int status = 0;
-
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
-    while (waitpid(d->pid, &status, 0) < 0)
-        ;
-    d->pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int d_count(const char *path, const char *needle)
-{
-    size_t len = 0;
-    char *text = (char *)ts_read_file(path, &len);
-    int n = 0;
-
-    for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    free(text);
-    return n;
 }
 
 static int group_setup(void **state)
@@ -172,7 +95,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    int r1 = d_stop(&d_main), r2 = d_stop(&d_velero);
+    int r1 = ts_daemon_stop(&d_main), r2 = ts_daemon_stop(&d_velero);
     (void)state;
 
     if (r1 != 0 || r2 != 0)
@@ -235,7 +158,7 @@ static void check_coffer_v1(const char *path, const uint8_t *pt, size_t n)
 }
 
 /* The key id cofferd reports for its encryption key. */
-static char *daemon_key_id(const struct daemon *d)
+static char *daemon_key_id(const struct ts_daemon *d)
 {
     assert_int_equal(h_coffer(NULL, h_p("health.json"), "health", "--socket", d->sock, NULL), 0);
     json_t *j = h_json_load(h_p("health.json"));
@@ -325,8 +248,8 @@ static void roundtrip_step(const char *verb, const char *in, const char *out, in
 
 static void roundtrip(int use_stdio)
 {
-    int fds_before = d_count(d_main.log, "input=fds");
-    int stream_before = d_count(d_main.log, "input=stream");
+    int fds_before = ts_count_in_file(d_main.log, "input=fds");
+    int stream_before = ts_count_in_file(d_main.log, "input=stream");
 
     for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
         uint8_t *pt = h_write_random(h_p("pt"), sizes[si], 200 + si);
@@ -343,11 +266,11 @@ static void roundtrip(int use_stdio)
     /* Named files went to the daemon as descriptors; standard input and output streamed. */
     int n = (int)(2 * sizeof(sizes) / sizeof(sizes[0]));
     if (use_stdio) {
-        assert_int_equal(d_count(d_main.log, "input=stream"), stream_before + n);
-        assert_int_equal(d_count(d_main.log, "input=fds"), fds_before);
+        assert_int_equal(ts_count_in_file(d_main.log, "input=stream"), stream_before + n);
+        assert_int_equal(ts_count_in_file(d_main.log, "input=fds"), fds_before);
     } else {
-        assert_int_equal(d_count(d_main.log, "input=fds"), fds_before + n);
-        assert_int_equal(d_count(d_main.log, "input=stream"), stream_before);
+        assert_int_equal(ts_count_in_file(d_main.log, "input=fds"), fds_before + n);
+        assert_int_equal(ts_count_in_file(d_main.log, "input=stream"), stream_before);
     }
 }
 

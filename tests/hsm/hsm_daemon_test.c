@@ -10,6 +10,7 @@
 #include "hsm_admin.h"
 #include "hsm_client.h"
 #include "hsm_test_util.h"
+#include "test_daemon.h"
 #include "test_support.h"
 
 #include <errno.h>
@@ -37,125 +38,60 @@
 #define FAKE_PIN  "1234" /* fake_p11's user PIN */
 #define MAX_LOGS  64
 
-struct daemon {
-    pid_t pid;
-    char sock[1400];
-    char log[1400];
-};
-
 static struct ht_env env;
-static char tokdir[1200];         /* the token "coffer" (keys kek-1, kek-2) */
-static char gonedir[1200];        /* the token "coffer-gone" (key kek-g), removed and restored */
-static char secrets[1300];        /* <dir>/secrets: velero/coffer-key */
-static char wrong_pin[1300];      /* a file holding WRONG_PIN */
-static char fake_pin[1300];       /* a file holding FAKE_PIN */
-static char delay_file[1300];     /* fake_p11_ctl's delay in ms */
-static uint8_t secret_key[32];    /* the Secret's key, for offline checks */
-static struct daemon main_d;      /* HSM with kek-1, cache on */
-static char logs[MAX_LOGS][1400]; /* every daemon's stderr, checked for PINs */
+static char tokdir[1200];       /* the token "coffer" (keys kek-1, kek-2) */
+static char gonedir[1200];      /* the token "coffer-gone" (key kek-g), removed and restored */
+static char secrets[1300];      /* <dir>/secrets: velero/coffer-key */
+static char wrong_pin[1300];    /* a file holding WRONG_PIN */
+static char fake_pin[1300];     /* a file holding FAKE_PIN */
+static char delay_file[1300];   /* fake_p11_ctl's delay in ms */
+static uint8_t secret_key[32];  /* the Secret's key, for offline checks */
+static struct ts_daemon main_d; /* HSM with kek-1, cache on */
+static char logs[MAX_LOGS][PATH_MAX]; /* every daemon's stderr, checked for PINs */
 static int nlogs;
 static pid_t running[MAX_LOGS]; /* daemons not stopped yet (a failed test leaves them) */
 
 /* ---- daemons ---- */
-
-static int try_connect(const char *path)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
 
 /*
  * Start cofferd with the common flags, the environment entries in envs ("NAME=value",
  * NULL-terminated, may be NULL) and the extra flags (NULL-terminated). Returns 0 once it
  * listens, else its exit status.
  */
-static int daemon_start(struct daemon *d, const char *name, char *const *envs, ...)
+static int daemon_start(struct ts_daemon *d, const char *name, char *const *envs, ...)
 {
-    char *argv[64];
-    int argc = 0, status = 0;
+    char *flags[] = {"--secrets-dir", secrets, "--workers", "2", "--io-timeout", "30", NULL};
     va_list ap;
+    int r;
 
-    snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", env.dir, name);
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", env.dir, name);
+    ts_daemon_paths(d, env.dir, name);
     unlink(d->log);
     if (nlogs < MAX_LOGS)
         snprintf(logs[nlogs++], sizeof(logs[0]), "%s", d->log);
-    argv[argc++] = (char *)ts_bin("cofferd");
-    argv[argc++] = "--socket";
-    argv[argc++] = d->sock;
-    argv[argc++] = "--secrets-dir";
-    argv[argc++] = secrets;
-    argv[argc++] = "--workers";
-    argv[argc++] = "2";
-    argv[argc++] = "--io-timeout";
-    argv[argc++] = "30";
     va_start(ap, envs);
-    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 62;)
-        argv[argc++] = a;
+    r = ts_daemon_vstart(d, flags, envs, 2000, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    fflush(NULL);
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        for (int i = 0; envs != NULL && envs[i] != NULL; i++)
-            putenv(envs[i]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    for (int i = 0; i < MAX_LOGS; i++) {
+    assert_true(r != -1);
+    for (int i = 0; d->pid > 0 && i < MAX_LOGS; i++) {
         if (running[i] == 0) {
             running[i] = d->pid;
             break;
         }
     }
-    for (int i = 0; i < 2000; i++) {
-        int fd = try_connect(d->sock);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        usleep(10000);
-    }
-    fail_msg("cofferd did not start (see %s)", d->log);
-    return -1;
+    if (r == TS_DAEMON_TIMEOUT)
+        fail_msg("cofferd did not start (see %s)", d->log);
+    return r;
 }
 
-static int daemon_stop(struct daemon *d)
+static int daemon_stop(struct ts_daemon *d)
 {
-    int status = 0;
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
-    waitpid(d->pid, &status, 0);
-    for (int i = 0; i < MAX_LOGS; i++)
-        if (running[i] == d->pid)
+    pid_t pid = d->pid;
+    int r = ts_daemon_stop(d);
+
+    for (int i = 0; pid > 0 && i < MAX_LOGS; i++)
+        if (running[i] == pid)
             running[i] = 0;
-    d->pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int log_has(const struct daemon *d, const char *needle)
-{
-    size_t n = 0;
-    char *text = (char *)ts_read_file(d->log, &n);
-    int found = text != NULL && strstr(text, needle) != NULL;
-    free(text);
-    return found;
+    return r;
 }
 
 /* ---- jobs ---- */
@@ -187,7 +123,7 @@ static int mem_write(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
-static coffer_client *client(const struct daemon *d)
+static coffer_client *client(const struct ts_daemon *d)
 {
     coffer_client *c = NULL;
     char msg[256];
@@ -198,7 +134,7 @@ static coffer_client *client(const struct daemon *d)
 }
 
 /* One streamed job on a fresh connection: out gets the output, res the result or error. */
-static int run_stream(const struct daemon *d, int op, const char *meta, const uint8_t *in,
+static int run_stream(const struct ts_daemon *d, int op, const char *meta, const uint8_t *in,
                       size_t inlen, struct membuf *out, struct coffer_result *res)
 {
     struct coffer_job job = {op, NULL, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 0};
@@ -210,7 +146,7 @@ static int run_stream(const struct daemon *d, int op, const char *meta, const ui
 }
 
 /* One descriptor job: the daemon reads inpath and writes outpath itself. */
-static int run_file(const struct daemon *d, int op, const char *meta, const char *inpath,
+static int run_file(const struct ts_daemon *d, int op, const char *meta, const char *inpath,
                     const char *outpath, struct coffer_result *res)
 {
     struct coffer_job job = {op, NULL, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 1};
@@ -227,7 +163,7 @@ static int run_file(const struct daemon *d, int op, const char *meta, const char
 }
 
 /* Encrypt len pseudo-random bytes (seed) streamed; the plaintext goes to *pt (malloc). */
-static void encrypt_ok(const struct daemon *d, size_t len, uint64_t seed, uint8_t **pt,
+static void encrypt_ok(const struct ts_daemon *d, size_t len, uint64_t seed, uint8_t **pt,
                        struct membuf *ct, struct coffer_result *res)
 {
     uint8_t *in = malloc(len + 1);
@@ -240,7 +176,7 @@ static void encrypt_ok(const struct daemon *d, size_t len, uint64_t seed, uint8_
 }
 
 /* Decrypt through the daemon and compare. */
-static void decrypt_ok(const struct daemon *d, const struct membuf *ct, const uint8_t *pt,
+static void decrypt_ok(const struct ts_daemon *d, const struct membuf *ct, const uint8_t *pt,
                        size_t len)
 {
     struct membuf dec = {0};
@@ -362,7 +298,7 @@ static void check_fallback_meta(const struct coffer_result *res, const char *err
     json_decref(m);
 }
 
-static json_t *stats_of(const struct daemon *d)
+static json_t *stats_of(const struct ts_daemon *d)
 {
     coffer_client *c = client(d);
     char *text = NULL;
@@ -490,7 +426,7 @@ struct failure {
  * --hsm-fallback none a clean failure with the HSM's code. */
 static void check_failure(const struct failure *f, char *const *envs, const char *timeout_ms)
 {
-    struct daemon a = {0}, b = {0};
+    struct ts_daemon a = {0}, b = {0};
     char name[64], pct[1400], pout[1400];
     size_t len = 50000, ptlen = 0;
     uint8_t *pt = NULL, *back = NULL;
@@ -527,7 +463,7 @@ static void check_failure(const struct failure *f, char *const *envs, const char
     check_fallback_meta(&res2, f->err, f->step, f->token, f->key);
     coffer_result_clear(&res2);
     /* logged and counted, by reason */
-    assert_true(log_has(&a, "event=hsm_fallback"));
+    assert_true(ts_daemon_log_has(&a, "event=hsm_fallback"));
     s = stats_of(&a);
     assert_int_equal(stat_int(s, "fallbacks", NULL), 2);
     assert_int_equal(stat_int(s, "fallbackReasons", f->err), 2);
@@ -613,7 +549,7 @@ static void test_fallback_timeout(void **state)
     struct failure f = {
         "timeout", COFFER_FAKE_P11_CTL,   "slow", "slow-kek", NULL, "HSM_TIMEOUT", "timeout",
         NULL,      COFFER_ERR_HSM_TIMEOUT};
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     struct membuf enc = {0}, enc2 = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL, *pt2 = NULL;
@@ -660,7 +596,7 @@ static void test_fallback_timeout(void **state)
 /* The token's files vanish while the daemon runs, then come back. */
 static void test_token_removed(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     char saved[1400];
     struct membuf enc = {0}, enc2 = {0}, enc3 = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0}, res3 = {0}, res4 = {0};
@@ -735,7 +671,7 @@ static void test_token_removed(void **state)
 /* An HSM backup restored by a second daemon with its own copy of the token (restores only). */
 static void test_second_daemon(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     char tokens2[1400], conf2[1400], text[1600], envbuf[1500];
     char *envs[] = {envbuf, NULL};
     struct membuf enc = {0}, enc2 = {0};
@@ -776,7 +712,7 @@ static void test_second_daemon(void **state)
 /* A daemon without an HSM says which token and key an HSM backup needs. */
 static void test_restore_without_hsm(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     struct membuf enc = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL;
@@ -795,7 +731,7 @@ static void test_restore_without_hsm(void **state)
 /* Rotation: SIGHUP picks up a new --hsm-key from the config file; old backups name theirs. */
 static void test_rotation(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     char conf[1400], text[4096];
     struct membuf enc = {0}, enc2 = {0};
     struct coffer_result res = {0}, res2 = {0};
@@ -816,9 +752,9 @@ static void test_rotation(void **state)
                  env.module, env.pin_file);
     assert_int_equal(ts_write_file(conf, text, (size_t)n), 0);
     kill(d.pid, SIGHUP);
-    for (int i = 0; i < 500 && !log_has(&d, "event=reload_ok"); i++)
+    for (int i = 0; i < 500 && !ts_daemon_log_has(&d, "event=reload_ok"); i++)
         usleep(10000);
-    assert_true(log_has(&d, "event=reload_ok"));
+    assert_true(ts_daemon_log_has(&d, "event=reload_ok"));
     encrypt_ok(&d, 30000, 52, &pt2, &enc2, &res2);
     check_hsm_meta(&res2, "coffer", "kek-2");
     decrypt_ok(&d, &enc, pt, 30000);
@@ -830,7 +766,7 @@ static void test_rotation(void **state)
 }
 
 struct conc_arg {
-    const struct daemon *d;
+    const struct ts_daemon *d;
     int index, ok;
 };
 
@@ -876,7 +812,7 @@ static void *conc_thread(void *p)
  * token) and on. */
 static void test_concurrent(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     pthread_t th[12];
     struct conc_arg args[12];
     json_t *s;
@@ -886,7 +822,7 @@ static void test_concurrent(void **state)
                                   "--hsm-cache-max-age", "0", NULL),
                      0);
     for (int round = 0; round < 2; round++) {
-        const struct daemon *target = round == 0 ? &d : &main_d;
+        const struct ts_daemon *target = round == 0 ? &d : &main_d;
         for (int i = 0; i < 12; i++) {
             args[i] = (struct conc_arg){target, i, 0};
             assert_int_equal(pthread_create(&th[i], NULL, conc_thread, &args[i]), 0);
@@ -911,17 +847,17 @@ static void test_concurrent(void **state)
 /* Configuration mistakes are refused at start, a PIN never from a flag. */
 static void test_config_errors(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     (void)state;
     assert_int_equal(daemon_start(&d, "cfg-pin", NULL, "--hsm-module", env.module, "--hsm-token",
                                   "coffer", "--hsm-pin", CMD_PIN, NULL),
                      2);
-    assert_true(log_has(&d, "--hsm-pin-file"));
-    assert_false(log_has(&d, CMD_PIN));
+    assert_true(ts_daemon_log_has(&d, "--hsm-pin-file"));
+    assert_false(ts_daemon_log_has(&d, CMD_PIN));
     assert_int_equal(daemon_start(&d, "cfg-token", NULL, "--hsm-token", "coffer", NULL), 2);
-    assert_true(log_has(&d, "need --hsm-module"));
+    assert_true(ts_daemon_log_has(&d, "need --hsm-module"));
     assert_int_equal(daemon_start(&d, "cfg-module", NULL, "--hsm-module", env.module, NULL), 2);
-    assert_true(log_has(&d, "needs --hsm-token"));
+    assert_true(ts_daemon_log_has(&d, "needs --hsm-token"));
     assert_int_equal(daemon_start(&d, "cfg-fb", NULL, "--hsm-module", env.module, "--hsm-token",
                                   "coffer", "--hsm-key", "kek-1", "--hsm-fallback", "maybe", NULL),
                      2);

@@ -7,6 +7,7 @@
 #include "engine_metadata.h"
 #include "engine_stream.h"
 #include "proto_frame.h"
+#include "test_daemon.h"
 #include "test_support.h"
 
 #include <errno.h>
@@ -31,15 +32,9 @@
 
 #define MIB (1024u * 1024u)
 
-struct daemon {
-    pid_t pid;
-    char sock[256];
-    char log[256];
-};
-
-static char *tmp;            /* the test's private directory */
-static char secrets[512];    /* <tmp>/secrets */
-static struct daemon main_d; /* shared by most tests */
+static char *tmp;               /* the test's private directory */
+static char secrets[512];       /* <tmp>/secrets */
+static struct ts_daemon main_d; /* shared by most tests */
 static uint8_t key_main[32], key_rot[32];
 
 /* ---- helpers ---- */
@@ -55,86 +50,22 @@ static void write_secret(const char *name, const void *bytes, size_t len)
     assert_int_equal(ts_write_file(path, bytes, len), 0);
 }
 
-static int try_connect(const char *path)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
 /* Start cofferd with the common flags and extra ones (NULL-terminated). Returns 0 when it
  * listens, else its exit status. */
-static int daemon_start(struct daemon *d, const char *name, ...)
+static int daemon_start(struct ts_daemon *d, const char *name, ...)
 {
-    char *argv[64];
-    int argc = 0, status = 0;
+    char *flags[] = {"--secrets-dir", secrets, "--workers", "2", "--io-timeout", "3", NULL};
     va_list ap;
+    int r;
 
-    snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", tmp, name);
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", tmp, name);
-    argv[argc++] = (char *)ts_bin("cofferd");
-    argv[argc++] = "--socket";
-    argv[argc++] = d->sock;
-    argv[argc++] = "--secrets-dir";
-    argv[argc++] = secrets;
-    argv[argc++] = "--workers";
-    argv[argc++] = "2";
-    argv[argc++] = "--io-timeout";
-    argv[argc++] = "3";
+    ts_daemon_paths(d, tmp, name);
     va_start(ap, name);
-    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 62;)
-        argv[argc++] = a;
+    r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++) {
-        int fd = try_connect(d->sock);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        usleep(10000);
-    }
-    fail_msg("cofferd did not start (see %s)", d->log);
-    return -1;
-}
-
-static int daemon_stop(struct daemon *d)
-{
-    int status = 0;
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
-    waitpid(d->pid, &status, 0);
-    d->pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int log_has(const struct daemon *d, const char *needle)
-{
-    size_t n = 0;
-    char *text = (char *)ts_read_file(d->log, &n);
-    int found = text != NULL && strstr(text, needle) != NULL;
-    free(text);
-    return found;
+    assert_true(r != -1);
+    if (r == TS_DAEMON_TIMEOUT)
+        fail_msg("cofferd did not start (see %s)", d->log);
+    return r;
 }
 
 struct membuf {
@@ -164,7 +95,7 @@ static int mem_write(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
-static coffer_client *client(const struct daemon *d)
+static coffer_client *client(const struct ts_daemon *d)
 {
     coffer_client *c = NULL;
     char msg[256];
@@ -175,7 +106,7 @@ static coffer_client *client(const struct daemon *d)
 }
 
 /* One streamed job on a fresh connection; out gets the output. */
-static int run_stream(const struct daemon *d, int op, const char *format, const char *meta,
+static int run_stream(const struct ts_daemon *d, int op, const char *format, const char *meta,
                       const uint8_t *in, size_t inlen, struct membuf *out,
                       struct coffer_result *res)
 {
@@ -187,7 +118,7 @@ static int run_stream(const struct daemon *d, int op, const char *format, const 
     return r;
 }
 
-static int run_file(const struct daemon *d, int op, const char *format, const char *meta,
+static int run_file(const struct ts_daemon *d, int op, const char *format, const char *meta,
                     const char *inpath, const char *outpath, struct coffer_result *res)
 {
     struct coffer_job job = {op, format, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 1};
@@ -282,9 +213,9 @@ static void offline_seal(coffer_format f, const uint8_t *key, const uint8_t *in,
 
 /* ---- raw protocol clients ---- */
 
-static int raw_connect(const struct daemon *d, int hello)
+static int raw_connect(const struct ts_daemon *d, int hello)
 {
-    int fd = try_connect(d->sock);
+    int fd = ts_daemon_connect(d->sock);
     uint8_t buf[64];
     size_t n = 0;
     proto_hello h = {1, 1, COFFER_MAX_FRAME};
@@ -375,7 +306,7 @@ static void check_meta(const struct coffer_result *res, const char *format, int 
     engine_metadata_clear(&m);
 }
 
-static void roundtrip_stream(const struct daemon *d)
+static void roundtrip_stream(const struct ts_daemon *d)
 {
     static const char *const formats[] = {"coffer-v1", "velero-v1"};
     for (size_t fi = 0; fi < 2; fi++) {
@@ -415,7 +346,7 @@ static void roundtrip_stream(const struct daemon *d)
     }
 }
 
-static void roundtrip_fd(const struct daemon *d)
+static void roundtrip_fd(const struct ts_daemon *d)
 {
     static const char *const formats[] = {"coffer-v1", "velero-v1"};
     char pin[600], pct[600], pout[600];
@@ -463,7 +394,7 @@ static void test_fd_roundtrip(void **state)
 }
 
 /* The daemon's STATS counter `name`, or -1. */
-static long stat_value(const struct daemon *d, const char *name)
+static long stat_value(const struct ts_daemon *d, const char *name)
 {
     coffer_client *c = client(d);
     char *j = NULL, key[64];
@@ -485,7 +416,7 @@ static long stat_value(const struct daemon *d, const char *name)
  */
 static void test_helpers(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     char spool[600];
     (void)state;
     snprintf(spool, sizeof(spool), "%s/spool", tmp);
@@ -497,7 +428,7 @@ static void test_helpers(void **state)
     roundtrip_stream(&d);
     roundtrip_fd(&d);
     assert_true(stat_value(&d, "helperBatches") > 100);
-    assert_int_equal(daemon_stop(&d), 0);
+    assert_int_equal(ts_daemon_stop(&d), 0);
     assert_int_equal(rmdir(spool), 0); /* the spool files were unlinked temporary files */
 }
 
@@ -669,7 +600,7 @@ static void test_stops_reading(void **state)
     good_job_alongside();
     /* the stalled connection is dropped after --io-timeout (3 s) */
     sleep(5);
-    assert_true(log_has(&main_d, "event=conn_timeout"));
+    assert_true(ts_daemon_log_has(&main_d, "event=conn_timeout"));
     close(fd);
     good_job_alongside();
 }
@@ -773,7 +704,7 @@ static void test_vanishes(void **state)
 /* --shutdown-grace: SIGTERM waits for a stalled job that long, then fails it with SHUTDOWN. */
 static void test_shutdown_grace(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     uint8_t frame[COFFER_FRAME_HEADER + 1000];
     struct timespec t0, t1;
     double elapsed;
@@ -796,7 +727,7 @@ static void test_shutdown_grace(void **state)
     waitpid(d.pid, &status, 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_true(log_has(&d, "event=shutdown_abort reason=grace_expired"));
+    assert_true(ts_daemon_log_has(&d, "event=shutdown_abort reason=grace_expired"));
 }
 
 static void test_garbage(void **state)
@@ -864,7 +795,7 @@ static void test_key_errors(void **state)
     uint8_t data[100] = {0};
     struct membuf out = {0};
     struct coffer_result res = {0};
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     (void)state;
     assert_int_equal(
         run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, missing, data, sizeof(data), &out, &res),
@@ -878,9 +809,9 @@ static void test_key_errors(void **state)
     coffer_result_clear(&res);
     /* a daemon whose own key is a passphrase refuses to start and says how to make one */
     assert_int_equal(daemon_start(&d, "badkey", "--encryption-secret", "passphrase-key", NULL), 1);
-    assert_true(log_has(&d, "coffer keygen"));
+    assert_true(ts_daemon_log_has(&d, "coffer keygen"));
     assert_int_equal(daemon_start(&d, "nokey", "--encryption-secret", "nope", NULL), 1);
-    assert_true(log_has(&d, "coffer keygen"));
+    assert_true(ts_daemon_log_has(&d, "coffer keygen"));
     good_job_alongside();
 }
 
@@ -955,7 +886,7 @@ static void test_health_stats(void **state)
 
 static void test_encryption_off(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     uint8_t in[5000];
     struct membuf enc = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0};
@@ -973,14 +904,14 @@ static void test_encryption_off(void **state)
         0);
     assert_int_equal(dec.len, sizeof(in));
     assert_memory_equal(dec.p, in, sizeof(in));
-    assert_int_equal(daemon_stop(&d), 0);
+    assert_int_equal(ts_daemon_stop(&d), 0);
     free(enc.p), free(dec.p);
     coffer_result_clear(&res), coffer_result_clear(&res2);
 }
 
 static void test_rotation(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     char conf[600], text[1024];
     uint8_t in[30000];
     struct membuf enc1 = {0}, enc2 = {0}, dec = {0};
@@ -1000,16 +931,16 @@ static void test_rotation(void **state)
     snprintf(text, sizeof(text), "encryption-secret = not-there\n");
     assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
     kill(d.pid, SIGHUP);
-    for (int i = 0; i < 200 && !log_has(&d, "event=reload_failed"); i++)
+    for (int i = 0; i < 200 && !ts_daemon_log_has(&d, "event=reload_failed"); i++)
         usleep(10000);
-    assert_true(log_has(&d, "event=reload_failed"));
+    assert_true(ts_daemon_log_has(&d, "event=reload_failed"));
     /* rotate */
     snprintf(text, sizeof(text), "encryption-secret = coffer-key-2\n");
     assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
     kill(d.pid, SIGHUP);
-    for (int i = 0; i < 200 && !log_has(&d, "event=reload_ok"); i++)
+    for (int i = 0; i < 200 && !ts_daemon_log_has(&d, "event=reload_ok"); i++)
         usleep(10000);
-    assert_true(log_has(&d, "event=reload_ok"));
+    assert_true(ts_daemon_log_has(&d, "event=reload_ok"));
     assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc2, &r2),
                      0);
     assert_int_equal(engine_metadata_parse(&m, r2.metadata, r2.metadata_len), 0);
@@ -1020,7 +951,7 @@ static void test_rotation(void **state)
                      0);
     assert_int_equal(dec.len, sizeof(in));
     assert_memory_equal(dec.p, in, sizeof(in));
-    assert_int_equal(daemon_stop(&d), 0);
+    assert_int_equal(ts_daemon_stop(&d), 0);
     free(enc1.p), free(enc2.p), free(dec.p);
     coffer_result_clear(&r1), coffer_result_clear(&r2), coffer_result_clear(&r3);
 }
@@ -1044,7 +975,7 @@ static ssize_t slow_read(void *ctx, void *buf, size_t cap)
 
 static void test_sigterm_during_job(void **state)
 {
-    struct daemon d = {0};
+    struct ts_daemon d = {0};
     struct slow_src src = {10, 0};
     struct membuf out = {0};
     struct coffer_result res = {0};
@@ -1096,7 +1027,7 @@ static void test_wrong_uid(void **state)
     chmod(tmp, 0700);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_true(log_has(&main_d, "event=conn_denied uid=65534"));
+    assert_true(ts_daemon_log_has(&main_d, "event=conn_denied uid=65534"));
     good_job_alongside();
 }
 
@@ -1123,7 +1054,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int r = daemon_stop(&main_d);
+    int r = ts_daemon_stop(&main_d);
     if (r != 0) {
         fprintf(stderr, "cofferd exited %d\n", r);
         return -1;
