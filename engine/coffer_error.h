@@ -24,15 +24,16 @@
     X(WRONG_KEY, -20,                                                                              \
       "wrong key: the key commitment does not match (wrong key, wrong context, or the "            \
       "salt/commitment was altered); nothing was decrypted")                                       \
-    X(TAMPERED, -21, "authentication failed: the ciphertext or its header was modified")          \
+    X(TAMPERED, -21, "authentication failed: the ciphertext or its header was modified")           \
     X(TRUNCATED, -22, "the ciphertext is truncated: its end is missing")                           \
     X(TRAILING, -23, "the ciphertext has trailing data after its final chunk")                     \
     X(BAD_HEADER, -24, "not a coffer-v1 file or its header is malformed")                          \
     X(TOO_LARGE, -25, "message or metadata exceeds the format's limit")                            \
     X(METADATA, -26, "status metadata is malformed or missing a required field")                   \
     X(FORMAT, -27, "unknown or unsupported format")                                                \
-    X(STATE, -28, "operation not allowed in this stream state (the stream already failed "         \
-                  "or finished)")                                                                  \
+    X(STATE, -28,                                                                                  \
+      "operation not allowed in this stream state (the stream already failed "                     \
+      "or finished)")                                                                              \
     X(IO, -30, "I/O error")                                                                        \
     X(NOSPACE, -31, "no space left on the output device")                                          \
     X(SPOOL, -32, "could not use the temporary spool file")                                        \

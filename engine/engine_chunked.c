@@ -228,8 +228,8 @@ static int open_chunk(engine_chunked *c, const uint8_t *in, size_t len, uint8_t 
     if (c->counter >= ENGINE_CHUNKED_MAX_CHUNKS)
         return chunked_fail(c, COFFER_ERR_TOO_LARGE);
     chunk_nonce(c, nonce);
-    int r = engine_gcm_open(c->gcm, nonce, NONCE_LEN, NULL, 0, in, len - TAG, out, in + len - TAG,
-                            TAG);
+    int r =
+        engine_gcm_open(c->gcm, nonce, NONCE_LEN, NULL, 0, in, len - TAG, out, in + len - TAG, TAG);
     if (r != 0)
         return chunked_fail(c, r); /* engine_gcm_open already wiped out */
     c->counter++;
@@ -283,8 +283,8 @@ static int open_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
     int r;
 
     if (c->state == ST_HEADER) {
-        size_t take = ENGINE_CHUNKED_HEADER - c->buflen < inlen ? ENGINE_CHUNKED_HEADER - c->buflen
-                                                                : inlen;
+        size_t take =
+            ENGINE_CHUNKED_HEADER - c->buflen < inlen ? ENGINE_CHUNKED_HEADER - c->buflen : inlen;
         memcpy(c->buf + c->buflen, in, take);
         c->buflen += take;
         in += take;

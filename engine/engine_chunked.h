@@ -8,12 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENGINE_CHUNKED_CHUNK      16384u /* plaintext bytes in every chunk but the last */
-#define ENGINE_CHUNKED_TAG        16u
-#define ENGINE_CHUNKED_SALT       24u
-#define ENGINE_CHUNKED_COMMIT     32u
-#define ENGINE_CHUNKED_HEADER     (ENGINE_CHUNKED_SALT + ENGINE_CHUNKED_COMMIT) /* 56 bytes */
-#define ENGINE_CHUNKED_MAX_CHUNKS (1ull << 38)
+#define ENGINE_CHUNKED_CHUNK       16384u /* plaintext bytes in every chunk but the last */
+#define ENGINE_CHUNKED_TAG         16u
+#define ENGINE_CHUNKED_SALT        24u
+#define ENGINE_CHUNKED_COMMIT      32u
+#define ENGINE_CHUNKED_HEADER      (ENGINE_CHUNKED_SALT + ENGINE_CHUNKED_COMMIT) /* 56 bytes */
+#define ENGINE_CHUNKED_MAX_CHUNKS  (1ull << 38)
 #define ENGINE_CHUNKED_MAX_CONTEXT 32000u /* OpenSSL 3.0 HKDF caps info at 32 KiB */
 
 typedef enum {
@@ -64,8 +64,7 @@ int engine_chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, ui
  * chunk's plaintext, or fails with TRUNCATED/TRAILING/TAMPERED. Only a 0 return means the whole
  * message was authentic and complete.
  */
-int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap,
-                         size_t *outlen) COFFER_WUR;
+int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 
 /* Plaintext bytes sealed or released so far. */
 uint64_t engine_chunked_plaintext_bytes(const engine_chunked *c);

@@ -167,8 +167,7 @@ const char *engine_gcm_backend_name(engine_gcm_backend b)
 
 /* ---- key objects ----------------------------------------------------------------------- */
 
-int engine_gcm_new(engine_gcm **out, engine_gcm_backend backend, const uint8_t *key,
-                   size_t keylen)
+int engine_gcm_new(engine_gcm **out, engine_gcm_backend backend, const uint8_t *key, size_t keylen)
 {
     int r = COFFER_ERR_INTERNAL;
     engine_gcm *g = NULL;
@@ -415,14 +414,14 @@ int engine_gcm_seal(engine_gcm *g, const uint8_t *iv, size_t ivlen, const uint8_
         if (m == NULL)
             return COFFER_ERR_NOMEM;
         if (g->keylen == 16)
-            IMB_AES128_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, tag, GCM_TAG_MAX);
+            IMB_AES128_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, tag, GCM_TAG_MAX);
         else if (g->keylen == 24)
-            IMB_AES192_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, tag, GCM_TAG_MAX);
+            IMB_AES192_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, tag, GCM_TAG_MAX);
         else
-            IMB_AES256_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, tag, GCM_TAG_MAX);
+            IMB_AES256_GCM_ENC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, tag, GCM_TAG_MAX);
         return 0;
     }
     if ((r = engine_gcm_start(g, 1, iv, ivlen, aad, aadlen)) != 0 ||
@@ -444,14 +443,14 @@ int engine_gcm_open(engine_gcm *g, const uint8_t *iv, size_t ivlen, const uint8_
         if (m == NULL)
             return COFFER_ERR_NOMEM;
         if (g->keylen == 16)
-            IMB_AES128_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, full, GCM_TAG_MAX);
+            IMB_AES128_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, full, GCM_TAG_MAX);
         else if (g->keylen == 24)
-            IMB_AES192_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, full, GCM_TAG_MAX);
+            IMB_AES192_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, full, GCM_TAG_MAX);
         else
-            IMB_AES256_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv,
-                               NONNULL(aad), aadlen, full, GCM_TAG_MAX);
+            IMB_AES256_GCM_DEC(m, &g->imb_key, &g->imb_ctx, out, NONNULL(in), len, iv, NONNULL(aad),
+                               aadlen, full, GCM_TAG_MAX);
         r = CRYPTO_memcmp(full, tag, taglen) == 0 ? 0 : COFFER_ERR_TAMPERED;
         OPENSSL_cleanse(full, sizeof(full));
     } else {

@@ -9,9 +9,10 @@
 #include <stdint.h>
 
 typedef enum {
-    ENGINE_GCM_AUTO = 0,     /* ipsec-mb if the CPU has AES-NI, else OpenSSL */
-    ENGINE_GCM_IPSEC_MB = 1, /* Intel ipsec-mb, best code path for the CPU (AVX-512/VAES, AVX2, ...) */
-    ENGINE_GCM_OPENSSL = 2,  /* OpenSSL EVP, the default provider's AES-GCM */
+    ENGINE_GCM_AUTO = 0, /* ipsec-mb if the CPU has AES-NI, else OpenSSL */
+    ENGINE_GCM_IPSEC_MB =
+        1, /* Intel ipsec-mb, best code path for the CPU (AVX-512/VAES, AVX2, ...) */
+    ENGINE_GCM_OPENSSL = 2, /* OpenSSL EVP, the default provider's AES-GCM */
 } engine_gcm_backend;
 
 /*

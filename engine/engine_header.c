@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const uint8_t engine_header_magic[ENGINE_HEADER_MAGIC_LEN] = {'C', 'O', 'F', 'F',
-                                                               'E', 'R', 0x00, 0x01};
+const uint8_t engine_header_magic[ENGINE_HEADER_MAGIC_LEN] = {'C', 'O', 'F',  'F',
+                                                              'E', 'R', 0x00, 0x01};
 
 int engine_header_sniff(const uint8_t *buf, size_t len)
 {
@@ -56,8 +56,8 @@ static int header_fixed_done(engine_header_reader *r)
         return COFFER_ERR_BAD_HEADER;
     if (r->fixed[ENGINE_HEADER_MAGIC_LEN - 1] != engine_header_magic[ENGINE_HEADER_MAGIC_LEN - 1])
         return COFFER_ERR_BAD_HEADER; /* a future version */
-    size_t len = (size_t)r->fixed[8] << 24 | (size_t)r->fixed[9] << 16 |
-                 (size_t)r->fixed[10] << 8 | r->fixed[11];
+    size_t len = (size_t)r->fixed[8] << 24 | (size_t)r->fixed[9] << 16 | (size_t)r->fixed[10] << 8 |
+                 r->fixed[11];
     if (len > ENGINE_METADATA_MAX)
         return COFFER_ERR_TOO_LARGE;
     r->total = ENGINE_HEADER_FIXED + len;
@@ -98,7 +98,8 @@ static int header_reader_feed(engine_header_reader *r, const uint8_t *in, size_t
         r->have += take;
         used += take;
         /* reject a wrong magic as early as its bytes arrive */
-        size_t check = r->have < ENGINE_HEADER_MAGIC_LEN - 1 ? r->have : ENGINE_HEADER_MAGIC_LEN - 1;
+        size_t check =
+            r->have < ENGINE_HEADER_MAGIC_LEN - 1 ? r->have : ENGINE_HEADER_MAGIC_LEN - 1;
         if (memcmp(r->fixed, engine_header_magic, check) != 0)
             return COFFER_ERR_BAD_HEADER;
         if (r->have < ENGINE_HEADER_FIXED) {

@@ -29,9 +29,9 @@ int engine_header_encode(const char *metadata, size_t len, uint8_t **out,
  */
 typedef struct engine_header_reader {
     uint8_t fixed[ENGINE_HEADER_FIXED];
-    size_t have;  /* header bytes received */
-    size_t total; /* whole header length once known, else 0 */
-    uint8_t *bytes; /* the whole header (context for the body) once the length is known */
+    size_t have;          /* header bytes received */
+    size_t total;         /* whole header length once known, else 0 */
+    uint8_t *bytes;       /* the whole header (context for the body) once the length is known */
     engine_metadata meta; /* parsed when complete */
     int complete;
     int err; /* the first error; every later feed returns it again */

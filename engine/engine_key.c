@@ -38,8 +38,8 @@ void engine_key_id(const uint8_t *key, size_t len, char out[ENGINE_KEY_ID_LEN + 
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
 
-    if (HMAC(EVP_sha256(), key, (int)len, (const uint8_t *)key_id_label,
-             sizeof(key_id_label) - 1, md, &mdlen) == NULL) {
+    if (HMAC(EVP_sha256(), key, (int)len, (const uint8_t *)key_id_label, sizeof(key_id_label) - 1,
+             md, &mdlen) == NULL) {
         memset(out, '0', ENGINE_KEY_ID_LEN);
     } else {
         for (size_t i = 0; i < ENGINE_KEY_ID_LEN / 2; i++) {

@@ -27,13 +27,13 @@ char *engine_metadata_dump(const json_t *m);
 
 /* What a restore needs from stored metadata. Strings point into json, valid until clear. */
 typedef struct engine_metadata {
-    json_t *json;           /* the whole object, owned */
+    json_t *json; /* the whole object, owned */
     int is_encrypted;
-    const char *retriever;  /* "secret", "pkcs11", "file", or "" when not encrypted */
-    const char *ns;         /* secret: keyRetrieverConfig.namespace, else NULL */
-    const char *secret;     /* secret: keyRetrieverConfig.secretName, else NULL */
-    const char *format;     /* "coffer-v1", "velero-v1", "cobblestone", "none", ... */
-    const char *key_id;     /* may be NULL (velero prototype metadata has none) */
+    const char *retriever; /* "secret", "pkcs11", "file", or "" when not encrypted */
+    const char *ns;        /* secret: keyRetrieverConfig.namespace, else NULL */
+    const char *secret;    /* secret: keyRetrieverConfig.secretName, else NULL */
+    const char *format;    /* "coffer-v1", "velero-v1", "cobblestone", "none", ... */
+    const char *key_id;    /* may be NULL (velero prototype metadata has none) */
 } engine_metadata;
 
 /*

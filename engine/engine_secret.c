@@ -52,8 +52,8 @@ int engine_secret_name_check(const char *ns, const char *name)
     return dns_label_ok(ns, 63) && dns_subdomain_ok(name) ? 0 : COFFER_ERR_SECRET_NAME;
 }
 
-int engine_secret_load(engine_key **out, const char *secrets_dir, const char *ns,
-                       const char *name, engine_key_rule rule, char *detail, size_t detaillen)
+int engine_secret_load(engine_key **out, const char *secrets_dir, const char *ns, const char *name,
+                       engine_key_rule rule, char *detail, size_t detaillen)
 {
     char path[4096];
     int r;

@@ -19,8 +19,7 @@ int engine_secret_name_check(const char *ns, const char *name) COFFER_WUR;
  * every call, so a Kubernetes atomic symlink swap of the volume (..data) is seen at once.
  * Errors: SECRET_NAME, KEY_MISSING (with the path in detail), KEY_READ, KEY_SIZE, KEY_FORM.
  */
-int engine_secret_load(engine_key **out, const char *secrets_dir, const char *ns,
-                       const char *name, engine_key_rule rule, char *detail,
-                       size_t detaillen) COFFER_WUR;
+int engine_secret_load(engine_key **out, const char *secrets_dir, const char *ns, const char *name,
+                       engine_key_rule rule, char *detail, size_t detaillen) COFFER_WUR;
 
 #endif

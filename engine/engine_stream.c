@@ -20,7 +20,7 @@ struct engine_stream {
     engine_velero *velero;   /* velero-v1 */
     uint8_t *pending;        /* coffer-v1 seal: header bytes still to write */
     size_t pending_len;
-    int key_id_matched;      /* coffer-v1 open: the header's keyId equals the key's */
+    int key_id_matched; /* coffer-v1 open: the header's keyId equals the key's */
     uint64_t bytes_in;
     uint64_t bytes_out;
     char detail[512];
@@ -178,10 +178,9 @@ static int stream_setup_open(engine_stream *s, const struct engine_stream_params
         return engine_chunked_open_new(&s->chunked, stream_aead(p->format), p->backend,
                                        p->key->bytes, p->key->len, p->context, p->context_len);
     case COFFER_FORMAT_VELERO_V1:
-        return engine_velero_open_new(&s->velero, p->backend, p->key->bytes, p->key->len,
-                                      p->spool_dir,
-                                      p->spool_mem != 0 ? p->spool_mem
-                                                        : ENGINE_VELERO_SPOOL_MEM_DEFAULT);
+        return engine_velero_open_new(
+            &s->velero, p->backend, p->key->bytes, p->key->len, p->spool_dir,
+            p->spool_mem != 0 ? p->spool_mem : ENGINE_VELERO_SPOOL_MEM_DEFAULT);
     case COFFER_FORMAT_NONE:
         break;
     }
@@ -247,8 +246,9 @@ static int stream_fail(engine_stream *s, int err)
         }
         break;
     case COFFER_ERR_TAMPERED:
-        stream_detail(s, "a chunk failed authentication after %llu authentic bytes: the "
-                         "ciphertext was modified or cut short",
+        stream_detail(s,
+                      "a chunk failed authentication after %llu authentic bytes: the "
+                      "ciphertext was modified or cut short",
                       (unsigned long long)s->bytes_out);
         break;
     case COFFER_ERR_TRUNCATED:

@@ -26,16 +26,16 @@ engine_key_rule engine_format_key_rule(coffer_format f);
 
 struct engine_stream_params {
     coffer_format format;
-    engine_gcm_backend backend;   /* ENGINE_GCM_AUTO normally */
-    const engine_key *key;        /* not needed for COFFER_FORMAT_NONE; copied */
-    const uint8_t *context;       /* bare Cobblestone: the context (may be empty) */
+    engine_gcm_backend backend; /* ENGINE_GCM_AUTO normally */
+    const engine_key *key;      /* not needed for COFFER_FORMAT_NONE; copied */
+    const uint8_t *context;     /* bare Cobblestone: the context (may be empty) */
     size_t context_len;
-    const char *metadata;         /* coffer-v1 seal: the status metadata JSON for the header */
+    const char *metadata; /* coffer-v1 seal: the status metadata JSON for the header */
     size_t metadata_len;
     const engine_header_reader *header; /* coffer-v1 open: the complete header already read */
-    const char *spool_dir;        /* velero-v1 open: where to spool (NULL: $TMPDIR or /tmp) */
-    size_t spool_mem;             /* velero-v1 open: bytes spooled in memory before a file */
-    char *detail;                 /* optional: receives the sentence explaining a failed _new */
+    const char *spool_dir;              /* velero-v1 open: where to spool (NULL: $TMPDIR or /tmp) */
+    size_t spool_mem;                   /* velero-v1 open: bytes spooled in memory before a file */
+    char *detail; /* optional: receives the sentence explaining a failed _new */
     size_t detail_len;
 };
 
@@ -61,8 +61,7 @@ void engine_stream_free(engine_stream *s);
 size_t engine_stream_bound(const engine_stream *s, size_t inlen);
 int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
                          size_t outcap, size_t *outlen) COFFER_WUR;
-int engine_stream_finish(engine_stream *s, uint8_t *out, size_t outcap,
-                         size_t *outlen) COFFER_WUR;
+int engine_stream_finish(engine_stream *s, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 int engine_stream_drain(engine_stream *s, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 
 const char *engine_stream_detail(const engine_stream *s);

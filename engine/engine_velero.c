@@ -16,7 +16,7 @@
 
 #define NONCE   ENGINE_VELERO_NONCE
 #define TAG     ENGINE_VELERO_TAG
-#define SCRATCH (64u * 1024u) /* first-pass plaintext, wiped: it is never released */
+#define SCRATCH (64u * 1024u)       /* first-pass plaintext, wiped: it is never released */
 #define MAX_MSG ((1ull << 36) - 32) /* GCM's limit for one message */
 
 enum velero_state { ST_RUN, ST_DRAIN, ST_DONE, ST_FAILED };
@@ -52,8 +52,10 @@ static const char *spool_dir_of(const engine_velero *v)
 /* Remember why the spool failed (directory and errno) and return the matching code. */
 static int spool_err(engine_velero *v, int code)
 {
-    snprintf(v->spool_error, sizeof(v->spool_error), "spool in %s: %s; set --spool-dir or TMPDIR "
-             "to a directory with room for the whole archive", spool_dir_of(v), strerror(errno));
+    snprintf(v->spool_error, sizeof(v->spool_error),
+             "spool in %s: %s; set --spool-dir or TMPDIR "
+             "to a directory with room for the whole archive",
+             spool_dir_of(v), strerror(errno));
     return code;
 }
 

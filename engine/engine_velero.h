@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENGINE_VELERO_NONCE 12u
-#define ENGINE_VELERO_TAG   16u
+#define ENGINE_VELERO_NONCE             12u
+#define ENGINE_VELERO_TAG               16u
 #define ENGINE_VELERO_SPOOL_MEM_DEFAULT (4u << 20)
 
 /*
