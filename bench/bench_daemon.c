@@ -165,32 +165,12 @@ static void daemon_stop(struct daemon *d)
 
 /* ---- (a) streaming ---- */
 
-struct src {
-    const uint8_t *block;
-    size_t left;
-};
-
-static ssize_t src_read(void *ctx, void *buf, size_t cap)
-{
-    struct src *s = ctx;
-    size_t n = s->left < cap ? s->left : cap;
-    memcpy(buf, s->block, n);
-    s->left -= n;
-    return (ssize_t)n;
-}
-
-static int sink_write(void *ctx, const void *buf, size_t len)
-{
-    (void)buf;
-    *(size_t *)ctx += len;
-    return 0;
-}
-
 static struct run bench_stream(const struct daemon *d)
 {
-    /* src_read copies up to a whole frame (128 KiB) from it; page-aligned like a file's pages */
+    /* bench_src_read copies up to a whole frame (128 KiB) from it; page-aligned like a file's pages
+     */
     static uint8_t block[128 * 1024] __attribute__((aligned(4096)));
-    struct src src = {block, total_bytes};
+    struct bench_src src = {block, total_bytes};
     struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
     struct coffer_result res = {0};
     struct run run;
@@ -202,7 +182,8 @@ static struct run bench_stream(const struct daemon *d)
     if (r != 0)
         die("connect", r);
     double t0 = bench_now(), d0 = daemon_cpu(d), c0 = self_cpu();
-    if ((r = coffer_client_stream(c, &job, src_read, &src, sink_write, &out, &res)) != 0)
+    if ((r = coffer_client_stream(c, &job, bench_src_read, &src, bench_sink_write, &out, &res)) !=
+        0)
         die("stream", r);
     run.mibs = (double)total_bytes / MIB / (bench_now() - t0);
     run.cpu_daemon = (daemon_cpu(d) - d0) / gib_of(total_bytes);
@@ -279,12 +260,13 @@ static void *jobs_thread(void *p)
     if (r != 0)
         die("connect", r);
     while (bench_now() < a->deadline) {
-        struct src src = {block, sizeof(block)};
+        struct bench_src src = {block, sizeof(block)};
         struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
         struct coffer_result res = {0};
         size_t out = 0;
         double t0 = bench_now();
-        if ((r = coffer_client_stream(c, &job, src_read, &src, sink_write, &out, &res)) != 0)
+        if ((r = coffer_client_stream(c, &job, bench_src_read, &src, bench_sink_write, &out,
+                                      &res)) != 0)
             die("4 KiB job", r);
         if (a->nlat == a->cap) {
             a->cap = a->cap * 2 + 1024;

@@ -139,27 +139,6 @@ static void daemon_stop(struct daemon *d)
 
 /* ---- 4 KiB jobs ---- */
 
-struct src {
-    const uint8_t *block;
-    size_t left;
-};
-
-static ssize_t src_read(void *ctx, void *buf, size_t cap)
-{
-    struct src *s = ctx;
-    size_t n = s->left < cap ? s->left : cap;
-    memcpy(buf, s->block, n);
-    s->left -= n;
-    return (ssize_t)n;
-}
-
-static int sink_write(void *ctx, const void *buf, size_t len)
-{
-    (void)buf;
-    *(size_t *)ctx += len;
-    return 0;
-}
-
 struct jobs_arg {
     const struct daemon *d;
     double deadline;
@@ -177,11 +156,12 @@ static void *jobs_thread(void *p)
         die("connect", r);
     snprintf(want, sizeof(want), "\"keyRetrieverType\":\"%s\"", a->d->want);
     while (bench_now() < a->deadline) {
-        struct src src = {block, sizeof(block)};
+        struct bench_src src = {block, sizeof(block)};
         struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
         struct coffer_result res = {0};
         size_t out = 0;
-        if ((r = coffer_client_stream(c, &job, src_read, &src, sink_write, &out, &res)) != 0)
+        if ((r = coffer_client_stream(c, &job, bench_src_read, &src, bench_sink_write, &out,
+                                      &res)) != 0)
             die("4 KiB job", r);
         /* a job that fell back to the Secret would measure the wrong thing */
         if (res.metadata == NULL || strstr(res.metadata, want) == NULL ||

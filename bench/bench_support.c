@@ -89,3 +89,19 @@ void bench_daemon_stop(pid_t pid)
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
 }
+
+ssize_t bench_src_read(void *ctx, void *buf, size_t cap)
+{
+    struct bench_src *s = ctx;
+    size_t n = s->left < cap ? s->left : cap;
+    memcpy(buf, s->block, n);
+    s->left -= n;
+    return (ssize_t)n;
+}
+
+int bench_sink_write(void *ctx, const void *buf, size_t len)
+{
+    (void)buf;
+    *(size_t *)ctx += len;
+    return 0;
+}

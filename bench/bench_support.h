@@ -5,6 +5,8 @@
 #define BENCH_SUPPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <sys/types.h>
 
 /* Seconds on CLOCK_MONOTONIC. */
@@ -26,5 +28,16 @@ pid_t bench_daemon_start(const char *prog, char *const argv[], const char *sock,
 
 /* SIGTERM the daemon and wait for it. */
 void bench_daemon_stop(pid_t pid);
+
+/*
+ * Client callbacks in libcoffer's shapes: bench_src_read hands out one block `left` more bytes
+ * in total (the same block again each time); bench_sink_write counts bytes into a size_t.
+ */
+struct bench_src {
+    const uint8_t *block;
+    size_t left;
+};
+ssize_t bench_src_read(void *ctx, void *buf, size_t cap);
+int bench_sink_write(void *ctx, const void *buf, size_t len);
 
 #endif

@@ -96,33 +96,6 @@ static int daemon_stop(struct ts_daemon *d)
 
 /* ---- jobs ---- */
 
-struct membuf {
-    uint8_t *p;
-    size_t len, off, cap;
-};
-
-static ssize_t mem_read(void *ctx, void *buf, size_t cap)
-{
-    struct membuf *m = ctx;
-    size_t n = m->len - m->off < cap ? m->len - m->off : cap;
-    memcpy(buf, m->p + m->off, n);
-    m->off += n;
-    return (ssize_t)n;
-}
-
-static int mem_write(void *ctx, const void *buf, size_t len)
-{
-    struct membuf *m = ctx;
-    if (m->len + len > m->cap) {
-        m->cap = (m->len + len) * 2 + 1024;
-        m->p = realloc(m->p, m->cap);
-        assert_non_null(m->p);
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
 static coffer_client *client(const struct ts_daemon *d)
 {
     coffer_client *c = NULL;
@@ -135,12 +108,12 @@ static coffer_client *client(const struct ts_daemon *d)
 
 /* One streamed job on a fresh connection: out gets the output, res the result or error. */
 static int run_stream(const struct ts_daemon *d, int op, const char *meta, const uint8_t *in,
-                      size_t inlen, struct membuf *out, struct coffer_result *res)
+                      size_t inlen, struct ts_membuf *out, struct coffer_result *res)
 {
     struct coffer_job job = {op, NULL, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 0};
-    struct membuf src = {(uint8_t *)in, inlen, 0, inlen};
+    struct ts_membuf src = {(uint8_t *)in, inlen, 0, inlen};
     coffer_client *c = client(d);
-    int r = coffer_client_stream(c, &job, mem_read, &src, mem_write, out, res);
+    int r = coffer_client_stream(c, &job, ts_membuf_read, &src, ts_membuf_write, out, res);
     coffer_client_close(c);
     return r;
 }
@@ -164,7 +137,7 @@ static int run_file(const struct ts_daemon *d, int op, const char *meta, const c
 
 /* Encrypt len pseudo-random bytes (seed) streamed; the plaintext goes to *pt (malloc). */
 static void encrypt_ok(const struct ts_daemon *d, size_t len, uint64_t seed, uint8_t **pt,
-                       struct membuf *ct, struct coffer_result *res)
+                       struct ts_membuf *ct, struct coffer_result *res)
 {
     uint8_t *in = malloc(len + 1);
     int r;
@@ -176,10 +149,10 @@ static void encrypt_ok(const struct ts_daemon *d, size_t len, uint64_t seed, uin
 }
 
 /* Decrypt through the daemon and compare. */
-static void decrypt_ok(const struct ts_daemon *d, const struct membuf *ct, const uint8_t *pt,
+static void decrypt_ok(const struct ts_daemon *d, const struct ts_membuf *ct, const uint8_t *pt,
                        size_t len)
 {
-    struct membuf dec = {0};
+    struct ts_membuf dec = {0};
     struct coffer_result res = {0};
     int r = run_stream(d, COFFER_CLIENT_DECRYPT, NULL, ct->p, ct->len, &dec, &res);
     if (r != 0)
@@ -334,7 +307,7 @@ static void test_envelope_roundtrip(void **state)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t len = sizes[i], ctlen = 0, outlen = 0;
         uint8_t *pt = NULL, *ct, *out;
-        struct membuf enc = {0};
+        struct ts_membuf enc = {0};
         struct coffer_result res = {0}, res2 = {0}, res3 = {0};
 
         /* streamed */
@@ -374,7 +347,7 @@ static void test_wrapped_key_is_data_key(void **state)
 {
     size_t len = 300000, ptlen = 0;
     uint8_t *pt = NULL, *back = NULL, iv[64], wk[96], dk[64];
-    struct membuf enc = {0};
+    struct ts_membuf enc = {0};
     struct coffer_result res = {0};
     struct ht_raw raw;
     CK_OBJECT_HANDLE kek;
@@ -430,7 +403,7 @@ static void check_failure(const struct failure *f, char *const *envs, const char
     char name[64], pct[1400], pout[1400];
     size_t len = 50000, ptlen = 0;
     uint8_t *pt = NULL, *back = NULL;
-    struct membuf enc = {0}, none_out = {0};
+    struct ts_membuf enc = {0}, none_out = {0};
     struct coffer_result res = {0}, res2 = {0};
     json_t *s;
     int r;
@@ -550,7 +523,7 @@ static void test_fallback_timeout(void **state)
         "timeout", COFFER_FAKE_P11_CTL,   "slow", "slow-kek", NULL, "HSM_TIMEOUT", "timeout",
         NULL,      COFFER_ERR_HSM_TIMEOUT};
     struct ts_daemon d = {0};
-    struct membuf enc = {0}, enc2 = {0};
+    struct ts_membuf enc = {0}, enc2 = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL, *pt2 = NULL;
     struct timespec t0, t1;
@@ -598,7 +571,7 @@ static void test_token_removed(void **state)
 {
     struct ts_daemon d = {0};
     char saved[1400];
-    struct membuf enc = {0}, enc2 = {0}, enc3 = {0}, dec = {0};
+    struct ts_membuf enc = {0}, enc2 = {0}, enc3 = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0}, res3 = {0}, res4 = {0};
     uint8_t *pt = NULL, *pt2 = NULL, *pt3 = NULL;
     int r = -1;
@@ -674,7 +647,7 @@ static void test_second_daemon(void **state)
     struct ts_daemon d = {0};
     char tokens2[1400], conf2[1400], text[1600], envbuf[1500];
     char *envs[] = {envbuf, NULL};
-    struct membuf enc = {0}, enc2 = {0};
+    struct ts_membuf enc = {0}, enc2 = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL, *pt2 = NULL;
     (void)state;
@@ -713,7 +686,7 @@ static void test_second_daemon(void **state)
 static void test_restore_without_hsm(void **state)
 {
     struct ts_daemon d = {0};
-    struct membuf enc = {0}, dec = {0};
+    struct ts_membuf enc = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL;
     (void)state;
@@ -733,7 +706,7 @@ static void test_rotation(void **state)
 {
     struct ts_daemon d = {0};
     char conf[1400], text[4096];
-    struct membuf enc = {0}, enc2 = {0};
+    struct ts_membuf enc = {0}, enc2 = {0};
     struct coffer_result res = {0}, res2 = {0};
     uint8_t *pt = NULL, *pt2 = NULL;
     int n;
@@ -781,7 +754,7 @@ static void *conc_thread(void *p)
     for (int i = 0; i < 6 && a->ok; i++) {
         size_t len = 1000 + (size_t)(a->index * 7919 + i * 104729) % 200000, outlen = 0;
         uint8_t *in = malloc(len), *out;
-        struct membuf enc = {0}, dec = {0};
+        struct ts_membuf enc = {0}, dec = {0};
         struct coffer_result res = {0}, res2 = {0};
         ts_fill(in, len, (uint64_t)(a->index * 100 + i));
         if (i % 2 == 0) {

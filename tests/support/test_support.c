@@ -222,6 +222,28 @@ int ts_run(char *const argv[], char *const extra_env[], const char *in_path, con
     return WEXITSTATUS(st);
 }
 
+ssize_t ts_membuf_read(void *ctx, void *buf, size_t cap)
+{
+    struct ts_membuf *m = ctx;
+    size_t n = m->len - m->off < cap ? m->len - m->off : cap;
+    memcpy(buf, m->p + m->off, n);
+    m->off += n;
+    return (ssize_t)n;
+}
+
+int ts_membuf_write(void *ctx, const void *buf, size_t len)
+{
+    struct ts_membuf *m = ctx;
+    if (m->len + len > m->cap) {
+        m->cap = (m->len + len) * 2 + 1024;
+        if ((m->p = realloc(m->p, m->cap)) == NULL)
+            abort();
+    }
+    memcpy(m->p + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
 const char *ts_bin(const char *name)
 {
     static char path[4096];

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Skip the whole test program (exit 77, which CTest reports as skipped) with a reason on stderr.
@@ -47,6 +48,17 @@ int ts_write_file(const char *path, const void *data, size_t len);
  */
 int ts_run(char *const argv[], char *const extra_env[], const char *in_path, const char *out_path,
            const char *err_path);
+
+/*
+ * A growable in-memory byte buffer with read and write callbacks in libcoffer's shapes
+ * (coffer_read_fn, coffer_write_fn): reads consume from off, writes append at len.
+ */
+struct ts_membuf {
+    uint8_t *p;
+    size_t len, off, cap;
+};
+ssize_t ts_membuf_read(void *ctx, void *buf, size_t cap);
+int ts_membuf_write(void *ctx, const void *buf, size_t len);
 
 /* Path of a built program: COFFER_BIN_DIR/<name> (static buffer). */
 const char *ts_bin(const char *name);

@@ -68,33 +68,6 @@ static int daemon_start(struct ts_daemon *d, const char *name, ...)
     return r;
 }
 
-struct membuf {
-    uint8_t *p;
-    size_t len, off, cap;
-};
-
-static ssize_t mem_read(void *ctx, void *buf, size_t cap)
-{
-    struct membuf *m = ctx;
-    size_t n = m->len - m->off < cap ? m->len - m->off : cap;
-    memcpy(buf, m->p + m->off, n);
-    m->off += n;
-    return (ssize_t)n;
-}
-
-static int mem_write(void *ctx, const void *buf, size_t len)
-{
-    struct membuf *m = ctx;
-    if (m->len + len > m->cap) {
-        m->cap = (m->len + len) * 2 + 1024;
-        m->p = realloc(m->p, m->cap);
-        assert_non_null(m->p);
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
 static coffer_client *client(const struct ts_daemon *d)
 {
     coffer_client *c = NULL;
@@ -107,13 +80,13 @@ static coffer_client *client(const struct ts_daemon *d)
 
 /* One streamed job on a fresh connection; out gets the output. */
 static int run_stream(const struct ts_daemon *d, int op, const char *format, const char *meta,
-                      const uint8_t *in, size_t inlen, struct membuf *out,
+                      const uint8_t *in, size_t inlen, struct ts_membuf *out,
                       struct coffer_result *res)
 {
     struct coffer_job job = {op, format, NULL, 0, meta, meta != NULL ? strlen(meta) : 0, 0};
-    struct membuf src = {(uint8_t *)in, inlen, 0, inlen};
+    struct ts_membuf src = {(uint8_t *)in, inlen, 0, inlen};
     coffer_client *c = client(d);
-    int r = coffer_client_stream(c, &job, mem_read, &src, mem_write, out, res);
+    int r = coffer_client_stream(c, &job, ts_membuf_read, &src, ts_membuf_write, out, res);
     coffer_client_close(c);
     return r;
 }
@@ -315,7 +288,7 @@ static void roundtrip_stream(const struct ts_daemon *d)
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
             size_t len = sizes[si], ptlen = 0, ctlen = 0;
             uint8_t *in = malloc(len + 1), *pt = NULL, *ct = NULL;
-            struct membuf enc = {0}, dec = {0}, dec2 = {0};
+            struct ts_membuf enc = {0}, dec = {0}, dec2 = {0};
             struct coffer_result res = {0}, res2 = {0}, res3 = {0};
             char *meta = NULL;
             ts_fill(in, len, len + fi);
@@ -523,7 +496,7 @@ static void *concurrent_job(void *p)
     struct worker_arg *a = p;
     size_t len = 100000 + (size_t)a->index * 997;
     uint8_t *in = malloc(len);
-    struct membuf enc = {0}, dec = {0};
+    struct ts_membuf enc = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0};
     const char *fmt = a->index % 2 ? "velero-v1" : "coffer-v1";
     ts_fill(in, len, (uint64_t)a->index);
@@ -793,7 +766,7 @@ static void test_key_errors(void **state)
                           "\"keyRetrieverConfig\":{\"namespace\":\"velero\",\"secretName\":"
                           "\"bad-key\"},\"format\":\"velero-v1\"}";
     uint8_t data[100] = {0};
-    struct membuf out = {0};
+    struct ts_membuf out = {0};
     struct coffer_result res = {0};
     struct ts_daemon d = {0};
     (void)state;
@@ -823,7 +796,7 @@ static void test_tampered(void **state)
     ts_fill(in, len, 99);
     for (int fi = 0; fi < 2; fi++) {
         const char *fmt = fi == 0 ? "coffer-v1" : "velero-v1";
-        struct membuf enc = {0}, dec = {0};
+        struct ts_membuf enc = {0}, dec = {0};
         struct coffer_result res = {0}, res2 = {0};
         assert_int_equal(run_stream(&main_d, COFFER_CLIENT_ENCRYPT, fmt, NULL, in, len, &enc, &res),
                          0);
@@ -888,7 +861,7 @@ static void test_encryption_off(void **state)
 {
     struct ts_daemon d = {0};
     uint8_t in[5000];
-    struct membuf enc = {0}, dec = {0};
+    struct ts_membuf enc = {0}, dec = {0};
     struct coffer_result res = {0}, res2 = {0};
     (void)state;
     ts_fill(in, sizeof(in), 3);
@@ -914,7 +887,7 @@ static void test_rotation(void **state)
     struct ts_daemon d = {0};
     char conf[600], text[1024];
     uint8_t in[30000];
-    struct membuf enc1 = {0}, enc2 = {0}, dec = {0};
+    struct ts_membuf enc1 = {0}, enc2 = {0}, dec = {0};
     struct coffer_result r1 = {0}, r2 = {0}, r3 = {0};
     engine_metadata m;
     (void)state;
@@ -977,7 +950,7 @@ static void test_sigterm_during_job(void **state)
 {
     struct ts_daemon d = {0};
     struct slow_src src = {10, 0};
-    struct membuf out = {0};
+    struct ts_membuf out = {0};
     struct coffer_result res = {0};
     struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
     coffer_client *c;
@@ -986,7 +959,8 @@ static void test_sigterm_during_job(void **state)
     assert_int_equal(daemon_start(&d, "term", NULL), 0);
     src.kill_pid = d.pid;
     c = client(&d);
-    assert_int_equal(coffer_client_stream(c, &job, slow_read, &src, mem_write, &out, &res), 0);
+    assert_int_equal(coffer_client_stream(c, &job, slow_read, &src, ts_membuf_write, &out, &res),
+                     0);
     assert_int_equal(res.bytes_in, 10 * 4096);
     coffer_client_close(c);
     waitpid(d.pid, &status, 0);
