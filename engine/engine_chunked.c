@@ -199,11 +199,103 @@ static int chunked_fail(engine_chunked *c, int err)
     return err;
 }
 
-static void chunk_nonce(const engine_chunked *c, uint8_t nonce[NONCE_LEN])
+/* The nonce of chunk index: the base nonce XOR the big-endian index in its last 8 bytes. */
+static void nonce_at(const engine_chunked *c, uint64_t index, uint8_t nonce[NONCE_LEN])
 {
     memcpy(nonce, c->base_nonce, NONCE_LEN);
     for (unsigned k = 0; k < 8; k++)
-        nonce[NONCE_LEN - 1 - k] ^= (uint8_t)(c->counter >> (8 * k));
+        nonce[NONCE_LEN - 1 - k] ^= (uint8_t)(index >> (8 * k));
+}
+
+static void chunk_nonce(const engine_chunked *c, uint8_t nonce[NONCE_LEN])
+{
+    nonce_at(c, c->counter, nonce);
+}
+
+/* What engine_chunked_update_spans asked for, and what it got. */
+struct span_req {
+    engine_span *v;
+    size_t max, n;
+};
+
+/*
+ * Describe `whole` chunks from in as up to req->max spans of nearly equal length, reserving their
+ * chunk indices. Returns the output bytes they will write at out, or 0 if spans do not apply
+ * (too few chunks, or past the format's limit: then the caller's loop does them and reports it).
+ */
+static size_t spans_describe(engine_chunked *c, struct span_req *req, const uint8_t *in,
+                             size_t whole, uint8_t *out)
+{
+    size_t unit_in = c->sealing ? CHUNK : SEALED, unit_out = c->sealing ? SEALED : CHUNK;
+    size_t k, o = 0;
+
+    if (req == NULL || req->max == 0 || whole < ENGINE_SPAN_MIN_CHUNKS ||
+        c->counter + whole > ENGINE_CHUNKED_MAX_CHUNKS)
+        return 0;
+    k = whole / ENGINE_SPAN_MIN_CHUNKS < req->max ? whole / ENGINE_SPAN_MIN_CHUNKS : req->max;
+    for (size_t i = 0; i < k; i++) {
+        size_t cnt = whole / k + (i < whole % k ? 1 : 0);
+        engine_span *sp = &req->v[i];
+        sp->c = c;
+        sp->first = c->counter;
+        sp->in = in;
+        sp->inlen = cnt * unit_in;
+        sp->out = out + o;
+        sp->outlen = cnt * unit_out;
+        sp->done = 0;
+        sp->err = 0;
+        c->counter += cnt;
+        in += sp->inlen;
+        o += sp->outlen;
+    }
+    req->n = k;
+    return o;
+}
+
+void engine_span_run(engine_span *sp)
+{
+    const engine_chunked *c = sp->c;
+    size_t unit_in = c->sealing ? CHUNK : SEALED, n = sp->inlen / unit_in;
+    engine_gcm *g = NULL; /* its own copy: the GCM object holds per-message state */
+    uint8_t nonce[NONCE_LEN];
+
+    sp->done = 0;
+    if ((sp->err = engine_gcm_dup(&g, c->gcm)) != 0)
+        return;
+    for (size_t i = 0; i < n && sp->err == 0; i++) {
+        const uint8_t *in = sp->in + i * unit_in;
+        nonce_at(c, sp->first + i, nonce);
+        if (c->sealing) {
+            uint8_t *out = sp->out + i * SEALED;
+            sp->err =
+                engine_gcm_seal(g, nonce, NONCE_LEN, NULL, 0, in, CHUNK, out, out + CHUNK, TAG);
+        } else {
+            sp->err = engine_gcm_open(g, nonce, NONCE_LEN, NULL, 0, in, CHUNK, sp->out + i * CHUNK,
+                                      in + CHUNK, TAG);
+        }
+        if (sp->err == 0)
+            sp->done += CHUNK;
+    }
+    engine_gcm_free(g);
+}
+
+int engine_chunked_spans_join(engine_chunked *c, engine_span *spans, size_t nspans)
+{
+    int err = 0;
+    uint64_t done = 0;
+
+    for (size_t i = 0; i < nspans; i++) {
+        if (spans[i].err != 0 && err == 0)
+            err = spans[i].err;
+        done += spans[i].done;
+    }
+    if (err != 0) {
+        for (size_t i = 0; i < nspans; i++)
+            OPENSSL_cleanse(spans[i].out, spans[i].outlen);
+        return c->state == ST_FAILED ? c->err : chunked_fail(c, err);
+    }
+    c->pt_bytes += done;
+    return 0;
 }
 
 /* Seal len (<= CHUNK) plaintext bytes as the next chunk: writes len + TAG bytes to out. */
@@ -237,8 +329,9 @@ static int open_chunk(engine_chunked *c, const uint8_t *in, size_t len, uint8_t 
 }
 
 static int seal_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
-                       size_t *outlen)
+                       size_t *outlen, struct span_req *req)
 {
+    size_t spanned;
     size_t o = 0;
     int r;
 
@@ -261,6 +354,11 @@ static int seal_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
             c->buflen = 0;
         }
     }
+    if ((spanned = spans_describe(c, req, in, inlen / CHUNK, out + o)) > 0) {
+        o += spanned;
+        in += inlen / CHUNK * CHUNK;
+        inlen %= CHUNK;
+    }
     while (inlen >= CHUNK) {
         if ((r = seal_chunk(c, in, CHUNK, out + o)) != 0)
             return r;
@@ -277,9 +375,9 @@ static int seal_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
 }
 
 static int open_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
-                       size_t *outlen)
+                       size_t *outlen, struct span_req *req)
 {
-    size_t o = 0;
+    size_t o = 0, spanned;
     int r;
 
     if (c->state == ST_HEADER) {
@@ -318,6 +416,11 @@ static int open_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
             c->buflen = 0;
         }
     }
+    if ((spanned = spans_describe(c, req, in, inlen / SEALED, out + o)) > 0) {
+        o += spanned;
+        in += inlen / SEALED * SEALED;
+        inlen %= SEALED;
+    }
     while (inlen >= SEALED) {
         if ((r = open_chunk(c, in, SEALED, out + o)) != 0) {
             OPENSSL_cleanse(out, o + CHUNK); /* nothing of this call is released on failure */
@@ -331,13 +434,13 @@ static int open_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8
         memcpy(c->buf, in, inlen);
         c->buflen = inlen;
     }
-    c->pt_bytes += o; /* released only now that the whole call succeeded */
+    c->pt_bytes += o - spanned; /* released only now that the whole call succeeded; spans at join */
     *outlen = o;
     return 0;
 }
 
-int engine_chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
-                          size_t outcap, size_t *outlen)
+static int chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
+                          size_t outcap, size_t *outlen, struct span_req *req)
 {
     *outlen = 0;
     if (c->state == ST_FAILED)
@@ -348,8 +451,24 @@ int engine_chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, ui
         return COFFER_ERR_INVALID_ARG;
     if (inlen == 0 && (!c->sealing || c->header_written))
         return 0;
-    return c->sealing ? seal_update(c, in, inlen, out, outlen)
-                      : open_update(c, in, inlen, out, outlen);
+    return c->sealing ? seal_update(c, in, inlen, out, outlen, req)
+                      : open_update(c, in, inlen, out, outlen, req);
+}
+
+int engine_chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
+                          size_t outcap, size_t *outlen)
+{
+    return chunked_update(c, in, inlen, out, outcap, outlen, NULL);
+}
+
+int engine_chunked_update_spans(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
+                                size_t outcap, size_t *outlen, engine_span *spans, size_t maxspans,
+                                size_t *nspans)
+{
+    struct span_req req = {spans, maxspans, 0};
+    int r = chunked_update(c, in, inlen, out, outcap, outlen, &req);
+    *nspans = r == 0 ? req.n : 0;
+    return r;
 }
 
 int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t *outlen)
@@ -365,7 +484,7 @@ int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t 
         return COFFER_ERR_INVALID_ARG;
     if (c->sealing) {
         size_t o = 0;
-        if (!c->header_written && (r = seal_update(c, NULL, 0, out, &o)) != 0)
+        if (!c->header_written && (r = seal_update(c, NULL, 0, out, &o, NULL)) != 0)
             return r;
         if ((r = seal_chunk(c, c->buf, c->buflen, out + o)) != 0)
             return r;

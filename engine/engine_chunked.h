@@ -66,6 +66,36 @@ int engine_chunked_update(engine_chunked *c, const uint8_t *in, size_t inlen, ui
  */
 int engine_chunked_final(engine_chunked *c, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 
+/*
+ * Spreading one message over threads. engine_chunked_update_spans is engine_chunked_update,
+ * except that the run of whole chunks it meets is not sealed or opened in the call: it is cut
+ * into at most maxspans spans of whole chunks (each at least ENGINE_SPAN_MIN_CHUNKS; a shorter
+ * run is done in the call, as update does). A span knows its chunk indices and where its output
+ * goes in out (the place update would have written it; *outlen counts it). Run every span with
+ * engine_span_run, on any threads at once; then call engine_chunked_spans_join on the caller's
+ * thread before using out and before any other call on c. If a span failed, join fails c with
+ * its error (sticky) and wipes what every span wrote, so no plaintext of this call is released.
+ */
+#define ENGINE_SPAN_MIN_CHUNKS 2u
+
+typedef struct engine_span {
+    const engine_chunked *c;
+    uint64_t first; /* index of its first chunk */
+    const uint8_t *in;
+    size_t inlen; /* whole chunks */
+    uint8_t *out;
+    size_t outlen; /* bytes it writes to out */
+    size_t done;   /* after engine_span_run: plaintext bytes sealed or authenticated */
+    int err;       /* after engine_span_run: 0, TAMPERED, NOMEM */
+} engine_span;
+
+int engine_chunked_update_spans(engine_chunked *c, const uint8_t *in, size_t inlen, uint8_t *out,
+                                size_t outcap, size_t *outlen, engine_span *spans, size_t maxspans,
+                                size_t *nspans) COFFER_WUR;
+/* Thread-safe against other spans of the same message; touches only its own output. */
+void engine_span_run(engine_span *sp);
+int engine_chunked_spans_join(engine_chunked *c, engine_span *spans, size_t nspans) COFFER_WUR;
+
 /* Plaintext bytes sealed or released so far. */
 uint64_t engine_chunked_plaintext_bytes(const engine_chunked *c);
 

@@ -277,13 +277,15 @@ static size_t stream_flush_pending(engine_stream *s, uint8_t *out)
     return n;
 }
 
-int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
-                         size_t outcap, size_t *outlen)
+static int stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
+                         size_t outcap, size_t *outlen, engine_span *spans, size_t maxspans,
+                         size_t *nspans)
 {
     size_t pre = 0, n = 0;
     int r = 0;
 
     *outlen = 0;
+    *nspans = 0;
     if (s->err != 0)
         return s->err;
     if (s->finished)
@@ -293,7 +295,8 @@ int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint
     if (s->sealing)
         pre = stream_flush_pending(s, out);
     if (s->chunked != NULL)
-        r = engine_chunked_update(s->chunked, in, inlen, out + pre, outcap - pre, &n);
+        r = engine_chunked_update_spans(s->chunked, in, inlen, out + pre, outcap - pre, &n, spans,
+                                        maxspans, nspans);
     else if (s->velero != NULL)
         r = engine_velero_update(s->velero, in, inlen, out + pre, outcap - pre, &n);
     else if (inlen > 0)
@@ -304,6 +307,39 @@ int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint
     *outlen = pre + n;
     s->bytes_out += *outlen;
     return 0;
+}
+
+int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
+                         size_t outcap, size_t *outlen)
+{
+    size_t nspans;
+    return stream_update(s, in, inlen, out, outcap, outlen, NULL, 0, &nspans);
+}
+
+int engine_stream_update_spans(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
+                               size_t outcap, size_t *outlen, engine_span *spans, size_t maxspans,
+                               size_t *nspans)
+{
+    return stream_update(s, in, inlen, out, outcap, outlen, spans, maxspans, nspans);
+}
+
+int engine_stream_spans_join(engine_stream *s, engine_span *spans, size_t nspans)
+{
+    uint64_t unreleased = 0;
+    int failed = 0, r;
+
+    if (nspans == 0)
+        return 0;
+    if ((r = engine_chunked_spans_join(s->chunked, spans, nspans)) == 0)
+        return 0;
+    /* bytes_out counted the spans' output as written: keep only what was authentic before */
+    for (size_t i = 0; i < nspans; i++) {
+        failed |= spans[i].err != 0;
+        if (failed)
+            unreleased += spans[i].outlen - (spans[i].err != 0 && !s->sealing ? spans[i].done : 0);
+    }
+    s->bytes_out -= unreleased;
+    return stream_fail(s, r);
 }
 
 int engine_stream_finish(engine_stream *s, uint8_t *out, size_t outcap, size_t *outlen)

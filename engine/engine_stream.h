@@ -3,6 +3,7 @@
 #ifndef ENGINE_STREAM_H
 #define ENGINE_STREAM_H
 
+#include "engine_chunked.h"
 #include "engine_gcm.h"
 #include "engine_header.h"
 #include "engine_key.h"
@@ -61,6 +62,16 @@ void engine_stream_free(engine_stream *s);
 size_t engine_stream_bound(const engine_stream *s, size_t inlen);
 int engine_stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
                          size_t outcap, size_t *outlen) COFFER_WUR;
+/*
+ * engine_stream_update, with the run of whole chunks cut into spans for other threads (see
+ * engine_chunked_update_spans): chunked formats only; velero-v1 and pass-through make no spans.
+ * Run every span (engine_span_run, any thread), then engine_stream_spans_join before using out
+ * or calling anything else on s; a span that failed fails s with a sentence as update would.
+ */
+int engine_stream_update_spans(engine_stream *s, const uint8_t *in, size_t inlen, uint8_t *out,
+                               size_t outcap, size_t *outlen, engine_span *spans, size_t maxspans,
+                               size_t *nspans) COFFER_WUR;
+int engine_stream_spans_join(engine_stream *s, engine_span *spans, size_t nspans) COFFER_WUR;
 int engine_stream_finish(engine_stream *s, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 int engine_stream_drain(engine_stream *s, uint8_t *out, size_t outcap, size_t *outlen) COFFER_WUR;
 

@@ -9,6 +9,7 @@
 #include "unit_util.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,13 +98,52 @@ struct open_result {
     struct unit_sink out;
 };
 
+/*
+ * Spans mode (engine_chunked_update_spans): when use_spans is set, call_update cuts the whole
+ * chunks of each call into 1 to 4 spans, runs the first on another thread and the rest here in
+ * reverse order (order and thread must not matter), then joins them.
+ */
+static int use_spans;
+static unsigned span_calls;
+
+static void *span_thread(void *arg)
+{
+    engine_span_run(arg);
+    return NULL;
+}
+
+static int update_spans(engine_chunked *c, const uint8_t *in, size_t n, uint8_t *o, size_t cap,
+                        size_t *outlen)
+{
+    engine_span spans[4];
+    size_t nspans = 99, maxspans = 1 + span_calls++ % 4;
+    pthread_t th;
+    int r = engine_chunked_update_spans(c, in, n, o, cap, outlen, spans, maxspans, &nspans);
+
+    if (r != 0) {
+        assert_int_equal(nspans, 0);
+        return r;
+    }
+    assert_true(nspans <= maxspans);
+    if (nspans == 0)
+        return 0;
+    assert_int_equal(pthread_create(&th, NULL, span_thread, &spans[0]), 0);
+    for (size_t i = nspans; i-- > 1;)
+        engine_span_run(&spans[i]);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    if ((r = engine_chunked_spans_join(c, spans, nspans)) != 0)
+        *outlen = 0; /* the call failed as a whole: nothing of it is released */
+    return r;
+}
+
 /* One call's output buffer of exactly the bound, so ASan sees any overrun. */
 static int call_update(engine_chunked *c, const uint8_t *in, size_t n, struct open_result *res)
 {
     size_t cap = engine_chunked_bound(n), outlen = 12345;
     uint8_t *o = malloc(cap);
     assert_non_null(o);
-    int r = engine_chunked_update(c, in, n, o, cap, &outlen);
+    int r = use_spans ? update_spans(c, in, n, o, cap, &outlen)
+                      : engine_chunked_update(c, in, n, o, cap, &outlen);
     if (outlen > cap)
         res->bound_ok = 0;
     if (r == 0)
@@ -178,6 +218,8 @@ static void open_vector(engine_chunked *c, const struct chunked_vector *v, enum 
 
 static const char *mode_name(enum feed_mode m)
 {
+    if (use_spans)
+        return m == FEED_WHOLE ? "whole, as spans" : "random pieces, as spans";
     return m == FEED_WHOLE ? "whole" : m == FEED_BYTEWISE ? "byte by byte" : "random pieces";
 }
 
@@ -314,14 +356,16 @@ static int check_vector(engine_chunked_aead aead, engine_gcm_backend backend,
         return fails;
     }
 
-    for (int m = 0; m < 2 + RANDOM_SEEDS; m++) {
+    for (int pass = 0; pass < 2 * (2 + RANDOM_SEEDS); pass++) {
+        int m = pass % (2 + RANDOM_SEEDS);
         enum feed_mode mode = m == 0 ? FEED_WHOLE : m == 1 ? FEED_BYTEWISE : FEED_RANDOM;
+        use_spans = pass >= 2 + RANDOM_SEEDS; /* the second round: whole chunks as spans */
         uint64_t seed = (uint64_t)m * 0x9e3779b97f4a7c15ull + (uint64_t)v->id * 1000003u + aead;
         engine_chunked *c = NULL;
         struct open_result res;
         char sha[129];
 
-        if (mode == FEED_BYTEWISE && v->ctlen > BYTEWISE_MAX)
+        if (mode == FEED_BYTEWISE && (v->ctlen > BYTEWISE_MAX || use_spans))
             continue;
         r = engine_chunked_open_new(&c, aead, backend, v->key, v->keylen, v->ctx, v->ctxlen);
         if (r != 0) {
@@ -393,6 +437,7 @@ static int check_vector(engine_chunked_aead aead, engine_gcm_backend backend,
         engine_chunked_free(c);
         free(res.out.buf);
     }
+    use_spans = 0;
 
     if (v->valid) {
         if (!reseal_vector(aead, backend, v, 0))
@@ -400,6 +445,11 @@ static int check_vector(engine_chunked_aead aead, engine_gcm_backend backend,
         if (!reseal_vector(aead, backend, v, (uint64_t)v->id * 31 + 7))
             VFAIL(
                 "re-sealing the message in random pieces with the vector's salt does not give ct");
+        use_spans = 1;
+        if (!reseal_vector(aead, backend, v, 0) ||
+            !reseal_vector(aead, backend, v, (uint64_t)v->id * 37 + 11))
+            VFAIL("re-sealing the message with spans (whole, random pieces) does not give ct");
+        use_spans = 0;
         if (!raw_mode_vector(backend, v))
             VFAIL("raw mode (aeadKey, baseNonce) does not decrypt ct");
     }
@@ -538,6 +588,99 @@ static void test_round_trip_random_salt(void **state)
     }
 }
 
+/*
+ * Spans over a message of many chunks: sealing with spans gives the same bytes as sealing
+ * serially (same salt); opening with spans gives the message back; a flipped bit in a chunk of
+ * the third span fails the join with TAMPERED, wipes what every span wrote, releases nothing,
+ * and the failure sticks.
+ */
+static void test_spans_many_chunks(void **state)
+{
+    (void)state;
+    enum { CHUNKS = 41, EXTRA = 100 };
+    size_t len = CHUNKS * ENGINE_CHUNKED_CHUNK + EXTRA, cap = engine_chunked_bound(len);
+    size_t pcap = engine_chunked_bound(cap);
+    size_t n1 = 0, n2 = 0, f1 = 0, f2 = 0, nspans = 0, ol = 0;
+    uint8_t key[32], salt[ENGINE_CHUNKED_SALT];
+    uint8_t *msg = malloc(len), *a = malloc(cap), *b = malloc(cap), *pt = malloc(pcap);
+    engine_chunked *c = NULL;
+    engine_span spans[3];
+
+    assert_non_null(msg);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(pt);
+    ts_fill(key, sizeof(key), 5);
+    ts_fill(salt, sizeof(salt), 6);
+    ts_fill(msg, len, 7);
+    for (int bi = 0; bi < 2; bi++) {
+        engine_gcm_backend be = bi == 0 ? ENGINE_GCM_OPENSSL : ENGINE_GCM_IPSEC_MB;
+        if (!engine_gcm_backend_available(be))
+            continue;
+        /* serial reference */
+        assert_int_equal(
+            engine_chunked_seal_new(&c, ENGINE_CHUNKED_AES_256_GCM, be, key, 32, NULL, 0, salt), 0);
+        assert_int_equal(engine_chunked_update(c, msg, len, a, cap, &n1), 0);
+        assert_int_equal(engine_chunked_final(c, a + n1, cap - n1, &f1), 0);
+        engine_chunked_free(c);
+        /* the same with spans: the header is written by the call, the tail waits for final */
+        assert_int_equal(
+            engine_chunked_seal_new(&c, ENGINE_CHUNKED_AES_256_GCM, be, key, 32, NULL, 0, salt), 0);
+        assert_int_equal(engine_chunked_update_spans(c, msg, len, b, cap, &n2, spans, 3, &nspans),
+                         0);
+        assert_int_equal(nspans, 3);
+        assert_int_equal(spans[0].first, 0);
+        assert_int_equal(spans[1].first, 14); /* 41 chunks: 14 + 14 + 13 */
+        assert_int_equal(spans[2].first, 28);
+        for (size_t i = 0; i < nspans; i++)
+            engine_span_run(&spans[i]);
+        assert_int_equal(engine_chunked_spans_join(c, spans, nspans), 0);
+        assert_int_equal(engine_chunked_plaintext_bytes(c), CHUNKS * ENGINE_CHUNKED_CHUNK);
+        assert_int_equal(engine_chunked_final(c, b + n2, cap - n2, &f2), 0);
+        engine_chunked_free(c);
+        assert_int_equal(n1 + f1, n2 + f2);
+        assert_memory_equal(a, b, n1 + f1);
+
+        /* opening with spans */
+        assert_int_equal(
+            engine_chunked_open_new(&c, ENGINE_CHUNKED_AES_256_GCM, be, key, 32, NULL, 0), 0);
+        assert_int_equal(
+            engine_chunked_update_spans(c, a, n1 + f1, pt, pcap, &n2, spans, 3, &nspans), 0);
+        assert_int_equal(nspans, 3);
+        for (size_t i = 0; i < nspans; i++)
+            engine_span_run(&spans[i]);
+        assert_int_equal(engine_chunked_spans_join(c, spans, nspans), 0);
+        assert_int_equal(engine_chunked_final(c, pt + n2, pcap - n2, &f2), 0);
+        assert_int_equal(n2 + f2, len);
+        assert_memory_equal(pt, msg, len);
+        engine_chunked_free(c);
+
+        /* a bit flipped in chunk 30 (the third span) */
+        a[ENGINE_CHUNKED_HEADER + 30 * (ENGINE_CHUNKED_CHUNK + ENGINE_CHUNKED_TAG) + 77] ^= 0x10;
+        assert_int_equal(
+            engine_chunked_open_new(&c, ENGINE_CHUNKED_AES_256_GCM, be, key, 32, NULL, 0), 0);
+        assert_int_equal(
+            engine_chunked_update_spans(c, a, n1 + f1, pt, pcap, &n2, spans, 3, &nspans), 0);
+        for (size_t i = nspans; i-- > 0;)
+            engine_span_run(&spans[i]);
+        assert_int_equal(spans[2].err, COFFER_ERR_TAMPERED);
+        assert_int_equal(spans[2].done, 2 * ENGINE_CHUNKED_CHUNK); /* chunks 28 and 29 */
+        assert_int_equal(engine_chunked_spans_join(c, spans, nspans), COFFER_ERR_TAMPERED);
+        for (size_t i = 0; i < (size_t)(spans[2].out - pt) + spans[2].outlen; i++)
+            if (pt[i] != 0)
+                fail_msg("byte %zu of a failed call's output survived the join", i);
+        assert_int_equal(engine_chunked_plaintext_bytes(c), 0);
+        assert_int_equal(engine_chunked_update(c, a, 10, pt, pcap, &ol), COFFER_ERR_TAMPERED);
+        assert_int_equal(engine_chunked_final(c, pt, pcap, &ol), COFFER_ERR_TAMPERED);
+        engine_chunked_free(c);
+        a[ENGINE_CHUNKED_HEADER + 30 * (ENGINE_CHUNKED_CHUNK + ENGINE_CHUNKED_TAG) + 77] ^= 0x10;
+    }
+    free(msg);
+    free(a);
+    free(b);
+    free(pt);
+}
+
 /* The arguments engine_chunked refuses. */
 static void test_args(void **state)
 {
@@ -605,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_vectors_128_openssl),    cmocka_unit_test(test_vectors_128_ipsec_mb),
         cmocka_unit_test(test_vectors_256_openssl),    cmocka_unit_test(test_vectors_256_ipsec_mb),
         cmocka_unit_test(test_round_trip_random_salt), cmocka_unit_test(test_args),
+        cmocka_unit_test(test_spans_many_chunks),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
