@@ -379,6 +379,13 @@ int main(int argc, char **argv)
         for (size_t done = 0; done < total_bytes; done += sizeof(block))
             if (write(ifd, block, sizeof(block)) != (ssize_t)sizeof(block))
                 die("input file", 0);
+        /*
+         * Clean before measuring: otherwise the kernel writes this 1 GiB back some 30 s later,
+         * in the middle of the repetitions, and its flusher takes CPU from whichever candidate
+         * runs then.
+         */
+        if (fsync(ifd) != 0)
+            die("fsync of the input file", 0);
         close(ifd);
         for (int i = 0; i < reps; i++) {
             runs_put(&copy_r, i, bench_copy(in, out));

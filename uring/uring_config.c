@@ -43,6 +43,10 @@ void uring_config_usage(FILE *f)
         "  --offload-min BYTES       cipher batches of at least BYTES run on the helper threads\n"
         "                            instead of the ring thread (default 0: never; velero-v1\n"
         "                            restores that spill to the spool file always use them)\n"
+        "  --split-min BYTES         a descriptor job's cipher batch of at least BYTES is cut in\n"
+        "                            two: half on a helper thread, half on the ring thread, so\n"
+        "                            one job's AES-GCM uses two cores (default 65536; 0: never;\n"
+        "                            never on a one-CPU host)\n"
         "  --spool-dir DIR           velero-v1 restores spool here (default $TMPDIR or /tmp)\n"
         "  --log-level debug|info|warn|error (default info)\n"
         "  --dev                     development mode: creates a key under ./.coffer-dev and\n"
@@ -155,6 +159,10 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
         if (parse_int(v, 1, 1024, &n) != 0)
             goto bad;
         cfg->helpers = (int)n;
+    } else if (strcmp(name, "split-min") == 0) {
+        if (parse_int(v, 0, 1L << 30, &n) != 0)
+            goto bad;
+        cfg->split_min = n;
     } else if (strcmp(name, "offload-min") == 0) {
         if (parse_int(v, 0, 1L << 30, &n) != 0)
             goto bad;
@@ -292,6 +300,7 @@ static void config_defaults(struct uring_config *cfg)
     cfg->shutdown_grace = 30;
     cfg->helpers = cfg->workers;
     cfg->offload_min = 0;
+    cfg->split_min = ncpu > 1 ? 65536 : 0;
     cfg->log_level = URING_LOG_INFO;
     uring_hsm_config_defaults(&cfg->hsm);
 }

@@ -28,6 +28,7 @@ struct uring_config {
     int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
     int helpers;        /* helper threads for the cipher and the velero-v1 spool */
     long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
+    long split_min;     /* fd-job batches of at least this many bytes: half to a helper */
     int log_level;
     int dev;
     int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */

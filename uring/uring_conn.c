@@ -261,7 +261,7 @@ static json_t *conn_stats(void)
     struct uring_stats *s = &uring_srv.stats;
     struct uring_runtime *rt = uring_runtime_get();
     json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "connectionsActive",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "connectionsActive",
         (json_int_t)atomic_load(&uring_srv.active_conns), "connectionsTotal",
         (json_int_t)atomic_load(&s->conns_total), "connectionsDenied",
         (json_int_t)atomic_load(&s->conns_denied), "connectionsBusy",
@@ -270,7 +270,8 @@ static json_t *conn_stats(void)
         "jobsFailed", (json_int_t)atomic_load(&s->jobs_failed), "bytesIn",
         (json_int_t)atomic_load(&s->bytes_in), "bytesOut", (json_int_t)atomic_load(&s->bytes_out),
         "keyLoads", (json_int_t)atomic_load(&s->key_loads), "helperBatches",
-        (json_int_t)atomic_load(&s->helper_batches), "uptimeSeconds",
+        (json_int_t)atomic_load(&s->helper_batches), "splitBatches",
+        (json_int_t)atomic_load(&s->split_batches), "uptimeSeconds",
         uring_now() - uring_srv.started);
     uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
     uring_runtime_put(rt);
@@ -370,13 +371,44 @@ void uring_conn_work_submit(struct uring_conn *c, int run_here)
     uring_pool_submit(&wk->task);
 }
 
+static void conn_span_task(struct uring_task *t)
+{
+    struct uring_work *wk = (struct uring_work *)((char *)t - offsetof(struct uring_work, task));
+    engine_span_run(&wk->spans[1]);
+}
+
+void uring_conn_work_split(struct uring_conn *c)
+{
+    struct uring_work *wk = &c->job->work;
+
+    if (!uring_job_work_split(wk)) {
+        for (size_t i = 0; i < wk->nspans; i++)
+            engine_span_run(&wk->spans[i]);
+        uring_job_work_join(wk);
+        conn_work_applied(c);
+        return;
+    }
+    wk->busy = 1;
+    atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
+    atomic_fetch_add(&uring_srv.stats.split_batches, 1);
+    wk->task.run = conn_span_task;
+    wk->task.w = c->w;
+    wk->task.slot = c->slot;
+    wk->task.gen = c->gen;
+    c->inflight++;
+    uring_pool_submit(&wk->task);
+    engine_span_run(&wk->spans[0]); /* meanwhile, the other half here */
+}
+
 void uring_conn_work_done(struct uring_conn *c)
 {
     c->job->work.busy = 0;
     c->inflight--;
     c->last_progress = uring_now();
-    if (!c->closing)
+    if (!c->closing) {
+        uring_job_work_join(&c->job->work);
         conn_work_applied(c);
+    }
     uring_conn_pump(c);
 }
 
@@ -723,12 +755,12 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
             c->send_off = c->send_len = 0;
         break;
     case URING_OP_FREAD:
-    case URING_OP_FWRITE:
-    case URING_OP_FWRITE1:
     case URING_OP_FSYNC:
         uring_fdjob_complete(c, op, res);
         break;
     default:
+        if (op >= URING_OP_FWRITE && op < URING_OP_FWRITE_END)
+            uring_fdjob_complete(c, op, res);
         break;
     }
     uring_conn_pump(c);

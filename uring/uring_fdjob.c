@@ -34,11 +34,23 @@ int uring_fdjob_begin(struct uring_conn *c)
 {
     struct uring_job *j = c->job;
 
+    size_t big = URING_FILE_BUFS * (2 * URING_FILE_BIG + URING_FILE_WEXTRA);
+
     j->in_pos = fdjob_pos(j->in_fd);
     j->out_pos = fdjob_pos(j->out_fd);
-    for (int i = 0; i < 2; i++) {
-        if ((j->fin[i].p = uring_buf_alloc(URING_FILE_CHUNK)) == NULL ||
-            (j->fout[i].p = uring_buf_alloc(URING_FILE_WCAP)) == NULL)
+    if (atomic_fetch_add(&uring_srv.fdbuf_bytes, big) + big <= URING_FDBUF_BUDGET) {
+        j->budget_held = big;
+        j->nbufs = URING_FILE_BUFS;
+        j->piece = URING_FILE_BIG;
+    } else {
+        atomic_fetch_sub(&uring_srv.fdbuf_bytes, big);
+        j->nbufs = 2;
+        j->piece = URING_FILE_SMALL;
+    }
+    j->wcap = j->piece + URING_FILE_WEXTRA;
+    for (unsigned i = 0; i < j->nbufs; i++) {
+        if ((j->fin[i].p = uring_buf_alloc(j->piece)) == NULL ||
+            (j->fout[i].p = uring_buf_alloc(j->wcap)) == NULL)
             return COFFER_ERR_NOMEM;
     }
     return 0;
@@ -52,10 +64,11 @@ int uring_fdjob_busy(const struct uring_conn *c)
 
 void uring_fdjob_cancel(struct uring_conn *c)
 {
-    static const enum uring_op ops[] = {URING_OP_FREAD, URING_OP_FWRITE, URING_OP_FWRITE1,
-                                        URING_OP_FSYNC};
+    enum uring_op ops[2 + URING_FILE_BUFS] = {URING_OP_FREAD, URING_OP_FSYNC};
     if (!uring_fdjob_busy(c))
         return;
+    for (unsigned k = 0; k < URING_FILE_BUFS; k++)
+        ops[2 + k] = (enum uring_op)(URING_OP_FWRITE + k);
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         struct io_uring_sqe *sqe = uring_worker_sqe(c->w);
         io_uring_prep_cancel64(sqe, uring_udata_pack(ops[i], c->slot, c->gen),
@@ -74,10 +87,10 @@ void uring_fdjob_work_applied(struct uring_conn *c)
 {
     struct uring_job *j = c->job;
     struct uring_work *wk = &j->work;
-    struct uring_fdbuf *ob = &j->fout[j->out_head & 1];
+    struct uring_fdbuf *ob = &j->fout[j->out_head % j->nbufs];
 
     if (!wk->tail) {
-        struct uring_fdbuf *ib = &j->fin[j->in_tail & 1];
+        struct uring_fdbuf *ib = &j->fin[j->in_tail % j->nbufs];
         ib->off += wk->used[0];
         if (ib->off == ib->len) {
             ib->off = ib->len = 0;
@@ -101,7 +114,7 @@ static void fdjob_write(struct uring_conn *c)
     int regular = j->out_pos != (uint64_t)-1;
 
     for (unsigned k = j->out_tail; k != j->out_head; k++) {
-        struct uring_fdbuf *ob = &j->fout[k & 1];
+        struct uring_fdbuf *ob = &j->fout[k % j->nbufs];
         struct io_uring_sqe *sqe;
         if (ob->io || ob->off == ob->len)
             continue;
@@ -110,7 +123,7 @@ static void fdjob_write(struct uring_conn *c)
         sqe = uring_worker_sqe(c->w);
         io_uring_prep_write(sqe, j->out_fd, ob->p + ob->off, (unsigned)(ob->len - ob->off),
                             regular ? ob->pos + ob->off : (uint64_t)-1);
-        uring_conn_submit(c, sqe, (k & 1) ? URING_OP_FWRITE1 : URING_OP_FWRITE);
+        uring_conn_submit(c, sqe, (enum uring_op)(URING_OP_FWRITE + k % j->nbufs));
         ob->io = 1;
         j->writes_inflight++;
         if (!regular)
@@ -123,7 +136,7 @@ static int fdjob_cipher(struct uring_conn *c, char *detail)
 {
     struct uring_job *j = c->job;
     struct uring_work *wk = &j->work;
-    struct uring_fdbuf *ib = &j->fin[j->in_tail & 1];
+    struct uring_fdbuf *ib = &j->fin[j->in_tail % j->nbufs];
     int have = fdjob_inputs(j) > 0, r;
 
     if (wk->busy)
@@ -148,7 +161,7 @@ static int fdjob_cipher(struct uring_conn *c, char *detail)
         }
         return 1;
     }
-    if ((j->state != JOB_RUN && j->state != JOB_DRAIN) || j->out_head - j->out_tail >= 2)
+    if ((j->state != JOB_RUN && j->state != JOB_DRAIN) || j->out_head - j->out_tail >= j->nbufs)
         return 0;
     if (have && j->state == JOB_RUN) {
         wk->tail = 0;
@@ -162,11 +175,16 @@ static int fdjob_cipher(struct uring_conn *c, char *detail)
         return 0;
     }
     wk->framed = 0;
-    wk->out = j->fout[j->out_head & 1].p;
-    wk->outcap = URING_FILE_WCAP;
+    wk->out = j->fout[j->out_head % j->nbufs].p;
+    wk->outcap = j->wcap;
     {
         enum uring_job_state before = j->state;
-        uring_conn_work_submit(c, !uring_job_offload(j, wk->tail ? 0 : wk->inlen[0], wk->tail));
+        int offload = uring_job_offload(j, wk->tail ? 0 : wk->inlen[0], wk->tail);
+        if (!wk->tail && !offload && uring_srv.cfg.split_min > 0 &&
+            wk->inlen[0] >= (size_t)uring_srv.cfg.split_min)
+            uring_conn_work_split(c); /* whole chunks: half on a helper, half here */
+        else
+            uring_conn_work_submit(c, !offload);
         /* out to a helper, or done here: moved unless it could do nothing at all */
         return wk->busy || c->close_after_flush || wk->produced > 0 ||
                (!wk->tail && wk->used[0] > 0) || j->state != before;
@@ -187,11 +205,11 @@ int uring_fdjob_pump(struct uring_conn *c)
     if ((j = c->job) == NULL || c->close_after_flush)
         return 1;
     fdjob_write(c);
-    if (!j->read_inflight && !j->read_eof && j->in_head - j->in_tail < 2) {
-        struct uring_fdbuf *ib = &j->fin[j->in_head & 1];
+    if (!j->read_inflight && !j->read_eof && j->in_head - j->in_tail < j->nbufs) {
+        struct uring_fdbuf *ib = &j->fin[j->in_head % j->nbufs];
         ib->off = ib->len = 0;
         sqe = uring_worker_sqe(c->w);
-        io_uring_prep_read(sqe, j->in_fd, ib->p, URING_FILE_CHUNK, j->in_pos);
+        io_uring_prep_read(sqe, j->in_fd, ib->p, (unsigned)j->piece, j->in_pos);
         uring_conn_submit(c, sqe, URING_OP_FREAD);
         j->read_inflight = 1;
         j->in_head++;
@@ -212,11 +230,42 @@ int uring_fdjob_pump(struct uring_conn *c)
     return moved;
 }
 
+/* Output buffer k was written (res bytes, or -errno). */
+static void fdjob_wrote(struct uring_conn *c, unsigned k, int res)
+{
+    char detail[URING_DETAIL_MAX];
+    struct uring_job *j = c->job;
+    struct uring_fdbuf *ob = &j->fout[k];
+
+    ob->io = 0;
+    j->writes_inflight--;
+    if (c->closing || c->close_after_flush)
+        return;
+    if (res <= 0) {
+        snprintf(detail, sizeof(detail), "writing the output descriptor: %s",
+                 res == 0 ? "wrote nothing" : strerror(-res));
+        uring_conn_fail(c, res == 0 ? COFFER_ERR_IO : coffer_err_from_errno(-res), detail);
+        return;
+    }
+    ob->off += (size_t)res; /* a short write goes out again for the rest */
+    while (j->out_tail != j->out_head) {
+        ob = &j->fout[j->out_tail % j->nbufs];
+        if (ob->io || ob->off < ob->len)
+            return;
+        ob->off = ob->len = 0;
+        j->out_tail++;
+    }
+}
+
 void uring_fdjob_complete(struct uring_conn *c, enum uring_op op, int res)
 {
     char detail[URING_DETAIL_MAX];
     struct uring_job *j = c->job;
 
+    if (op >= URING_OP_FWRITE && op < URING_OP_FWRITE + URING_FILE_BUFS) {
+        fdjob_wrote(c, (unsigned)(op - URING_OP_FWRITE), res);
+        return;
+    }
     switch (op) {
     case URING_OP_FREAD:
         j->read_inflight = 0;
@@ -230,36 +279,13 @@ void uring_fdjob_complete(struct uring_conn *c, enum uring_op op, int res)
         } else if (res == 0) {
             j->read_eof = 1;
         } else {
-            struct uring_fdbuf *ib = &j->fin[(j->in_head - 1) & 1];
+            struct uring_fdbuf *ib = &j->fin[(j->in_head - 1) % j->nbufs];
             ib->len = (size_t)res;
             ib->off = 0;
             if (j->in_pos != (uint64_t)-1)
                 j->in_pos += (uint64_t)res;
         }
         break;
-    case URING_OP_FWRITE:
-    case URING_OP_FWRITE1: {
-        struct uring_fdbuf *ob = &j->fout[op == URING_OP_FWRITE1 ? 1 : 0];
-        ob->io = 0;
-        j->writes_inflight--;
-        if (c->closing || c->close_after_flush)
-            break;
-        if (res <= 0) {
-            snprintf(detail, sizeof(detail), "writing the output descriptor: %s",
-                     res == 0 ? "wrote nothing" : strerror(-res));
-            uring_conn_fail(c, res == 0 ? COFFER_ERR_IO : coffer_err_from_errno(-res), detail);
-            break;
-        }
-        ob->off += (size_t)res; /* a short write goes out again for the rest */
-        while (j->out_tail != j->out_head) {
-            ob = &j->fout[j->out_tail & 1];
-            if (ob->io || ob->off < ob->len)
-                break;
-            ob->off = ob->len = 0;
-            j->out_tail++;
-        }
-        break;
-    }
     case URING_OP_FSYNC:
         j->fsync_inflight = 0;
         if (c->closing || c->close_after_flush)

@@ -29,10 +29,12 @@ void uring_job_free(struct uring_job *j)
         close(j->in_fd);
     if (j->out_fd >= 0)
         close(j->out_fd);
-    for (int i = 0; i < 2; i++) {
+    for (unsigned i = 0; i < URING_FILE_BUFS; i++) {
         free(j->fin[i].p);
         free(j->fout[i].p);
     }
+    if (j->budget_held > 0)
+        atomic_fetch_sub(&uring_srv.fdbuf_bytes, j->budget_held);
     free(j);
 }
 
@@ -383,7 +385,8 @@ int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detail
 
 /* JOB_RUN: as much of in as fits out, through the stream. */
 static int job_update(struct uring_job *j, const uint8_t *in, size_t len, uint8_t *out,
-                      size_t outcap, size_t *used, size_t *produced, char *detail, size_t detaillen)
+                      size_t outcap, size_t *used, size_t *produced, char *detail, size_t detaillen,
+                      engine_span *spans, size_t maxspans, size_t *nspans)
 {
     size_t slice = len, need;
     int r;
@@ -397,7 +400,7 @@ static int job_update(struct uring_job *j, const uint8_t *in, size_t len, uint8_
     }
     if (slice == 0)
         return 0;
-    r = engine_stream_update(j->s, in, slice, out, outcap, produced);
+    r = engine_stream_update_spans(j->s, in, slice, out, outcap, produced, spans, maxspans, nspans);
     if (r != 0) {
         snprintf(detail, detaillen, "%s", engine_stream_detail(j->s));
         return r;
@@ -496,9 +499,10 @@ void uring_job_work_run(struct uring_work *wk)
             size_t cap = work_room(wk), u = 0, n = 0;
             if (cap == 0)
                 return;
+            size_t none = 0;
             wk->err = job_update(j, wk->in[i] + wk->used[i], wk->inlen[i] - wk->used[i],
                                  wk->out + wk->produced + hdr, cap, &u, &n, wk->detail,
-                                 sizeof(wk->detail));
+                                 sizeof(wk->detail), NULL, 0, &none);
             if (wk->err != 0)
                 return;
             work_put(wk, n);
@@ -506,6 +510,40 @@ void uring_job_work_run(struct uring_work *wk)
             if (u == 0 && n == 0)
                 return;
         }
+    }
+}
+
+int uring_job_work_split(struct uring_work *wk)
+{
+    size_t u = 0, n = 0;
+
+    wk->produced = 0;
+    wk->err = 0;
+    wk->detail[0] = '\0';
+    wk->used[0] = 0;
+    wk->nspans = 0;
+    wk->err = job_update(wk->job, wk->in[0], wk->inlen[0], wk->out, wk->outcap, &u, &n, wk->detail,
+                         sizeof(wk->detail), wk->spans, 2, &wk->nspans);
+    if (wk->err != 0)
+        return 0;
+    wk->used[0] = u;
+    wk->produced = n;
+    return wk->nspans == 2;
+}
+
+void uring_job_work_join(struct uring_work *wk)
+{
+    struct uring_job *j = wk->job;
+    int r;
+
+    if (wk->nspans == 0)
+        return;
+    r = engine_stream_spans_join(j->s, wk->spans, wk->nspans);
+    wk->nspans = 0;
+    if (r != 0) {
+        wk->err = r;
+        wk->produced = 0; /* nothing of a failed batch is written */
+        snprintf(wk->detail, sizeof(wk->detail), "%s", engine_stream_detail(j->s));
     }
 }
 

@@ -22,7 +22,10 @@
  * except in io_uring_enter. The cipher runs on the ring thread, in batches of at most two
  * 96 KiB frames (streams) or one 512 KiB piece (descriptor jobs): with no more busy connections
  * than cores that is fastest, since a hand-off to another thread costs more than it saves
- * (--offload-min moves large batches to the helpers for hosts with cores to spare). Work that
+ * (--offload-min moves large batches to the helpers for hosts with cores to spare). The one
+ * exception: a descriptor job's piece is cut in two (engine spans, --split-min), half sealed or
+ * opened on a helper while the ring thread does the other half, since a lone large job would
+ * otherwise leave the second core to the writes alone. Work that
  * may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its first
  * URING_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so once a
  * job passes that size every batch of it (update, finish, drain) runs on a helper while the ring
@@ -32,24 +35,36 @@
  * Buffers. A connection receives into one buffer of four maximal frames and sends from two
  * halves of two maximal frames each (one fills while the other is being sent): a streamed job
  * moves up to two 96 KiB frames per cipher batch and per send. A descriptor job reads and writes
- * in 512 KiB pieces through two input and two output buffers, so that the cipher of one piece
+ * in 512 KiB pieces through four input and four output buffers, so that the cipher of one piece
  * overlaps the writes of the previous ones (buffered file writes run on io_uring's io-wq).
  */
-#define URING_IN_CAP      (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME)) /* frames being read */
-#define URING_OUT_HALF    (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buffer */
-#define URING_DATA_OUT    COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
-#define URING_OUT_MIN     4096u            /* smallest output room worth running the cipher for */
-#define URING_FILE_CHUNK  (512u * 1024u)   /* fd jobs: bytes per read */
-#define URING_FILE_WCAP   (URING_FILE_CHUNK + 64u * 1024u) /* fd jobs: one output buffer */
-#define URING_SPOOL_MEM   (1u << 20) /* velero-v1 restores: bytes spooled in memory per job */
-#define URING_WORK_SLICES 4          /* DATA frames one cipher batch may take */
-#define URING_DETAIL_MAX  512
-#define URING_RING_SIZE   512
+#define URING_IN_CAP   (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))        /* frames being read */
+#define URING_OUT_HALF (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buffer */
+#define URING_DATA_OUT COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
+#define URING_OUT_MIN  4096u            /* smallest output room worth running the cipher for */
+/*
+ * Descriptor jobs read URING_FILE_BIG bytes at a time into URING_FILE_BUFS input buffers, with
+ * as many output buffers: 4.25 MiB a job, taken from a budget of URING_FDBUF_BUDGET for all jobs
+ * at once. A job that finds the budget spent gets two URING_FILE_SMALL pieces instead (0.25
+ * MiB), so memory stays bounded by the connections, whatever the job sizes. Smaller pieces were
+ * measured slower here (each piece costs thread wake-ups), larger ones too (writes of 1 MiB and
+ * more get large page-cache folios that this VM's host faults in slowly).
+ */
+#define URING_FILE_BIG     (512u * 1024u)
+#define URING_FILE_SMALL   (64u * 1024u)
+#define URING_FILE_BUFS    4u            /* at most; <= 16 (the write op codes) */
+#define URING_FILE_WEXTRA  (64u * 1024u) /* output room beyond the input: header and tags */
+#define URING_FDBUF_BUDGET (32u << 20)
+#define URING_SPOOL_MEM    (1u << 20) /* velero-v1 restores: bytes spooled in memory per job */
+#define URING_WORK_SLICES  4          /* DATA frames one cipher batch may take */
+#define URING_DETAIL_MAX   512
+#define URING_RING_SIZE    512
 
 struct uring_stats {
     atomic_ullong conns_total, conns_denied, conns_busy, conns_timeout;
     atomic_ullong jobs_ok, jobs_failed, bytes_in, bytes_out, key_loads;
     atomic_ullong helper_batches; /* cipher batches run on the helper threads */
+    atomic_ullong split_batches;  /* of them, halves of a batch split with the ring thread */
 };
 
 struct uring_worker;
@@ -63,6 +78,7 @@ struct uring_server {
     atomic_int workers_running;
     atomic_int active_conns;
     atomic_ullong next_conn_id;
+    atomic_size_t fdbuf_bytes; /* held of URING_FDBUF_BUDGET by running descriptor jobs */
     struct uring_stats stats;
     int nworkers;
     struct uring_worker *workers;
@@ -109,6 +125,8 @@ struct uring_work {
     size_t outcap, produced;
     int err;
     char detail[URING_DETAIL_MAX];
+    engine_span spans[2]; /* a split batch: [0] runs on the ring thread, [1] on a helper */
+    size_t nspans;
 };
 
 /*
@@ -142,14 +160,18 @@ struct uring_job {
     double t_start;
     struct uring_work work;
     /*
-     * fd jobs: two input and two output buffers used as rings; in_head/out_head count buffers
-     * started (read issued, output filled), in_tail/out_tail buffers finished (consumed,
-     * written). One read is in flight at a time; writes to a regular file go at explicit
-     * offsets, so both output buffers may be out at once (io-wq's worker then goes from one to
-     * the next without sleeping); a pipe or socket gets one write at a time, in order.
+     * fd jobs: nbufs input and output buffers used as rings; in_head/out_head count
+     * buffers started (read issued, output filled), in_tail/out_tail buffers finished
+     * (consumed, written). One read is in flight at a time; writes to a regular file go at
+     * explicit offsets, so every filled output buffer may be out at once (io-wq's worker then
+     * goes from one to the next without sleeping, while the cipher fills the next); a pipe or
+     * socket gets one write at a time, in order.
      */
     int in_fd, out_fd;
-    struct uring_fdbuf fin[2], fout[2];
+    struct uring_fdbuf fin[URING_FILE_BUFS], fout[URING_FILE_BUFS];
+    unsigned nbufs;     /* buffers in use: URING_FILE_BUFS, or 2 when the budget is spent */
+    size_t piece, wcap; /* bytes per read; bytes per output buffer */
+    size_t budget_held; /* bytes of URING_FDBUF_BUDGET this job holds */
     unsigned in_head, in_tail, out_head, out_tail;
     int read_inflight, writes_inflight, fsync_inflight, read_eof, fsynced;
     uint64_t in_pos, out_pos; /* explicit offsets for regular files, else (uint64_t)-1 */
@@ -237,6 +259,11 @@ void uring_conn_work_done(struct uring_conn *c);
 void uring_conn_abort(struct uring_conn *c, int hard);
 /* Hand the job's work to a helper thread, or run it here when run_here; then apply it. */
 void uring_conn_work_submit(struct uring_conn *c, int run_here);
+/*
+ * The job's work (one unframed input) split: half its whole chunks on a helper, half here at
+ * the same time, so one descriptor job's cipher runs on two cores; applies when both are done.
+ */
+void uring_conn_work_split(struct uring_conn *c);
 void uring_conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op);
 /* The job is complete: queue its RESULT frame and free it. Returns 1 if done, 0 if no room. */
 int uring_conn_job_result(struct uring_conn *c);
@@ -275,6 +302,13 @@ int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detail
  * engine_stream_update, or finish and drain (JOB_RUN -> JOB_DRAIN -> JOB_DONE).
  */
 void uring_job_work_run(struct uring_work *wk);
+/*
+ * Ring thread: one unframed input (wk->in[0]) through engine_stream_update_spans, its whole
+ * chunks cut into two spans (wk->spans). Returns 1 when there are two (one for a helper), else 0
+ * (any span left runs here). uring_job_work_join takes the spans back before the work applies.
+ */
+int uring_job_work_split(struct uring_work *wk);
+void uring_job_work_join(struct uring_work *wk);
 /* 1 if this batch (input bytes, or the tail) may block on the velero-v1 spool file. */
 int uring_job_may_block(const struct uring_job *j, size_t inbytes, int tail);
 /* 1 if this batch goes to a helper thread: it may block, or it is at least --offload-min. */

@@ -10,12 +10,12 @@ enum uring_op {
     URING_OP_RECV = 2,
     URING_OP_SEND = 3,
     URING_OP_FREAD = 4,
-    URING_OP_FWRITE = 5,
-    URING_OP_FSYNC = 6,
-    URING_OP_EVENT = 7,
-    URING_OP_TICK = 8,
-    URING_OP_CANCEL = 9,
-    URING_OP_FWRITE1 = 10, /* a write of a descriptor job's second output buffer */
+    URING_OP_FSYNC = 5,
+    URING_OP_EVENT = 6,
+    URING_OP_TICK = 7,
+    URING_OP_CANCEL = 8,
+    URING_OP_FWRITE = 16,     /* a write of a descriptor job's output buffer op - URING_OP_FWRITE */
+    URING_OP_FWRITE_END = 32, /* (room for 16 output buffers) */
 };
 
 /* op: 8 bits | slot: 24 bits | generation: 32 bits. */
