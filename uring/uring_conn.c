@@ -371,17 +371,22 @@ void uring_conn_work_submit(struct uring_conn *c, int run_here)
     uring_pool_submit(&wk->task);
 }
 
+/* A helper's half of a split batch: the second half of its spans. */
 static void conn_span_task(struct uring_task *t)
 {
     struct uring_work *wk = (struct uring_work *)((char *)t - offsetof(struct uring_work, task));
-    engine_span_run(&wk->spans[1]);
+    for (size_t i = wk->nspans / 2; i < wk->nspans; i++)
+        engine_span_run(&wk->spans[i]);
 }
 
 void uring_conn_work_split(struct uring_conn *c)
 {
     struct uring_work *wk = &c->job->work;
 
-    if (!uring_job_work_split(wk)) {
+    wk->split = 1;
+    uring_job_work_run(wk); /* the serial parts; whole chunks become spans */
+    wk->split = 0;
+    if (wk->err != 0 || wk->nspans < 2) {
         for (size_t i = 0; i < wk->nspans; i++)
             engine_span_run(&wk->spans[i]);
         uring_job_work_join(wk);
@@ -397,7 +402,8 @@ void uring_conn_work_split(struct uring_conn *c)
     wk->task.gen = c->gen;
     c->inflight++;
     uring_pool_submit(&wk->task);
-    engine_span_run(&wk->spans[0]); /* meanwhile, the other half here */
+    for (size_t i = 0; i < wk->nspans / 2; i++)
+        engine_span_run(&wk->spans[i]); /* meanwhile, the first half here */
 }
 
 void uring_conn_work_done(struct uring_conn *c)

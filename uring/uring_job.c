@@ -473,6 +473,7 @@ void uring_job_work_run(struct uring_work *wk)
     wk->produced = 0;
     wk->err = 0;
     wk->detail[0] = '\0';
+    wk->nspans = 0;
     for (int i = 0; i < wk->nin; i++)
         wk->used[i] = 0;
     if (wk->tail) {
@@ -499,10 +500,12 @@ void uring_job_work_run(struct uring_work *wk)
             size_t cap = work_room(wk), u = 0, n = 0;
             if (cap == 0)
                 return;
-            size_t none = 0;
+            size_t room = sizeof(wk->spans) / sizeof(wk->spans[0]) - wk->nspans, got = 0;
             wk->err = job_update(j, wk->in[i] + wk->used[i], wk->inlen[i] - wk->used[i],
                                  wk->out + wk->produced + hdr, cap, &u, &n, wk->detail,
-                                 sizeof(wk->detail), NULL, 0, &none);
+                                 sizeof(wk->detail), wk->spans + wk->nspans,
+                                 wk->split ? (room < 2 ? room : 2) : 0, &got);
+            wk->nspans += got;
             if (wk->err != 0)
                 return;
             work_put(wk, n);
@@ -511,24 +514,6 @@ void uring_job_work_run(struct uring_work *wk)
                 return;
         }
     }
-}
-
-int uring_job_work_split(struct uring_work *wk)
-{
-    size_t u = 0, n = 0;
-
-    wk->produced = 0;
-    wk->err = 0;
-    wk->detail[0] = '\0';
-    wk->used[0] = 0;
-    wk->nspans = 0;
-    wk->err = job_update(wk->job, wk->in[0], wk->inlen[0], wk->out, wk->outcap, &u, &n, wk->detail,
-                         sizeof(wk->detail), wk->spans, 2, &wk->nspans);
-    if (wk->err != 0)
-        return 0;
-    wk->used[0] = u;
-    wk->produced = n;
-    return wk->nspans == 2;
 }
 
 void uring_job_work_join(struct uring_work *wk)

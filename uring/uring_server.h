@@ -25,7 +25,9 @@
  * (--offload-min moves large batches to the helpers for hosts with cores to spare). The one
  * exception: a descriptor job's piece is cut in two (engine spans, --split-min), half sealed or
  * opened on a helper while the ring thread does the other half, since a lone large job would
- * otherwise leave the second core to the writes alone. Work that
+ * otherwise leave the second core to the writes alone. (Streamed jobs are not split: their
+ * client needs the other core, and the split measured 0.35x the echo baseline against 0.5x.)
+ * Work that
  * may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its first
  * URING_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so once a
  * job passes that size every batch of it (update, finish, drain) runs on a helper while the ring
@@ -125,7 +127,10 @@ struct uring_work {
     size_t outcap, produced;
     int err;
     char detail[URING_DETAIL_MAX];
-    engine_span spans[2]; /* a split batch: [0] runs on the ring thread, [1] on a helper */
+    /* a split batch (uring_conn_work_split): spans [0, nspans/2) run on the ring thread, the
+     * rest on a helper at the same time */
+    int split;
+    engine_span spans[2 * URING_WORK_SLICES];
     size_t nspans;
 };
 
@@ -260,8 +265,9 @@ void uring_conn_abort(struct uring_conn *c, int hard);
 /* Hand the job's work to a helper thread, or run it here when run_here; then apply it. */
 void uring_conn_work_submit(struct uring_conn *c, int run_here);
 /*
- * The job's work (one unframed input) split: half its whole chunks on a helper, half here at
- * the same time, so one descriptor job's cipher runs on two cores; applies when both are done.
+ * The job's work split: the batch's whole chunks are cut into spans (engine_stream_update_spans,
+ * two per input), half of them run on a helper while the ring thread runs the other half, so
+ * one large job's cipher uses two cores; the work applies when both halves are done.
  */
 void uring_conn_work_split(struct uring_conn *c);
 void uring_conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op);
@@ -302,12 +308,7 @@ int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detail
  * engine_stream_update, or finish and drain (JOB_RUN -> JOB_DRAIN -> JOB_DONE).
  */
 void uring_job_work_run(struct uring_work *wk);
-/*
- * Ring thread: one unframed input (wk->in[0]) through engine_stream_update_spans, its whole
- * chunks cut into two spans (wk->spans). Returns 1 when there are two (one for a helper), else 0
- * (any span left runs here). uring_job_work_join takes the spans back before the work applies.
- */
-int uring_job_work_split(struct uring_work *wk);
+/* Take back the spans of a split batch (engine_stream_spans_join) before the work applies. */
 void uring_job_work_join(struct uring_work *wk);
 /* 1 if this batch (input bytes, or the tail) may block on the velero-v1 spool file. */
 int uring_job_may_block(const struct uring_job *j, size_t inbytes, int tail);
