@@ -43,6 +43,8 @@ void uring_config_usage(FILE *f)
         "  --offload-min BYTES       cipher batches of at least BYTES run on the helper threads\n"
         "                            instead of the ring thread (default 0: never; velero-v1\n"
         "                            restores that spill to the spool file always use them)\n"
+        "  --fd-piece BYTES          descriptor jobs read, encrypt and write in pieces of BYTES,\n"
+        "                            four at a time (default 524288; 16384 to 4194304)\n"
         "  --split-min BYTES         a descriptor job's cipher batch of at least BYTES is cut in\n"
         "                            two: half on a helper thread, half on the ring thread, so\n"
         "                            one job's AES-GCM uses two cores (default 65536; 0: never;\n"
@@ -159,6 +161,10 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
         if (parse_int(v, 1, 1024, &n) != 0)
             goto bad;
         cfg->helpers = (int)n;
+    } else if (strcmp(name, "fd-piece") == 0) {
+        if (parse_int(v, 16384, 4L << 20, &n) != 0)
+            goto bad;
+        cfg->fd_piece = n;
     } else if (strcmp(name, "split-min") == 0) {
         if (parse_int(v, 0, 1L << 30, &n) != 0)
             goto bad;
@@ -301,6 +307,7 @@ static void config_defaults(struct uring_config *cfg)
     cfg->helpers = cfg->workers;
     cfg->offload_min = 0;
     cfg->split_min = ncpu > 1 ? 65536 : 0;
+    cfg->fd_piece = URING_FD_PIECE_DEFAULT;
     cfg->log_level = URING_LOG_INFO;
     uring_hsm_config_defaults(&cfg->hsm);
 }

@@ -13,6 +13,8 @@
 #define URING_CONFIG_MAX  65536 /* bytes of a config file */
 #define URING_CONFIG_LINE 1024  /* bytes of one config line */
 
+#define URING_FD_PIECE_DEFAULT (512L * 1024) /* see uring_server.h, "Buffers" */
+
 struct uring_config {
     char socket_path[108]; /* sun_path */
     char secrets_dir[4096];
@@ -28,6 +30,7 @@ struct uring_config {
     int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
     int helpers;        /* helper threads for the cipher and the velero-v1 spool */
     long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
+    long fd_piece;      /* descriptor jobs: bytes per read (URING_FD_PIECE_DEFAULT) */
     long split_min;     /* fd-job batches of at least this many bytes: half to a helper */
     int log_level;
     int dev;

@@ -33,15 +33,16 @@ void *uring_buf_alloc(size_t n)
 int uring_fdjob_begin(struct uring_conn *c)
 {
     struct uring_job *j = c->job;
-
-    size_t big = URING_FILE_BUFS * (2 * URING_FILE_BIG + URING_FILE_WEXTRA);
+    size_t piece = (size_t)uring_srv.cfg.fd_piece;
+    size_t big = URING_FILE_BUFS * (2 * piece + URING_FILE_WEXTRA);
+    size_t budget = big > URING_FDBUF_BUDGET ? big : URING_FDBUF_BUDGET;
 
     j->in_pos = fdjob_pos(j->in_fd);
     j->out_pos = fdjob_pos(j->out_fd);
-    if (atomic_fetch_add(&uring_srv.fdbuf_bytes, big) + big <= URING_FDBUF_BUDGET) {
+    if (atomic_fetch_add(&uring_srv.fdbuf_bytes, big) + big <= budget) {
         j->budget_held = big;
         j->nbufs = URING_FILE_BUFS;
-        j->piece = URING_FILE_BIG;
+        j->piece = piece;
     } else {
         atomic_fetch_sub(&uring_srv.fdbuf_bytes, big);
         j->nbufs = 2;

@@ -45,14 +45,14 @@
 #define URING_DATA_OUT COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
 #define URING_OUT_MIN  4096u            /* smallest output room worth running the cipher for */
 /*
- * Descriptor jobs read URING_FILE_BIG bytes at a time into URING_FILE_BUFS input buffers, with
- * as many output buffers: 4.25 MiB a job, taken from a budget of URING_FDBUF_BUDGET for all jobs
- * at once. A job that finds the budget spent gets two URING_FILE_SMALL pieces instead (0.25
- * MiB), so memory stays bounded by the connections, whatever the job sizes. Smaller pieces were
- * measured slower here (each piece costs thread wake-ups), larger ones too (writes of 1 MiB and
- * more get large page-cache folios that this VM's host faults in slowly).
+ * Descriptor jobs read --fd-piece bytes (URING_FD_PIECE_DEFAULT, 512 KiB) at a time into
+ * URING_FILE_BUFS input buffers, with as many output buffers: 4.25 MiB a job by default, taken
+ * from a budget of URING_FDBUF_BUDGET for all jobs at once. A job that finds the budget spent gets
+ * two URING_FILE_SMALL pieces instead (0.25 MiB), so memory stays bounded by the connections,
+ * whatever the job sizes. Smaller pieces were measured slower here (each piece costs thread
+ * wake-ups), larger ones too (writes of 1 MiB and more get large page-cache folios that this VM's
+ * host faults in slowly).
  */
-#define URING_FILE_BIG     (512u * 1024u)
 #define URING_FILE_SMALL   (64u * 1024u)
 #define URING_FILE_BUFS    4u            /* at most; <= 16 (the write op codes) */
 #define URING_FILE_WEXTRA  (64u * 1024u) /* output room beyond the input: header and tags */
