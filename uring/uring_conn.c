@@ -261,8 +261,8 @@ static json_t *conn_stats(void)
     struct uring_stats *s = &uring_srv.stats;
     struct uring_runtime *rt = uring_runtime_get();
     json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "connectionsActive",
-        (json_int_t)atomic_load(&uring_srv.active_conns), "connectionsTotal",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+        "connectionsActive", (json_int_t)atomic_load(&uring_srv.active_conns), "connectionsTotal",
         (json_int_t)atomic_load(&s->conns_total), "connectionsDenied",
         (json_int_t)atomic_load(&s->conns_denied), "connectionsBusy",
         (json_int_t)atomic_load(&s->conns_busy), "connectionsTimedOut",
@@ -271,8 +271,8 @@ static json_t *conn_stats(void)
         (json_int_t)atomic_load(&s->bytes_in), "bytesOut", (json_int_t)atomic_load(&s->bytes_out),
         "keyLoads", (json_int_t)atomic_load(&s->key_loads), "helperBatches",
         (json_int_t)atomic_load(&s->helper_batches), "splitBatches",
-        (json_int_t)atomic_load(&s->split_batches), "uptimeSeconds",
-        uring_now() - uring_srv.started);
+        (json_int_t)atomic_load(&s->split_batches), "fdJobsSmallBuffers",
+        (json_int_t)atomic_load(&s->fd_small), "uptimeSeconds", uring_now() - uring_srv.started);
     uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
     uring_runtime_put(rt);
     return o;

@@ -45,6 +45,7 @@ int uring_fdjob_begin(struct uring_conn *c)
         j->piece = piece;
     } else {
         atomic_fetch_sub(&uring_srv.fdbuf_bytes, big);
+        atomic_fetch_add(&uring_srv.stats.fd_small, 1);
         j->nbufs = 2;
         j->piece = URING_FILE_SMALL;
     }

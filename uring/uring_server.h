@@ -67,6 +67,7 @@ struct uring_stats {
     atomic_ullong jobs_ok, jobs_failed, bytes_in, bytes_out, key_loads;
     atomic_ullong helper_batches; /* cipher batches run on the helper threads */
     atomic_ullong split_batches;  /* of them, halves of a batch split with the ring thread */
+    atomic_ullong fd_small;       /* descriptor jobs on small buffers: the budget was spent */
 };
 
 struct uring_worker;

@@ -893,6 +893,86 @@ static void test_fd_split_tampered(void **state)
     good_job_alongside();
 }
 
+struct pipe_job {
+    const struct ts_daemon *d;
+    int in, out, r;
+};
+
+static void *pipe_job_run(void *p)
+{
+    struct pipe_job *a = p;
+    struct coffer_job job = {COFFER_CLIENT_ENCRYPT, "coffer-v1", NULL, 0, NULL, 0, 0};
+    struct coffer_result res = {0};
+    coffer_client *c = client(a->d);
+    a->r = coffer_client_file(c, &job, a->in, a->out, &res);
+    coffer_client_close(c);
+    coffer_result_clear(&res);
+    return NULL;
+}
+
+/*
+ * The descriptor-job buffer budget: with --fd-piece 4 MiB one job's buffers take all of it. A
+ * job fed by a pipe that stays open holds them; a second job meanwhile runs on small buffers
+ * (fdJobsSmallBuffers) and is right; then the first completes, right too.
+ */
+static void test_fd_budget(void **state)
+{
+    struct ts_daemon d;
+    size_t len = 1 * MIB + 3, outlen = 0, ptlen = 0, ctlen = 0;
+    uint8_t *in = malloc(len), *ct, *pt = NULL;
+    char pin[600], pct[600], pct2[600];
+    struct coffer_result res = {0};
+    struct pipe_job pj;
+    int pfd[2];
+    pthread_t th;
+    (void)state;
+
+    assert_int_equal(daemon_start(&d, "budget", "--fd-piece", "4194304", NULL), 0);
+    snprintf(pin, sizeof(pin), "%s/budget.in", tmp);
+    snprintf(pct, sizeof(pct), "%s/budget.ct", tmp);
+    snprintf(pct2, sizeof(pct2), "%s/budget2.ct", tmp);
+    ts_fill(in, len, 77);
+    assert_int_equal(ts_write_file(pin, in, len), 0);
+    assert_int_equal(pipe(pfd), 0);
+    pj.d = &d;
+    pj.in = pfd[0];
+    pj.out = open(pct2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    pj.r = 1;
+    assert_true(pj.out >= 0);
+    assert_int_equal(write(pfd[1], in, 1000), 1000);
+    assert_int_equal(pthread_create(&th, NULL, pipe_job_run, &pj), 0);
+    /* the pipe job has started (its header is out) and holds the budget */
+    for (int i = 0; i < 500; i++) {
+        struct stat st;
+        if (fstat(pj.out, &st) == 0 && st.st_size > 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(stat_value(&d, "fdJobsSmallBuffers"), 0);
+    assert_int_equal(run_file(&d, COFFER_CLIENT_ENCRYPT, "coffer-v1", NULL, pin, pct, &res), 0);
+    assert_int_equal(stat_value(&d, "fdJobsSmallBuffers"), 1);
+    ct = ts_read_file(pct, &ctlen);
+    assert_int_equal(offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, ctlen, &pt, &ptlen), 0);
+    assert_int_equal(ptlen, len);
+    assert_memory_equal(pt, in, len);
+    free(ct), free(pt);
+    pt = NULL;
+    /* the rest of the pipe's input, then its end */
+    assert_int_equal(write(pfd[1], in + 1000, len - 1000), (ssize_t)(len - 1000));
+    close(pfd[1]);
+    pthread_join(th, NULL);
+    assert_int_equal(pj.r, 0);
+    close(pfd[0]);
+    close(pj.out);
+    ct = ts_read_file(pct2, &outlen);
+    assert_int_equal(offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, outlen, &pt, &ptlen), 0);
+    assert_int_equal(ptlen, len);
+    assert_memory_equal(pt, in, len);
+    free(ct), free(pt), free(in);
+    coffer_result_clear(&res);
+    ts_daemon_stop(&d);
+}
+
 static void test_health_stats(void **state)
 {
     coffer_client *c = client(&main_d);
@@ -1103,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_fd_split_tampered),
+        cmocka_unit_test(test_fd_budget),
         cmocka_unit_test(test_vanishes),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_shutdown_grace),
