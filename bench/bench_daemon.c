@@ -2,7 +2,8 @@
 /* Benchmarks cofferd against its --echo-baseline twin and a plain copy: throughput, jobs, RSS. */
 /*
  * Environment: BENCH_MIB (bytes of the (a) and (b) runs, default 1024), BENCH_REPS (default 5),
- * BENCH_JOB_SECONDS (each (c) run, default 2), BENCH_ONLY (e.g. "ab"), BENCH_DAEMON_ARGS (extra
+ * BENCH_JOB_SECONDS (each (c) run, default 2), BENCH_ONLY (e.g. "ab"), BENCH_VERBOSE (print every
+ * repetition of (a) and (b) too), BENCH_DAEMON_ARGS (extra
  * flags for both daemons alike, for tuning). (a) and (b) interleave their candidates in every
  * repetition so that a noisy neighbour hits them alike; the ratio is the median of the
  * per-repetition ratios. The CPU lines (user + system seconds per GiB, all threads) show where
@@ -38,6 +39,7 @@ static size_t total_bytes; /* bytes of the streaming and file runs */
 static double job_seconds = 2.0;
 static int reps = 5;     /* BENCH_REPS: repetitions of (a) and (b), candidates interleaved */
 static const char *only; /* BENCH_ONLY: the parts to run ("abc"; default all) */
+static int verbose;      /* BENCH_VERBOSE: also every repetition of (a) and (b) */
 
 static int want(char part)
 {
@@ -326,6 +328,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     total_bytes = (size_t)(mib != NULL ? atol(mib) : 1024) << 20;
     only = getenv("BENCH_ONLY");
+    verbose = getenv("BENCH_VERBOSE") != NULL;
     if (getenv("BENCH_REPS") != NULL)
         reps = atoi(getenv("BENCH_REPS"));
     if (reps < 1 || reps > MAX_REPS)
@@ -359,6 +362,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < reps; i++) {
             runs_put(&echo_r, i, bench_stream(&echo));
             runs_put(&enc_r, i, bench_stream(&enc));
+            if (verbose)
+                printf("    (a) rep %d: cofferd %5.0f MiB/s   echo %5.0f MiB/s   ratio %.2f\n",
+                       i + 1, enc_r.mibs[i], echo_r.mibs[i], enc_r.mibs[i] / echo_r.mibs[i]);
         }
         printf(
             "(a) stream encrypt coffer-v1: %8.0f MiB/s   echo baseline: %8.0f MiB/s   ratio %.2f "
@@ -391,6 +397,12 @@ int main(int argc, char **argv)
             runs_put(&copy_r, i, bench_copy(in, out));
             runs_put(&echo_r, i, bench_file(&echo, in, out));
             runs_put(&enc_r, i, bench_file(&enc, in, out));
+            if (verbose)
+                printf(
+                    "    (b) rep %d: cofferd %5.0f MiB/s %.2f CPU s/GiB   plain copy %5.0f MiB/s "
+                    "%.2f CPU s/GiB   ratio %.2f\n",
+                    i + 1, enc_r.mibs[i], enc_r.cpu_daemon[i], copy_r.mibs[i], copy_r.cpu_client[i],
+                    enc_r.mibs[i] / copy_r.mibs[i]);
         }
         printf("(b) fd job encrypt file->file: %8.0f MiB/s   plain read+write: %8.0f MiB/s   ratio "
                "%.2f (target >= 0.80)   [echo fd job %.0f MiB/s]\n",

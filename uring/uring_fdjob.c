@@ -182,8 +182,13 @@ static int fdjob_cipher(struct uring_conn *c, char *detail)
     {
         enum uring_job_state before = j->state;
         int offload = uring_job_offload(j, wk->tail ? 0 : wk->inlen[0], wk->tail);
+        /*
+         * Split only while the writes keep up (at most one output buffer waiting): then the
+         * cipher is what the job waits for. When writes fall behind, the second core is theirs
+         * (io-wq), and a helper there would only slow them.
+         */
         if (!wk->tail && !offload && uring_srv.cfg.split_min > 0 &&
-            wk->inlen[0] >= (size_t)uring_srv.cfg.split_min)
+            wk->inlen[0] >= (size_t)uring_srv.cfg.split_min && j->out_head - j->out_tail <= 1)
             uring_conn_work_split(c); /* whole chunks: half on a helper, half here */
         else
             uring_conn_work_submit(c, !offload);
