@@ -352,6 +352,21 @@ static void conn_work_applied(struct uring_conn *c)
         uring_conn_fail(c, wk->err, wk->detail);
 }
 
+/* The job's work goes to a helper thread running `run`; it comes back in uring_conn_work_done. */
+static void conn_work_to_helper(struct uring_conn *c, void (*run)(struct uring_task *))
+{
+    struct uring_work *wk = &c->job->work;
+
+    wk->busy = 1;
+    atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
+    wk->task.run = run;
+    wk->task.w = c->w;
+    wk->task.slot = c->slot;
+    wk->task.gen = c->gen;
+    c->inflight++;
+    uring_pool_submit(&wk->task);
+}
+
 void uring_conn_work_submit(struct uring_conn *c, int run_here)
 {
     struct uring_work *wk = &c->job->work;
@@ -361,14 +376,7 @@ void uring_conn_work_submit(struct uring_conn *c, int run_here)
         conn_work_applied(c);
         return;
     }
-    wk->busy = 1;
-    atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
-    wk->task.run = conn_work_task;
-    wk->task.w = c->w;
-    wk->task.slot = c->slot;
-    wk->task.gen = c->gen;
-    c->inflight++;
-    uring_pool_submit(&wk->task);
+    conn_work_to_helper(c, conn_work_task);
 }
 
 /* A helper's half of a split batch: the second half of its spans. */
@@ -393,15 +401,8 @@ void uring_conn_work_split(struct uring_conn *c)
         conn_work_applied(c);
         return;
     }
-    wk->busy = 1;
-    atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
     atomic_fetch_add(&uring_srv.stats.split_batches, 1);
-    wk->task.run = conn_span_task;
-    wk->task.w = c->w;
-    wk->task.slot = c->slot;
-    wk->task.gen = c->gen;
-    c->inflight++;
-    uring_pool_submit(&wk->task);
+    conn_work_to_helper(c, conn_span_task);
     for (size_t i = 0; i < wk->nspans / 2; i++)
         engine_span_run(&wk->spans[i]); /* meanwhile, the first half here */
 }
