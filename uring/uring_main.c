@@ -232,6 +232,17 @@ int main(int argc, char **argv)
     sigset_t set;
     int r, sig, exit_code = 1, nstarted = 0;
 
+    /*
+     * Block the signals main waits for before any thread exists: every thread inherits the mask,
+     * so none of them (HSM threads started while the keys load, p11-kit's or the module's own)
+     * can take a SIGTERM's default action and kill the daemon mid-job.
+     */
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     main_harden();
     umask(077);
     r = uring_config_load(&uring_srv.cfg, argc, argv, err, sizeof(err));
@@ -258,13 +269,6 @@ int main(int argc, char **argv)
         return 1;
     }
     uring_runtime_publish(rt);
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) < 0) {
         uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",
