@@ -292,17 +292,6 @@ static void tokens_job_free(void *p)
     free(j);
 }
 
-static void padded(char *dst, size_t cap, const unsigned char *src, size_t n)
-{
-    while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\0'))
-        n--;
-    if (n >= cap)
-        n = cap - 1;
-    for (size_t i = 0; i < n; i++)
-        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
-    dst[n] = '\0';
-}
-
 static int op_tokens_list(hsm_token *t, hsm_session *s, void *arg, hsm_status *st)
 {
     struct tokens_job *j = arg;
@@ -328,11 +317,11 @@ static int op_tokens_list(hsm_token *t, hsm_session *s, void *arg, hsm_status *s
             continue;
         hsm_token_desc *d = &j->tokens[j->n++];
         d->slot = slots[i];
-        padded(d->label, sizeof(d->label), ti.label, sizeof(ti.label));
-        padded(d->manufacturer, sizeof(d->manufacturer), ti.manufacturerID,
-               sizeof(ti.manufacturerID));
-        padded(d->model, sizeof(d->model), ti.model, sizeof(ti.model));
-        padded(d->serial, sizeof(d->serial), ti.serialNumber, sizeof(ti.serialNumber));
+        hsm_token_text(d->label, sizeof(d->label), ti.label, sizeof(ti.label));
+        hsm_token_text(d->manufacturer, sizeof(d->manufacturer), ti.manufacturerID,
+                       sizeof(ti.manufacturerID));
+        hsm_token_text(d->model, sizeof(d->model), ti.model, sizeof(ti.model));
+        hsm_token_text(d->serial, sizeof(d->serial), ti.serialNumber, sizeof(ti.serialNumber));
         d->initialized = (ti.flags & CKF_TOKEN_INITIALIZED) != 0;
     }
     free(slots);

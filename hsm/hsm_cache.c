@@ -5,6 +5,7 @@
 
 #include "coffer_error.h"
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +142,9 @@ static int key_copy(engine_key **out, const engine_key *k)
 
 static int same_blob(const hsm_wrapped *a, const hsm_wrapped *b)
 {
+    /* the wrapped blob ends in its GCM tag: compared in constant time like any tag */
     return strcmp(a->key_label, b->key_label) == 0 && memcmp(a->iv, b->iv, HSM_IV_LEN) == 0 &&
-           memcmp(a->wrapped, b->wrapped, HSM_WRAPPED_LEN) == 0;
+           CRYPTO_memcmp(a->wrapped, b->wrapped, HSM_WRAPPED_LEN) == 0;
 }
 
 /* 1 when a key that carried `have` bytes has no room for `more` (a key at its limit has none). */

@@ -218,8 +218,7 @@ CK_RV hsm_token_rv(hsm_session *s, CK_RV rv)
     return rv;
 }
 
-/* A blank-padded PKCS#11 text field as a C string. */
-static void padded_copy(char *dst, size_t cap, const unsigned char *src, size_t n)
+void hsm_token_text(char *dst, size_t cap, const unsigned char *src, size_t n)
 {
     while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\0'))
         n--;
@@ -277,8 +276,9 @@ static int module_init(hsm_token *t, hsm_status *st)
                               hsm_rv_name(rv));
     }
     if (t->mod->C_GetInfo(&info) == CKR_OK) {
-        padded_copy(desc, sizeof(desc), info.libraryDescription, sizeof(info.libraryDescription));
-        padded_copy(manu, sizeof(manu), info.manufacturerID, sizeof(info.manufacturerID));
+        hsm_token_text(desc, sizeof(desc), info.libraryDescription,
+                       sizeof(info.libraryDescription));
+        hsm_token_text(manu, sizeof(manu), info.manufacturerID, sizeof(info.manufacturerID));
         snprintf(t->module_info, sizeof(t->module_info), "%s %u.%u (%s)", desc,
                  info.libraryVersion.major, info.libraryVersion.minor, manu);
     }
@@ -329,7 +329,7 @@ static int token_find(hsm_token *t, CK_TOKEN_INFO *found, hsm_status *st)
             continue;
         if (!(ti.flags & CKF_TOKEN_INITIALIZED))
             continue;
-        padded_copy(label, sizeof(label), ti.label, sizeof(ti.label));
+        hsm_token_text(label, sizeof(label), ti.label, sizeof(ti.label));
         if (strcmp(label, t->token_label) == 0) {
             if (matches++ == 0) {
                 t->slot = slots[i];
@@ -432,8 +432,8 @@ static int token_connect_locked(hsm_token *t, hsm_status *st)
     if (t->token_label != NULL) {
         if ((r = token_find(t, &ti, st)) < 0)
             goto fail;
-        padded_copy(model, sizeof(model), ti.model, sizeof(ti.model));
-        padded_copy(serial, sizeof(serial), ti.serialNumber, sizeof(ti.serialNumber));
+        hsm_token_text(model, sizeof(model), ti.model, sizeof(ti.model));
+        hsm_token_text(serial, sizeof(serial), ti.serialNumber, sizeof(ti.serialNumber));
         snprintf(t->token_info, sizeof(t->token_info), "slot %lu, %s, serial %s",
                  (unsigned long)t->slot, model, serial);
         rv = t->mod->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &t->anchor);

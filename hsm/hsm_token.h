@@ -52,6 +52,9 @@ int hsm_token_run(hsm_token *t, hsm_session *s, hsm_token_op op, void *arg, hsm_
 /* Close the thread's session (at thread exit). */
 void hsm_token_session_close(hsm_token *t, hsm_session *s);
 
+/* A blank-padded PKCS#11 text field (label, model...) as a C string; unprintable bytes as '?'. */
+void hsm_token_text(char *dst, size_t cap, const unsigned char *src, size_t n);
+
 /* ---- for ops (inside hsm_token_run) ---- */
 
 CK_FUNCTION_LIST *hsm_token_module(const hsm_token *t);

@@ -163,52 +163,6 @@ static void decrypt_ok(const struct ts_daemon *d, const struct ts_membuf *ct, co
     coffer_result_clear(&res);
 }
 
-/* Decrypt a coffer-v1 backup with the engine directly, given its 32-byte key (no daemon). */
-static int offline_open(const uint8_t *key, const uint8_t *ct, size_t len, uint8_t **pt,
-                        size_t *ptlen)
-{
-    engine_key *k = NULL;
-    engine_header_reader hr;
-    struct engine_stream_params p;
-    engine_stream *s = NULL;
-    size_t off = 0, n = 0, cap = len + 65536, m = 0;
-    uint8_t *out = malloc(cap);
-    int r;
-
-    engine_header_reader_init(&hr);
-    memset(&p, 0, sizeof(p));
-    assert_int_equal(engine_key_from_bytes(&k, key, 32), 0);
-    p.format = COFFER_FORMAT_COFFER_V1;
-    p.key = k;
-    r = engine_header_reader_feed(&hr, ct, len, &off);
-    if (r != 1) {
-        r = r < 0 ? r : COFFER_ERR_TRUNCATED;
-        goto out;
-    }
-    p.header = &hr;
-    if ((r = engine_stream_open_new(&s, &p)) != 0)
-        goto out;
-    if ((r = engine_stream_update(s, ct + off, len - off, out, cap, &n)) != 0)
-        goto out;
-    if ((r = engine_stream_finish(s, out + n, cap - n, &m)) != 0)
-        goto out;
-    n += m;
-    do {
-        if ((r = engine_stream_drain(s, out + n, cap - n, &m)) != 0)
-            goto out;
-        n += m;
-    } while (m > 0);
-    *pt = out;
-    *ptlen = n;
-    out = NULL;
-out:
-    free(out);
-    engine_stream_free(s);
-    engine_header_reader_clear(&hr);
-    engine_key_free(k);
-    return r;
-}
-
 /* ---- metadata and statistics ---- */
 
 static json_t *meta_of(const struct coffer_result *res)
@@ -377,12 +331,15 @@ static void test_wrapped_key_is_data_key(void **state)
     assert_string_equal(id, jstr(m, "keyId", NULL));
 
     /* offline: the engine alone, with the data key the token unwrapped */
-    assert_int_equal(offline_open(dk, enc.p, enc.len, &back, &ptlen), 0);
+    assert_int_equal(ts_offline_open(COFFER_FORMAT_COFFER_V1, dk, enc.p, enc.len, &back, &ptlen),
+                     0);
     assert_int_equal(ptlen, len);
     assert_memory_equal(back, pt, len);
     free(back);
     /* and not with the Secret's key */
-    assert_int_equal(offline_open(secret_key, enc.p, enc.len, &back, &ptlen), COFFER_ERR_WRONG_KEY);
+    assert_int_equal(
+        ts_offline_open(COFFER_FORMAT_COFFER_V1, secret_key, enc.p, enc.len, &back, &ptlen),
+        COFFER_ERR_WRONG_KEY);
     json_decref(m);
     free(pt), free(enc.p);
     coffer_result_clear(&res);
@@ -424,7 +381,8 @@ static void check_failure(const struct failure *f, char *const *envs, const char
     }
     /* it restores through the daemon and offline with the Secret's key */
     decrypt_ok(&a, &enc, pt, len);
-    assert_int_equal(offline_open(secret_key, enc.p, enc.len, &back, &ptlen), 0);
+    assert_int_equal(
+        ts_offline_open(COFFER_FORMAT_COFFER_V1, secret_key, enc.p, enc.len, &back, &ptlen), 0);
     assert_int_equal(ptlen, len);
     assert_memory_equal(back, pt, len);
     free(back);

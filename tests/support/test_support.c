@@ -2,6 +2,8 @@
 /* Helpers for coffer's tests. */
 #include "test_support.h"
 
+#include "coffer_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -249,4 +251,52 @@ const char *ts_bin(const char *name)
     static char path[4096];
     snprintf(path, sizeof(path), "%s/%s", COFFER_BIN_DIR, name);
     return path;
+}
+
+int ts_offline_open(coffer_format f, const uint8_t *key, const uint8_t *ct, size_t len,
+                    uint8_t **pt, size_t *ptlen)
+{
+    engine_key *k = NULL;
+    engine_header_reader hr;
+    struct engine_stream_params p;
+    engine_stream *s = NULL;
+    size_t off = 0, n = 0, cap = len + 65536, m = 0;
+    uint8_t *out = malloc(cap);
+    int r;
+
+    engine_header_reader_init(&hr);
+    memset(&p, 0, sizeof(p));
+    if (out == NULL)
+        abort();
+    if ((r = engine_key_from_bytes(&k, key, 32)) != 0)
+        goto out;
+    p.format = f;
+    p.key = k;
+    if (f == COFFER_FORMAT_COFFER_V1) {
+        r = engine_header_reader_feed(&hr, ct, len, &off);
+        if (r != 1) {
+            r = r < 0 ? r : COFFER_ERR_TRUNCATED;
+            goto out;
+        }
+        p.header = &hr;
+    }
+    if ((r = engine_stream_open_new(&s, &p)) != 0 ||
+        (r = engine_stream_update(s, ct + off, len - off, out, cap, &n)) != 0 ||
+        (r = engine_stream_finish(s, out + n, cap - n, &m)) != 0)
+        goto out;
+    n += m;
+    do {
+        if ((r = engine_stream_drain(s, out + n, cap - n, &m)) != 0)
+            goto out;
+        n += m;
+    } while (m > 0);
+    *pt = out;
+    *ptlen = n;
+    out = NULL;
+out:
+    free(out);
+    engine_stream_free(s);
+    engine_header_reader_clear(&hr);
+    engine_key_free(k);
+    return r;
 }

@@ -3,6 +3,8 @@
 #ifndef TEST_SUPPORT_H
 #define TEST_SUPPORT_H
 
+#include "engine_stream.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +61,14 @@ struct ts_membuf {
 };
 ssize_t ts_membuf_read(void *ctx, void *buf, size_t cap);
 int ts_membuf_write(void *ctx, const void *buf, size_t len);
+
+/*
+ * Decrypt a whole message in format f with a 32-byte key through the engine directly (no daemon),
+ * as `coffer decrypt --offline` would. *pt (malloc) gets the plaintext on success; returns 0 or
+ * the engine's coffer code.
+ */
+int ts_offline_open(coffer_format f, const uint8_t *key, const uint8_t *ct, size_t len,
+                    uint8_t **pt, size_t *ptlen);
 
 /* Path of a built program: COFFER_BIN_DIR/<name> (static buffer). */
 const char *ts_bin(const char *name);

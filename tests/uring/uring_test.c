@@ -107,54 +107,6 @@ static int run_file(const struct ts_daemon *d, int op, const char *format, const
     return r;
 }
 
-/* Decrypt with the engine directly (no daemon). */
-static int offline_open(coffer_format f, const uint8_t *key, const uint8_t *ct, size_t len,
-                        uint8_t **pt, size_t *ptlen)
-{
-    engine_key *k = NULL;
-    engine_header_reader hr;
-    struct engine_stream_params p;
-    engine_stream *s = NULL;
-    size_t off = 0, n = 0, cap = len + 65536, m = 0;
-    uint8_t *out = malloc(cap);
-    int r;
-
-    engine_header_reader_init(&hr);
-    memset(&p, 0, sizeof(p));
-    assert_int_equal(engine_key_from_bytes(&k, key, 32), 0);
-    p.format = f;
-    p.key = k;
-    if (f == COFFER_FORMAT_COFFER_V1) {
-        r = engine_header_reader_feed(&hr, ct, len, &off);
-        if (r != 1) {
-            r = r < 0 ? r : COFFER_ERR_TRUNCATED;
-            goto out;
-        }
-        p.header = &hr;
-    }
-    if ((r = engine_stream_open_new(&s, &p)) != 0)
-        goto out;
-    if ((r = engine_stream_update(s, ct + off, len - off, out, cap, &n)) != 0)
-        goto out;
-    if ((r = engine_stream_finish(s, out + n, cap - n, &m)) != 0)
-        goto out;
-    n += m;
-    do {
-        if ((r = engine_stream_drain(s, out + n, cap - n, &m)) != 0)
-            goto out;
-        n += m;
-    } while (m > 0);
-    *pt = out;
-    *ptlen = n;
-    out = NULL;
-out:
-    free(out);
-    engine_stream_free(s);
-    engine_header_reader_clear(&hr);
-    engine_key_free(k);
-    return r;
-}
-
 /* Encrypt with the engine directly, as `coffer` offline would with the daemon's Secret. */
 static void offline_seal(coffer_format f, const uint8_t *key, const uint8_t *in, size_t len,
                          uint8_t **ct, size_t *ctlen, char **meta)
@@ -298,7 +250,7 @@ static void roundtrip_stream(const struct ts_daemon *d)
             assert_int_equal(res.bytes_in, len);
             assert_int_equal(res.bytes_out, enc.len);
             /* daemon -> offline engine */
-            assert_int_equal(offline_open(f, key_main, enc.p, enc.len, &pt, &ptlen), 0);
+            assert_int_equal(ts_offline_open(f, key_main, enc.p, enc.len, &pt, &ptlen), 0);
             assert_int_equal(ptlen, len);
             assert_memory_equal(pt, in, len);
             /* daemon -> daemon */
@@ -340,7 +292,7 @@ static void roundtrip_fd(const struct ts_daemon *d)
             check_meta(&res, formats[fi], 1);
             ct = ts_read_file(pct, &ctlen);
             assert_int_equal(res.bytes_out, ctlen);
-            assert_int_equal(offline_open(f, key_main, ct, ctlen, &pt, &ptlen), 0);
+            assert_int_equal(ts_offline_open(f, key_main, ct, ctlen, &pt, &ptlen), 0);
             assert_int_equal(ptlen, len);
             assert_memory_equal(pt, in, len);
             assert_int_equal(
@@ -952,7 +904,7 @@ static void test_fd_budget(void **state)
     assert_int_equal(run_file(&d, COFFER_CLIENT_ENCRYPT, "coffer-v1", NULL, pin, pct, &res), 0);
     assert_int_equal(stat_value(&d, "fdJobsSmallBuffers"), 1);
     ct = ts_read_file(pct, &ctlen);
-    assert_int_equal(offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, ctlen, &pt, &ptlen), 0);
+    assert_int_equal(ts_offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, ctlen, &pt, &ptlen), 0);
     assert_int_equal(ptlen, len);
     assert_memory_equal(pt, in, len);
     free(ct), free(pt);
@@ -965,7 +917,8 @@ static void test_fd_budget(void **state)
     close(pfd[0]);
     close(pj.out);
     ct = ts_read_file(pct2, &outlen);
-    assert_int_equal(offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, outlen, &pt, &ptlen), 0);
+    assert_int_equal(ts_offline_open(COFFER_FORMAT_COFFER_V1, key_main, ct, outlen, &pt, &ptlen),
+                     0);
     assert_int_equal(ptlen, len);
     assert_memory_equal(pt, in, len);
     free(ct), free(pt), free(in);
