@@ -8,7 +8,14 @@ PACKAGES=(
   libipsec-mb-dev liburing-dev libssl-dev openssl libjansson-dev zlib1g-dev
   libp11-kit-dev p11-kit softhsm2 opensc
   libcmocka-dev python3 python3-cryptography time
+  golang-go libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev libsystemd-dev
+  age opencryptoki prometheus systemd scdoc
 )
+# kubectl: Debian's kubernetes-client, unless a kubectl is already installed (some images ship
+# another package that owns /usr/bin/kubectl, and the two cannot be installed together).
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
