@@ -3,6 +3,8 @@
 #include "cli_args.h"
 
 #include "cli_report.h"
+#include "coffer_version.h"
+#include "proto_frame.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -216,6 +218,7 @@ static void args_print_top_usage(FILE *f)
         for (size_t u = 0; u < 2 && args_cmds[i].usage[u] != NULL; u++)
             fprintf(f, "  %s\n", args_cmds[i].usage[u]);
     fprintf(f, "  coffer hsm init-kek|list|check ...   (HSM key administration)\n");
+    fprintf(f, "  coffer --version\n");
     fprintf(f, "\n'coffer <command> --help' describes a command's options.\n");
 }
 
@@ -383,6 +386,10 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         args_print_top_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("coffer %s (protocol %u)\n", COFFER_VERSION_STRING, COFFER_PROTO_VERSION);
         return CLI_EXIT_OK;
     }
     if (args_find_cmd(argv[1], &a->cmd) != 0) {

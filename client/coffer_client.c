@@ -3,6 +3,7 @@
 #include "coffer_client.h"
 
 #include "coffer_error.h"
+#include "coffer_version.h"
 #include "proto_frame.h"
 
 #include <errno.h>
@@ -12,9 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#define CLIENT_SYSTEM_SOCKET "/run/coffer/cofferd.sock"
+#define CLIENT_DEV_DIR       "./.coffer-dev" /* where cofferd --dev listens (mode 0700) */
 #define CLIENT_CHUNK (96u * 1024u) /* input bytes per DATA frame */
 #define CLIENT_RCAP  (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))
 #define CLIENT_SCAP  (COFFER_FRAME_HEADER + COFFER_MAX_FRAME)
@@ -34,10 +38,31 @@ const char *coffer_client_strerror(int err)
     return coffer_strerror(err);
 }
 
+const char *coffer_client_version(void)
+{
+    return COFFER_VERSION_STRING;
+}
+
+/* ./.coffer-dev/cofferd.sock, when its directory is the caller's and closed to everyone else. */
+static int client_dev_socket_usable(void)
+{
+    struct stat st;
+    if (lstat(CLIENT_DEV_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0)
+        return 0;
+    return lstat(CLIENT_DEV_DIR "/cofferd.sock", &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 const char *coffer_client_default_socket(void)
 {
     const char *s = getenv("COFFER_SOCKET");
-    return s != NULL && s[0] != '\0' ? s : "/run/coffer/cofferd.sock";
+    struct stat st;
+
+    if (s != NULL && s[0] != '\0')
+        return s;
+    if (lstat(CLIENT_SYSTEM_SOCKET, &st) != 0 && client_dev_socket_usable())
+        return CLIENT_DEV_DIR "/cofferd.sock";
+    return CLIENT_SYSTEM_SOCKET;
 }
 
 void coffer_result_clear(struct coffer_result *r)

@@ -26,7 +26,12 @@ extern "C" {
  */
 typedef struct coffer_client coffer_client;
 
-/* The default socket: $COFFER_SOCKET, else /run/coffer/cofferd.sock. */
+/*
+ * The default socket: $COFFER_SOCKET; else /run/coffer/cofferd.sock when it exists; else
+ * ./.coffer-dev/cofferd.sock (the socket of `cofferd --dev` started in the current directory)
+ * when that socket exists in a directory owned by the caller's euid with no group or other
+ * access; else /run/coffer/cofferd.sock. The string is static or the environment's.
+ */
 const char *coffer_client_default_socket(void);
 
 /*
@@ -106,6 +111,9 @@ int coffer_client_file(coffer_client *c, const struct coffer_job *job, int in_fd
 /* The daemon's health or statistics as JSON text (malloc'ed; free() it). */
 int coffer_client_health(coffer_client *c, char **json) COFFER_CLIENT_WUR;
 int coffer_client_stats(coffer_client *c, char **json) COFFER_CLIENT_WUR;
+
+/* libcoffer's version, e.g. "0.1.0" (COFFER_VERSION_STRING of the build; static storage). */
+const char *coffer_client_version(void);
 
 /* The message of a code, as in coffer_strerror. */
 const char *coffer_client_strerror(int err);

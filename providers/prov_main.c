@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The coffer provider's entry point: OSSL_provider_init, its dispatch table and its parameters. */
+#include "coffer_version.h"
 #include "engine_gcm.h"
 #include "prov.h"
 #include "prov_err.h"
@@ -12,10 +13,6 @@
 #include <openssl/opensslv.h>
 #include <openssl/params.h>
 #include <stdio.h>
-
-#ifndef COFFER_VERSION
-#define COFFER_VERSION "0.0.0"
-#endif
 
 static const OSSL_PARAM prov_params_list[] = {
     OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_NAME, NULL, 0),
@@ -40,7 +37,7 @@ static int prov_params_get(void *vprovctx, OSSL_PARAM params[])
         !OSSL_PARAM_set_utf8_ptr(p, "coffer"))
         return 0;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) != NULL &&
-        !OSSL_PARAM_set_utf8_ptr(p, COFFER_VERSION))
+        !OSSL_PARAM_set_utf8_ptr(p, COFFER_VERSION_STRING))
         return 0;
     if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) != NULL &&
         !OSSL_PARAM_set_utf8_ptr(p, pc->buildinfo))
@@ -88,7 +85,7 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         return 0;
     pc->handle = handle;
     snprintf(pc->buildinfo, sizeof(pc->buildinfo),
-             "coffer %s: AES-GCM on %s (built with ipsec-mb %s, runs %s; %s)", COFFER_VERSION,
+             "coffer %s: AES-GCM on %s (built with ipsec-mb %s, runs %s; %s)", COFFER_VERSION_STRING,
              engine_gcm_backend_name(ENGINE_GCM_AUTO), IMB_VERSION_STR, imb_get_version_str(),
              OPENSSL_VERSION_TEXT);
     *out = prov_functions;

@@ -3,6 +3,7 @@
 #include "uring_server.h"
 
 #include "coffer_error.h"
+#include "coffer_version.h"
 #include "uring_log.h"
 
 #include <errno.h>
@@ -246,7 +247,7 @@ static json_t *conn_health(void)
 {
     struct uring_runtime *rt = uring_runtime_get();
     json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
-                          atomic_load(&uring_srv.stopping) ? "stopping" : "ok", "version", "0.1.0",
+                          atomic_load(&uring_srv.stopping) ? "stopping" : "ok", "version", COFFER_VERSION_STRING,
                           "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
                           "format", engine_format_name(rt->format), "namespace", rt->ns,
                           "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",
