@@ -13,6 +13,8 @@
 #define URING_CONFIG_MAX  65536 /* bytes of a config file */
 #define URING_CONFIG_LINE 1024  /* bytes of one config line */
 
+#define URING_DEV_SOCKET "./.coffer-dev/cofferd.sock" /* --dev's socket (and coffer's fallback) */
+
 #define URING_FD_PIECE_DEFAULT (512L * 1024) /* see uring_server.h, "Buffers" */
 
 struct uring_config {
@@ -35,6 +37,7 @@ struct uring_config {
     int log_level;
     int dev;
     int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */
+    int check_config; /* --check-config: parse, report every problem, start nothing */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
     gid_t allow_gid[URING_MAX_ALLOW];
@@ -44,14 +47,25 @@ struct uring_config {
 };
 
 /*
- * Build the configuration: defaults, then the file named by --config (if any), then the command
- * line, which wins (a repeatable flag given on the command line replaces the file's list).
- * Returns 0, 1 when --help or --version was printed (exit 0), or COFFER_ERR_CONFIG with one
- * sentence in err.
+ * Build the configuration from the option table (uring_config.c): defaults, then the file named
+ * by --config (if any), then the command line, which wins (a repeatable flag given on the command
+ * line replaces the file's list). Returns 0, 1 when --help, --version or --print-reference was
+ * printed (exit 0), or COFFER_ERR_CONFIG with one sentence in err (a config file's problem
+ * starts with "FILE:LINE: "). With --check-config (cfg->check_config set on return) every problem
+ * is printed on stderr as "cofferd: FILE:LINE: ..." or "cofferd: command line: ..." and parsing
+ * goes on; err then counts them. Main thread only (writes stdout and stderr).
  */
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* --help: generated from the option table. */
 void uring_config_usage(FILE *f);
+
+/*
+ * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
+ * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
+ * format. scripts/reference.sh puts the output into the docs and checks it is there.
+ */
+int uring_config_print_reference(FILE *f, const char *format);
 
 #endif

@@ -5,8 +5,10 @@
 #include "coffer_error.h"
 #include "engine_secret.h"
 #include "uring_log.h"
+#include "uring_systemd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 struct uring_server uring_srv;
+static int main_socket_activated; /* the socket came from systemd: never unlink it */
 
 static void main_harden(void)
 {
@@ -91,6 +94,38 @@ out:
     return r;
 }
 
+/*
+ * The socket's directory: a missing last component is created with mode 0755 (the socket itself
+ * is 0660 and peers are checked at accept). On failure says which directory and what to do.
+ */
+static int main_socket_dir(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char *slash;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (stat(dir, &st) == 0)
+        return 0;
+    if (errno == ENOENT && mkdir(dir, 0755) == 0)
+        return chmod(dir, 0755); /* not masked by cofferd's umask 077 */
+    if (errno == EEXIST)
+        return 0;
+    {
+        int e = errno;
+        fprintf(stderr,
+                "cofferd: cannot create the socket's directory %s: %s\n"
+                "cofferd: create it for the user cofferd runs as (e.g. install -d -m 0755 -o "
+                "USER %s), or choose another --socket\n",
+                dir, strerror(e), dir);
+        errno = e;
+    }
+    return -1;
+}
+
 /* Bind the socket with mode 0660 under a tight umask; refuses to steal a live daemon's socket. */
 static int main_listen(const char *path)
 {
@@ -108,6 +143,8 @@ static int main_listen(const char *path)
         goto fail;
     }
     strcpy(sa.sun_path, path);
+    if (main_socket_dir(path) != 0)
+        goto fail;
     if (lstat(path, &st) == 0) {
         int probe;
         if (!S_ISSOCK(st.st_mode)) {
@@ -139,6 +176,19 @@ fail : {
     errno = e;
 }
     return -1;
+}
+
+/* --dev: where the socket is and how coffer finds it. */
+static void main_dev_banner(const char *sock)
+{
+    char abs[PATH_MAX];
+    if (realpath(sock, abs) == NULL)
+        snprintf(abs, sizeof(abs), "%s", sock);
+    fprintf(stderr,
+            "cofferd --dev: listening on %s\n"
+            "cofferd --dev: from this directory 'coffer' finds it by itself; elsewhere run\n"
+            "    export COFFER_SOCKET=%s\n",
+            abs, abs);
 }
 
 static void main_no_key(int r, const char *detail, const struct uring_config *cfg)
@@ -228,7 +278,7 @@ static void main_stop(const sigset_t *set, int nworkers)
 int main(int argc, char **argv)
 {
     struct uring_runtime *rt = NULL;
-    char err[1024];
+    char err[1024], listen_path[256];
     sigset_t set;
     int r, sig, exit_code = 1, nstarted = 0;
 
@@ -252,6 +302,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "cofferd: %s\n", err);
         return 2;
     }
+    if (uring_srv.cfg.check_config) {
+        int f = uring_srv.cfg.config_path[0] != '\0';
+        printf("cofferd: configuration OK%s%s%s\n", f ? " (command line and " : "",
+               uring_srv.cfg.config_path, f ? ")" : "");
+        return 0;
+    }
     uring_log_set_level(uring_srv.cfg.log_level);
     uring_srv.listen_fd = -1;
     uring_srv.started = uring_now();
@@ -270,7 +326,16 @@ int main(int argc, char **argv)
     }
     uring_runtime_publish(rt);
 
-    if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) < 0) {
+    if ((r = uring_systemd_listen_fd(listen_path, sizeof(listen_path))) >= 0) {
+        uring_srv.listen_fd = r;
+        main_socket_activated = 1;
+    } else if (r != -1) {
+        uring_log(URING_LOG_ERROR, "start_failed", "err=%s detail=\"%s\"", coffer_errname(r),
+                  listen_path);
+        goto out;
+    } else if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) >= 0) {
+        snprintf(listen_path, sizeof(listen_path), "%s", uring_srv.cfg.socket_path);
+    } else {
         uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;
@@ -287,19 +352,24 @@ int main(int argc, char **argv)
             goto out;
     rt = uring_runtime_get();
     uring_log(URING_LOG_INFO, "started",
-              "pid=%d socket=%s workers=%d helpers=%d max_connections=%d encryption=%s format=%s "
-              "namespace=%s secret=%s key_id=%s",
-              (int)getpid(), uring_srv.cfg.socket_path, nstarted, uring_srv.cfg.helpers,
+              "pid=%d socket=%s socket_activated=%s workers=%d helpers=%d max_connections=%d "
+              "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
+              (int)getpid(), listen_path, main_socket_activated ? "yes" : "no", nstarted, uring_srv.cfg.helpers,
               uring_srv.cfg.max_conns, rt->encryption ? "on" : "off",
               engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-");
     uring_runtime_put(rt);
+    if (uring_srv.cfg.dev)
+        main_dev_banner(listen_path);
+    uring_systemd_notify("READY=1", "serving");
     for (;;) {
         if ((sig = sigwaitinfo(&set, NULL)) < 0)
             continue;
         if (sig == SIGHUP) {
             uring_log(URING_LOG_INFO, "reload", "signal=SIGHUP");
+            uring_systemd_notify("RELOADING=1", "reloading the config file and keys");
             main_reload(argc, argv);
+            uring_systemd_notify("READY=1", "serving");
             continue;
         }
         uring_log(URING_LOG_INFO, "stopping",
@@ -307,6 +377,7 @@ int main(int argc, char **argv)
                   sig == SIGTERM ? "SIGTERM" : "SIGINT", uring_srv.cfg.shutdown_grace);
         break;
     }
+    uring_systemd_notify("STOPPING=1", "finishing running jobs");
     main_stop(&set, nstarted);
     exit_code = 0;
 out:
@@ -323,7 +394,8 @@ out:
     free(uring_srv.workers);
     if (uring_srv.listen_fd >= 0) {
         close(uring_srv.listen_fd);
-        unlink(uring_srv.cfg.socket_path);
+        if (!main_socket_activated)
+            unlink(uring_srv.cfg.socket_path);
     }
     uring_runtime_publish(NULL);
     uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
