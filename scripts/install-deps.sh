@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang
   libipsec-mb-dev liburing-dev libssl-dev openssl libjansson-dev zlib1g-dev
   libp11-kit-dev p11-kit softhsm2 opensc
-  libcmocka-dev python3 python3-cryptography time
+  libcmocka-dev python3 python3-cryptography python3-yaml time
   golang-go libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev libsystemd-dev
   age opencryptoki prometheus systemd scdoc
 )
