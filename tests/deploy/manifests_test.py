@@ -143,6 +143,18 @@ def main():
                            text=True)
         if r.returncode != 2 or "command line: unknown option 'secret-dir'" not in r.stderr:
             fail(f"cofferd --check-config accepted a misspelt flag: {r.returncode} {r.stderr}")
+        # ... and every problem of a config file, each with its file and line.
+        bad = os.path.join(tmp, "bad.conf")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("# comment\nworkers = many\nsecret-dir = /x\nnamespace = velero\nno value\n")
+        r = subprocess.run([COFFERD, "--check-config", "--config", bad], capture_output=True,
+                           text=True)
+        want = [f"cofferd: {bad}:2: invalid value for --workers: 'many'",
+                f"cofferd: {bad}:3: unknown option 'secret-dir'",
+                f"cofferd: {bad}:5: expected `name = value`",
+                "cofferd: the configuration has 3 problems"]
+        if r.returncode != 2 or any(w not in r.stderr for w in want):
+            fail(f"cofferd --check-config on a bad file: exit {r.returncode}, {r.stderr}")
     if checked < 2:
         fail(f"found {checked} cofferd containers; expected the sidecar and the DaemonSet")
     if failures:
