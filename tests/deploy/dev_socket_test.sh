@@ -13,8 +13,9 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "dev_socket_test: SKIP: needs root (unshare -m, mount)" >&2
     exit 77
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/coffer-dev.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=../support/script_support.sh
+. "$(dirname "$0")/../support/script_support.sh"
+ts_setup dev
 unset COFFER_SOCKET
 # shellcheck disable=SC2016
 unshare -m --propagation private bash -euo pipefail -c '

@@ -8,13 +8,9 @@
 # usage: systemd_test.sh BIN_DIR SOURCE_DIR     (CTest: systemd_test, label deploy)
 set -euo pipefail
 bin=$1 src=$2
-work=$(mktemp -d "${TMPDIR:-/tmp}/coffer-systemd.XXXXXX")
-act=0
-cleanup() {
-    if [ "$act" -gt 0 ]; then kill "$act" 2>/dev/null || true; wait "$act" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../support/script_support.sh
+. "$src/tests/support/script_support.sh"
+ts_setup systemd
 fail() { echo "systemd_test: FAIL: $*" >&2; cat "$work/activate.log" >&2 2>/dev/null || true; exit 1; }
 
 mkdir -p "$work/secrets/velero/coffer-key"
@@ -31,7 +27,7 @@ fi
 sock=$work/activated.sock
 systemd-socket-activate -l "$sock" -- "$bin/cofferd" --secrets-dir "$work/secrets" \
     --socket "$work/not-this.sock" --workers 1 --helpers 1 >"$work/activate.log" 2>&1 &
-act=$!
+ts_pid=$!
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || fail "systemd-socket-activate did not create $sock"
 head -c 200000 /dev/urandom >"$work/in"
@@ -44,9 +40,9 @@ cmp "$work/in" "$work/dec" || fail "round trip differs"
 grep -q "event=started .*socket=$sock socket_activated=yes" "$work/activate.log" ||
     fail "cofferd did not log the activated socket"
 [ ! -e "$work/not-this.sock" ] || fail "cofferd bound --socket although systemd passed one"
-kill -TERM "$act"
-wait "$act" || fail "cofferd exited $? after SIGTERM"
-act=0
+kill -TERM "$ts_pid"
+wait "$ts_pid" || fail "cofferd exited $? after SIGTERM"
+ts_pid=0
 [ -S "$sock" ] || fail "cofferd removed the socket systemd owns"
 echo "systemd_test: socket activation served encrypt and decrypt (descriptor and stream jobs)"
 

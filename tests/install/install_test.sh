@@ -9,13 +9,9 @@
 set -euo pipefail
 build=$1 src=$2 version=$3
 cflags=${COFFER_TEST_CFLAGS:-}
-work=$(mktemp -d "${TMPDIR:-/tmp}/coffer-install.XXXXXX")
-daemon=0
-cleanup() {
-    if [ "$daemon" -gt 0 ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../support/script_support.sh
+. "$src/tests/support/script_support.sh"
+ts_setup install
 fail() { echo "install_test: FAIL: $*" >&2; exit 1; }
 
 P=$work/prefix
@@ -85,10 +81,10 @@ mkdir -p "$work/secrets/velero/coffer-key"
 sock=$work/run/cofferd.sock # run/ does not exist yet: cofferd creates it
 "$P/sbin/cofferd" --socket "$sock" --secrets-dir "$work/secrets" --workers 1 --helpers 1 \
     2>"$work/cofferd.log" &
-daemon=$!
+ts_pid=$!
 for _ in $(seq 1 300); do
     "$P/bin/coffer" health --socket "$sock" >/dev/null 2>&1 && break
-    kill -0 "$daemon" 2>/dev/null || { cat "$work/cofferd.log"; fail "cofferd exited"; }
+    kill -0 "$ts_pid" 2>/dev/null || { cat "$work/cofferd.log"; fail "cofferd exited"; }
     sleep 0.1
 done
 [ "$(stat -c %a "$work/run")" = 755 ] || fail "socket directory mode $(stat -c %a "$work/run")"
