@@ -17,8 +17,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CLIENT_SYSTEM_SOCKET "/run/coffer/cofferd.sock"
-#define CLIENT_DEV_DIR       "./.coffer-dev" /* where cofferd --dev listens (mode 0700) */
 #define CLIENT_CHUNK (96u * 1024u) /* input bytes per DATA frame */
 #define CLIENT_RCAP  (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))
 #define CLIENT_SCAP  (COFFER_FRAME_HEADER + COFFER_MAX_FRAME)
@@ -42,6 +40,9 @@ const char *coffer_client_version(void)
 {
     return COFFER_VERSION_STRING;
 }
+
+#define CLIENT_SYSTEM_SOCKET "/run/coffer/cofferd.sock"
+#define CLIENT_DEV_DIR       "./.coffer-dev" /* where cofferd --dev listens (mode 0700) */
 
 /* ./.coffer-dev/cofferd.sock, when its directory is the caller's and closed to everyone else. */
 static int client_dev_socket_usable(void)

@@ -85,9 +85,9 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         return 0;
     pc->handle = handle;
     snprintf(pc->buildinfo, sizeof(pc->buildinfo),
-             "coffer %s: AES-GCM on %s (built with ipsec-mb %s, runs %s; %s)", COFFER_VERSION_STRING,
-             engine_gcm_backend_name(ENGINE_GCM_AUTO), IMB_VERSION_STR, imb_get_version_str(),
-             OPENSSL_VERSION_TEXT);
+             "coffer %s: AES-GCM on %s (built with ipsec-mb %s, runs %s; %s)",
+             COFFER_VERSION_STRING, engine_gcm_backend_name(ENGINE_GCM_AUTO), IMB_VERSION_STR,
+             imb_get_version_str(), OPENSSL_VERSION_TEXT);
     *out = prov_functions;
     *provctx = pc;
     return 1;

@@ -36,15 +36,15 @@ typedef int (*config_setter)(struct uring_config *cfg, const struct config_opt *
  * unless in_file is 0 (command line only).
  */
 struct config_opt {
-    const char *name;    /* the flag without "--" and the config-file name */
-    const char *arg;     /* the value's placeholder ("PATH"); NULL for a flag without value */
-    const char *def;     /* the default, as documented; NULL when there is none */
-    const char *help;    /* the meaning: sentences, no newlines */
-    config_setter set;   /* parses and stores v */
-    size_t off;          /* offsetof(struct uring_config, field) for the generic setters */
-    size_t cap;          /* set_str: the field's size */
-    long min, max;       /* set_int and set_long: the accepted range */
-    int in_file;         /* 1: also a config-file name */
+    const char *name;  /* the flag without "--" and the config-file name */
+    const char *arg;   /* the value's placeholder ("PATH"); NULL for a flag without value */
+    const char *def;   /* the default, as documented; NULL when there is none */
+    const char *help;  /* the meaning: sentences, no newlines */
+    config_setter set; /* parses and stores v */
+    size_t off;        /* offsetof(struct uring_config, field) for the generic setters */
+    size_t cap;        /* set_str: the field's size */
+    long min, max;     /* set_int and set_long: the accepted range */
+    int in_file;       /* 1: also a config-file name */
 };
 
 /* ---- setters ---- */
@@ -180,8 +180,8 @@ static int set_config(struct uring_config *cfg, const struct config_opt *o, stru
 }
 
 /* --help, --version, --check-config and --print-reference act in the first pass. */
-static int set_nothing(struct uring_config *cfg, const struct config_opt *o,
-                       struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+static int set_nothing(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                       const char *v, char *err, size_t errlen)
 {
     return 0;
 }
@@ -196,17 +196,18 @@ static int set_hsm(struct uring_config *cfg, const struct config_opt *o, struct 
 
 /* ---- the table ---- */
 
-#define OFF(field)      offsetof(struct uring_config, field)
-#define STR(field)      set_str, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
-#define INT(field, a, b) set_int, OFF(field), 0, (a), (b)
+#define OFF(field)        offsetof(struct uring_config, field)
+#define STR(field)        set_str, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
+#define INT(field, a, b)  set_int, OFF(field), 0, (a), (b)
 #define LONG(field, a, b) set_long, OFF(field), 0, (a), (b)
-#define BOOL(field)     set_bool, OFF(field), 0, 0, 0
-#define FN(fn)          fn, 0, 0, 0, 0
+#define BOOL(field)       set_bool, OFF(field), 0, 0, 0
+#define FN(fn)            fn, 0, 0, 0, 0
 
 /*
  * Every cofferd option, in --help order. To add one: a row here (and a field in struct
- * uring_config with its default in config_defaults), then `scripts/reference.sh --write` to
- * regenerate the man pages and docs/operations.md (tests/docs/reference_test.sh fails until then).
+ * uring_config with its default in config_defaults; the row's default text must say the same),
+ * then `scripts/reference.py --write --bin build/bin` to regenerate the man pages and
+ * docs/operations.md (CTest reference_test fails until then).
  */
 static const struct config_opt config_opts[] = {
     {"config", "FILE", NULL,
@@ -283,15 +284,14 @@ static const struct config_opt config_opts[] = {
      "metadata (secret), or fail the job (none).",
      FN(set_hsm), 1},
     {"hsm-timeout", "MS", "5000", "Longest wait for the HSM per call.", FN(set_hsm), 1},
-    {"hsm-cache-max-age", "SECONDS", "300", "Reuse a data key for at most this long.",
-     FN(set_hsm), 1},
+    {"hsm-cache-max-age", "SECONDS", "300", "Reuse a data key for at most this long.", FN(set_hsm),
+     1},
     {"hsm-cache-max-uses", "N", "1000", "Backups sharing one data key.", FN(set_hsm), 1},
     {"hsm-cache-max-bytes", "BYTES", "64G",
      "Bytes encrypted under one data key; K, M, G, T suffixes; 0 for age, uses or bytes turns "
      "the data-key cache off.",
      FN(set_hsm), 1},
-    {"hsm-cache-max-entries", "N", "256", "Unwrapped data keys kept for restores.", FN(set_hsm),
-     1},
+    {"hsm-cache-max-entries", "N", "256", "Unwrapped data keys kept for restores.", FN(set_hsm), 1},
     /* ---- acting at once, command line only ---- */
     {"check-config", NULL, NULL,
      "Parse the command line and the config file, report every problem with its file and line, "
@@ -359,12 +359,13 @@ void uring_config_usage(FILE *f)
             config_wrap(f, text, 28, 28);
         }
     }
-    fputs("\nEvery option but --config, --check-config, --print-reference, --help and --version\n"
-          "may also be given in the config file as `name = value` (flags without a value take\n"
-          "on|off there). SIGHUP re-reads the config file and keys; SIGTERM finishes running\n"
-          "jobs and exits (a second SIGTERM, or the end of --shutdown-grace, fails them with\n"
-          "SHUTDOWN). Exit status: 0 stopped cleanly, 1 could not start, 2 invalid configuration.\n",
-          f);
+    fputs(
+        "\nEvery option but --config, --check-config, --print-reference, --help and --version\n"
+        "may also be given in the config file as `name = value` (flags without a value take\n"
+        "on|off there). SIGHUP re-reads the config file and keys; SIGTERM finishes running\n"
+        "jobs and exits (a second SIGTERM, or the end of --shutdown-grace, fails them with\n"
+        "SHUTDOWN). Exit status: 0 stopped cleanly, 1 could not start, 2 invalid configuration.\n",
+        f);
 }
 
 /* Escape the characters a markdown table cell or scdoc text would take as markup. */
@@ -380,11 +381,48 @@ static void config_put_escaped(FILE *f, const char *s, int scdoc)
     }
 }
 
+static void config_defaults(struct uring_config *cfg);
+
+/*
+ * The documented defaults are the real ones: setting a row's default text (when it parses, e.g.
+ * not "one per core") must leave config_defaults' configuration unchanged. 0, or -1 after naming
+ * each row that disagrees on stderr.
+ */
+static int config_defaults_agree(void)
+{
+    static struct uring_config base, cfg; /* large: not on the stack */
+    int r = 0;
+
+    config_defaults(&base);
+    for (size_t i = 0; i < CONFIG_NOPTS; i++) {
+        const struct config_opt *o = &config_opts[i];
+        struct config_ctx ctx = {.src = SRC_FILE, .loc = "default"};
+        char err[256];
+        if (o->def == NULL || o->def[0] == '$' || o->set == set_nothing || o->set == set_allow)
+            continue;
+        memcpy(&cfg, &base, sizeof(cfg));
+        if (o->set(&cfg, o, &ctx, o->def, err, sizeof(err)) != 0)
+            continue; /* a description, not a value */
+        cfg.socket_set = base.socket_set;
+        cfg.secrets_dir_set = base.secrets_dir_set;
+        if (memcmp(&cfg, &base, sizeof(cfg)) != 0) {
+            fprintf(stderr,
+                    "cofferd: option table: the default of --%s is documented as '%s', "
+                    "which is not what config_defaults sets\n",
+                    o->name, o->def);
+            r = -1;
+        }
+    }
+    return r;
+}
+
 int uring_config_print_reference(FILE *f, const char *format)
 {
     int md = strcmp(format, "markdown") == 0, conf = strcmp(format, "conf") == 0;
 
     if (!md && !conf && strcmp(format, "scdoc") != 0)
+        return -1;
+    if (config_defaults_agree() != 0)
         return -1;
     if (md)
         fputs("| option | config file | default | meaning |\n| --- | --- | --- | --- |\n", f);
@@ -473,8 +511,8 @@ static int config_set(struct uring_config *cfg, struct config_ctx *ctx, const ch
     if (r == 0)
         return 0;
     if (r == -1 || err[0] == '\0')
-        snprintf(err, errlen, "invalid value for --%s: '%.200s' (expected %s; see --help)", name,
-                 v, o->arg != NULL ? o->arg : "on or off");
+        snprintf(err, errlen, "invalid value for --%s: '%.200s' (expected %s; see --help)", name, v,
+                 o->arg != NULL ? o->arg : "on or off");
     return config_problem(ctx, err, errlen);
 }
 
@@ -639,10 +677,8 @@ static int config_first_pass(struct uring_config *cfg, int argc, char **argv, co
             (strcmp(name, "config") == 0 || strcmp(name, "print-reference") == 0))
             value = argv[i + 1];
         if (strcmp(name, "print-reference") == 0) {
-            if (value == NULL || uring_config_print_reference(stdout, value) != 0) {
-                fprintf(stderr, "cofferd: --print-reference takes markdown, scdoc or conf\n");
+            if (value == NULL || uring_config_print_reference(stdout, value) != 0)
                 return 2;
-            }
             return 1;
         }
         if (strcmp(name, "config") == 0)
@@ -661,7 +697,9 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
     err[0] = '\0';
     if ((r = config_first_pass(cfg, argc, argv, &file)) != 0) {
         if (r == 2)
-            snprintf(err, errlen, "--print-reference takes markdown, scdoc or conf");
+            snprintf(err, errlen,
+                     "--print-reference takes markdown, scdoc or conf (and a "
+                     "table whose defaults agree with config_defaults)");
         return r == 1 ? 1 : COFFER_ERR_CONFIG;
     }
     ctx.check = cfg->check_config;

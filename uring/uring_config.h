@@ -64,7 +64,7 @@ void uring_config_usage(FILE *f);
 /*
  * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
  * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
- * format. scripts/reference.sh puts the output into the docs and checks it is there.
+ * format. scripts/reference.py puts the output into the docs and checks it is there.
  */
 int uring_config_print_reference(FILE *f, const char *format);
 

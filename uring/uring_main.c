@@ -354,8 +354,8 @@ int main(int argc, char **argv)
     uring_log(URING_LOG_INFO, "started",
               "pid=%d socket=%s socket_activated=%s workers=%d helpers=%d max_connections=%d "
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
-              (int)getpid(), listen_path, main_socket_activated ? "yes" : "no", nstarted, uring_srv.cfg.helpers,
-              uring_srv.cfg.max_conns, rt->encryption ? "on" : "off",
+              (int)getpid(), listen_path, main_socket_activated ? "yes" : "no", nstarted,
+              uring_srv.cfg.helpers, uring_srv.cfg.max_conns, rt->encryption ? "on" : "off",
               engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-");
     uring_runtime_put(rt);

@@ -27,8 +27,9 @@ static int job(coffer_client *c, int op, const char *in, const char *out, int by
         r = by_fd ? coffer_client_file(c, &j, ifd, ofd, &res)
                   : coffer_client_stream_fd(c, &j, ifd, ofd, &res);
     if (r != 0)
-        fprintf(stderr, "install_roundtrip: %s %s: %s: %s\n", op == COFFER_CLIENT_ENCRYPT ?
-                "encrypt" : "decrypt", in, coffer_client_strerror(r), res.message);
+        fprintf(stderr, "install_roundtrip: %s %s: %s: %s\n",
+                op == COFFER_CLIENT_ENCRYPT ? "encrypt" : "decrypt", in, coffer_client_strerror(r),
+                res.message);
     else
         printf("%s: %llu bytes in, %llu out, metadata %s\n",
                op == COFFER_CLIENT_ENCRYPT ? "encrypt" : "decrypt",
