@@ -92,6 +92,11 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 [ "$(stat -c %a "$work/run")" = 755 ] || fail "socket directory mode $(stat -c %a "$work/run")"
+# Two missing levels: only the last is created, and the error names the directory.
+if "$P/sbin/cofferd" --socket "$work/no/such/cofferd.sock" --secrets-dir "$work/secrets" \
+    2>"$work/nodir.log"; then fail "cofferd started with a socket under a missing directory"; fi
+grep -q "cannot create the socket's directory $work/no/such: No such file or directory" \
+    "$work/nodir.log" || { cat "$work/nodir.log"; fail "the error does not name the directory"; }
 head -c 300000 /dev/urandom >"$work/in"
 for prog in rt_shared rt_static consumer/roundtrip_shared consumer/roundtrip_static; do
     rm -f "$work/enc" "$work/dec"
