@@ -186,7 +186,8 @@ static void main_dev_banner(const char *sock)
         snprintf(abs, sizeof(abs), "%s", sock);
     fprintf(stderr,
             "cofferd --dev: listening on %s\n"
-            "cofferd --dev: from this directory 'coffer' finds it by itself; elsewhere run\n"
+            "cofferd --dev: 'coffer' run in this directory finds it while\n"
+            "cofferd --dev: /run/coffer/cofferd.sock does not exist; elsewhere run\n"
             "    export COFFER_SOCKET=%s\n",
             abs, abs);
 }
