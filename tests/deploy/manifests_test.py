@@ -143,6 +143,12 @@ def main():
                            text=True)
         if r.returncode != 2 or "command line: unknown option 'secret-dir'" not in r.stderr:
             fail(f"cofferd --check-config accepted a misspelt flag: {r.returncode} {r.stderr}")
+        # --check-config starts nothing: no socket, no key needed.
+        sock = os.path.join(tmp, "never.sock")
+        r = subprocess.run([COFFERD, "--check-config", "--socket", sock, "--secrets-dir",
+                            os.path.join(tmp, "no-such-dir")], capture_output=True, text=True)
+        if r.returncode != 0 or os.path.exists(sock):
+            fail(f"cofferd --check-config started something or failed: {r.returncode} {r.stderr}")
         # ... and every problem of a config file, each with its file and line.
         bad = os.path.join(tmp, "bad.conf")
         with open(bad, "w", encoding="utf-8") as f:
