@@ -26,7 +26,7 @@ const DefaultSocket = "/run/coffer/cofferd.sock"
 const maxIdle = 8
 
 // maxAttempts bounds the connection attempts refused with BUSY or SHUTDOWN.
-const maxAttempts = 8
+const maxAttempts = 10
 
 // Client is a handle on one cofferd. It is safe for concurrent use by many goroutines: each job
 // takes a connection of its own (one job per connection at a time, as the protocol says) and
@@ -103,37 +103,46 @@ func (cl *Client) SocketPath() string { return cl.p.path }
 
 // get returns an idle connection that is still open, or a new one. reused says which.
 func (cl *Client) get(ctx context.Context) (c *conn, reused bool, err error) {
+	for attempt := 0; ; attempt++ {
+		if c, err = cl.idleConn(); c != nil || err != nil {
+			return c, c != nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		c, err = dialConn(ctx, cl.p.path)
+		if err == nil || !retryable(err) || attempt+1 >= maxAttempts {
+			return c, false, err
+		}
+		// BUSY or SHUTDOWN before any byte of the job moved: wait, and look for an idle
+		// connection again (ours may hold the daemon's last slots).
+		if berr := backoff(ctx, attempt); berr != nil {
+			return nil, false, berr
+		}
+	}
+}
+
+// idleConn pops an idle connection that is still open, or returns nil.
+func (cl *Client) idleConn() (*conn, error) {
 	p := cl.p
 	for {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			return nil, false, errors.New("coffer: the client is closed")
+			return nil, errors.New("coffer: the client is closed")
 		}
 		n := len(p.idle)
 		if n == 0 {
 			p.mu.Unlock()
-			break
+			return nil, nil
 		}
-		c = p.idle[n-1]
+		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		if c.alive() {
-			return c, true, nil
+			return c, nil
 		}
 		c.kill()
-	}
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, false, err
-		}
-		c, err = dialConn(ctx, p.path)
-		if err == nil || !retryable(err) || attempt+1 >= maxAttempts {
-			return c, false, err
-		}
-		if berr := backoff(ctx, attempt); berr != nil {
-			return nil, false, berr
-		}
 	}
 }
 

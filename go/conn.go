@@ -58,11 +58,14 @@ func unwrapOp(err error) error {
 }
 
 func (c *conn) hello() error {
-	if _, err := c.uc.Write(helloFrame()); err != nil {
-		return newError(-49, err, "sending HELLO: %v", unwrapOp(err))
-	}
+	_, werr := c.uc.Write(helloFrame())
+	// A refused peer gets one ERROR frame and a closed connection, which may already have
+	// failed the write: read the daemon's reason either way.
 	typ, p, err := c.readFrame(nil)
 	if err != nil {
+		if werr != nil {
+			return newError(-49, werr, "sending HELLO: %v", unwrapOp(werr))
+		}
 		return err
 	}
 	switch typ {

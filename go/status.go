@@ -86,12 +86,12 @@ func (s EncryptionStatus) marshal(wire bool) ([]byte, error) {
 // UnmarshalJSON reads one JSON object: the named fields into the struct, every other field
 // kept verbatim. A field given twice is refused (forged metadata must not be ambiguous).
 func (s *EncryptionStatus) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		return nil // as encoding/json does for a missing value
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return fmt.Errorf("coffer: status metadata: %w", err)
-	}
-	if fields == nil {
-		return fmt.Errorf("coffer: status metadata is null, not a JSON object")
 	}
 	order, err := objectKeys(data)
 	if err != nil {
