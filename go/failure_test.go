@@ -56,8 +56,8 @@ func TestDamagedBackups(t *testing.T) {
 	pt := randomBytes(5*chunk+100, 42)
 	ct, st := encryptStream(t, e.mainC, pt)
 	hdr := 12 + int(binary.BigEndian.Uint32(ct[8:12])) // the coffer-v1 header's length
-	body := hdr + 24 + 32                   // salt and commitment
-	onDisk := chunk + 16                    // a sealed chunk
+	body := hdr + 24 + 32                              // salt and commitment
+	onDisk := chunk + 16                               // a sealed chunk
 	vct, vst := encryptStream(t, e.mainC.WithOptions(coffer.Options{Format: "velero-v1"}), pt)
 
 	// A backup encrypted by another key under the same Secret name: WRONG_KEY from its key id.
