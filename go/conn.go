@@ -35,7 +35,7 @@ func dialConn(ctx context.Context, path string) (*conn, error) {
 		return nil, newError(-48, err, "%s: %v", path, unwrapOp(err))
 	}
 	c := &conn{uc: nc.(*net.UnixConn)}
-	c.br = bufio.NewReaderSize(c.uc, 64<<10)
+	c.br = bufio.NewReaderSize(c.uc, 2*(headerLen+maxFrame))
 	stop := c.watch(ctx)
 	err = c.hello()
 	stop()

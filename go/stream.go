@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 )
 
 // jobSpec builds the JOB of a job of this client's options; status is the metadata (decrypt).
@@ -119,6 +120,12 @@ func (w *EncryptionWriter) receive(out io.Writer) {
 func (w *EncryptionWriter) fail(err error) error {
 	if w.err != nil {
 		return w.err
+	}
+	// A write fails when the daemon closed the connection after its ERROR frame: let the
+	// output goroutine read that frame first (it ends at the connection's end).
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
 	}
 	w.c.kill()
 	<-w.done
