@@ -28,17 +28,9 @@ func (cl *Client) DecryptFile(ctx context.Context, in, out *os.File, status *Enc
 
 func (cl *Client) fileJob(ctx context.Context, op byte, in, out *os.File, status *EncryptionStatus) (EncryptionStatus, error) {
 	var st EncryptionStatus
-	spec, err := cl.jobSpec(op, inputDescriptors, status)
+	frame, err := cl.jobFrame(op, inputDescriptors, status)
 	if err != nil {
 		return st, err
-	}
-	frame, err := jobFrame(spec)
-	if err != nil {
-		return st, err
-	}
-	if cl.opts.Fsync {
-		frame[headerLen+2] = 0 // flags, big-endian u16: bit 0 is FSYNC
-		frame[headerLen+3] = 1
 	}
 	c, err := cl.startJob(ctx, func(c *conn) error { return sendWithFiles(c, frame, in, out) })
 	if err != nil {

@@ -88,6 +88,7 @@ type jobSpec struct {
 	format   string
 	context  []byte
 	metadata []byte
+	fsync    bool // descriptor jobs: fsync the output before RESULT
 }
 
 func validFormatName(s string) bool {
@@ -114,7 +115,11 @@ func jobFrame(j jobSpec) ([]byte, error) {
 	n := 1 + 1 + 2 + 1 + len(j.format) + 2 + len(j.context) + 4 + len(j.metadata)
 	f := make([]byte, headerLen, headerLen+n)
 	putHeader(f, frameJob, n)
-	f = append(f, j.op, j.input, 0, 0, byte(len(j.format)))
+	var flags byte
+	if j.fsync {
+		flags = 1 // FSYNC, bit 0 of the big-endian u16 flags
+	}
+	f = append(f, j.op, j.input, 0, flags, byte(len(j.format)))
 	f = append(f, j.format...)
 	f = binary.BigEndian.AppendUint16(f, uint16(len(j.context)))
 	f = append(f, j.context...)

@@ -171,7 +171,7 @@ func TestRoundTripFile(t *testing.T) {
 	}
 }
 
-// A descriptor job reads and writes from the files' current offsets.
+// A descriptor job reads and writes from the files' current offsets (here with FSYNC).
 func TestFileOffsets(t *testing.T) {
 	e := env(t)
 	dir := tempDir(t)
@@ -183,7 +183,8 @@ func TestFileOffsets(t *testing.T) {
 	out, _ := os.Create(filepath.Join(dir, "ct"))
 	defer out.Close()
 	out.Write([]byte("prefix"))
-	if _, err := e.mainC.EncryptFile(context.Background(), in, out); err != nil {
+	fsync := e.mainC.WithOptions(coffer.Options{Fsync: true})
+	if _, err := fsync.EncryptFile(context.Background(), in, out); err != nil {
 		t.Fatal(err)
 	}
 	ct := readFile(t, filepath.Join(dir, "ct"))

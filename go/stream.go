@@ -11,17 +11,32 @@ import (
 	"time"
 )
 
-// jobSpec builds the JOB of a job of this client's options; status is the metadata (decrypt).
-func (cl *Client) jobSpec(op, input byte, status *EncryptionStatus) (jobSpec, error) {
-	j := jobSpec{op: op, input: input, format: cl.opts.Format, context: cl.opts.Context}
+// jobFrame builds the JOB frame of a job with this client's options; status is the metadata
+// (decrypt). Limits are checked here, before anything is sent.
+func (cl *Client) jobFrame(op, input byte, status *EncryptionStatus) ([]byte, error) {
+	j := jobSpec{op: op, input: input, format: cl.opts.Format, context: cl.opts.Context,
+		fsync: input == inputDescriptors && cl.opts.Fsync}
 	if status != nil {
 		md, err := status.wireJSON()
 		if err != nil {
-			return j, err
+			return nil, err
 		}
 		j.metadata = md
 	}
-	return j, nil
+	return jobFrame(j)
+}
+
+// startStream starts a streamed job: its JOB frame on a connection of the pool.
+func (cl *Client) startStream(ctx context.Context, op byte, status *EncryptionStatus) (*conn, error) {
+	frame, err := cl.jobFrame(op, inputStream, status)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cl.startJob(ctx, func(c *conn) error { return c.write(frame) })
+	if err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	return c, nil
 }
 
 // finishStatus decodes a RESULT's metadata.
@@ -62,17 +77,9 @@ type EncryptionWriter struct {
 // Close finishes the job; Status is valid after a successful Close. Cancelling ctx aborts
 // the job (its connection is dropped) and makes Write and Close fail.
 func (cl *Client) NewEncryptionWriter(ctx context.Context, out io.Writer) (*EncryptionWriter, error) {
-	spec, err := cl.jobSpec(opEncrypt, inputStream, nil)
+	c, err := cl.startStream(ctx, opEncrypt, nil)
 	if err != nil {
 		return nil, err
-	}
-	frame, err := jobFrame(spec)
-	if err != nil {
-		return nil, err
-	}
-	c, err := cl.startJob(ctx, func(c *conn) error { return c.write(frame) })
-	if err != nil {
-		return nil, ctxErr(ctx, err)
 	}
 	w := &EncryptionWriter{cl: cl, ctx: ctx, c: c, buf: make([]byte, headerLen+maxFrame),
 		done: make(chan struct{})}
@@ -262,17 +269,9 @@ type decryptionReader struct {
 // goroutine of the reader's own; after an aborted job that goroutine may make one more Read
 // call on in before it notices.
 func (cl *Client) NewDecryptionReader(ctx context.Context, in io.Reader, status *EncryptionStatus) (io.ReadCloser, error) {
-	spec, err := cl.jobSpec(opDecrypt, inputStream, status)
+	c, err := cl.startStream(ctx, opDecrypt, status)
 	if err != nil {
 		return nil, err
-	}
-	frame, err := jobFrame(spec)
-	if err != nil {
-		return nil, err
-	}
-	c, err := cl.startJob(ctx, func(c *conn) error { return c.write(frame) })
-	if err != nil {
-		return nil, ctxErr(ctx, err)
 	}
 	r := &decryptionReader{cl: cl, ctx: ctx, c: c, buf: make([]byte, maxFrame),
 		sendDone: make(chan struct{})}
