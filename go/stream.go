@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,6 +67,7 @@ type EncryptionWriter struct {
 	bytesIn   uint64
 	bytesOut  uint64
 
+	endSent int32         // atomic: 1 once Close starts sending END
 	done    chan struct{} // closed when the output goroutine ended
 	outErr  error         // its failure (valid after done)
 	outRes  jobResult     // its RESULT (valid after done, when outErr is nil)
@@ -108,6 +110,12 @@ func (w *EncryptionWriter) receive(out io.Writer) {
 				return
 			}
 		case frameResult:
+			if atomic.LoadInt32(&w.endSent) == 0 {
+				// A result before the input ended would pass a partial backup as complete.
+				w.outErr = newError(-44, nil, "cofferd sent RESULT before the input ended")
+				w.c.kill()
+				return
+			}
 			w.outRes, w.outErr = parseResult(p)
 			return
 		case frameError:
@@ -217,6 +225,7 @@ func (w *EncryptionWriter) Close() error {
 	}
 	end := make([]byte, headerLen)
 	putHeader(end, frameEnd, 0)
+	atomic.StoreInt32(&w.endSent, 1)
 	if err := w.c.write(end); err != nil {
 		return w.fail(err)
 	}
@@ -253,6 +262,7 @@ type decryptionReader struct {
 
 	mu       sync.Mutex
 	inErr    error         // the input's read failure
+	endSent  int32         // atomic: 1 once the input goroutine starts sending END
 	sendDone chan struct{} // closed when the input goroutine ended
 }
 
@@ -305,6 +315,7 @@ func (r *decryptionReader) send(in io.Reader) {
 		}
 	}
 	putHeader(frame, frameEnd, 0)
+	atomic.StoreInt32(&r.endSent, 1)
 	r.c.write(frame[:headerLen]) // a failure shows on the reading side
 }
 
@@ -348,6 +359,9 @@ func (r *decryptionReader) Read(p []byte) (int, error) {
 			}
 			r.pending = f
 		case frameResult:
+			if atomic.LoadInt32(&r.endSent) == 0 {
+				return 0, r.fail(newError(-44, nil, "cofferd sent RESULT before the input ended"))
+			}
 			res, err := parseResult(f)
 			if err == nil {
 				r.status, err = finishStatus(res)
