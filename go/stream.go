@@ -71,7 +71,6 @@ type EncryptionWriter struct {
 	done    chan struct{} // closed when the output goroutine ended
 	outErr  error         // its failure (valid after done)
 	outRes  jobResult     // its RESULT (valid after done, when outErr is nil)
-	gotData bool          // whether any output arrived (valid after done)
 }
 
 // NewEncryptionWriter starts an encrypt job: bytes written are encrypted by cofferd (in its
@@ -103,7 +102,6 @@ func (w *EncryptionWriter) receive(out io.Writer) {
 		}
 		switch typ {
 		case frameData:
-			w.gotData = true
 			if _, err := out.Write(p); err != nil {
 				w.outErr = err
 				w.c.kill()
