@@ -311,3 +311,36 @@ func TestSignedURL(t *testing.T) {
 		t.Fatalf("allowed CreateSignedURL: %q %v %v", url, headers, err)
 	}
 }
+
+// legacyMem is a store of the older interface (CreateSignedURL without headers).
+type legacyMem struct{ *memStore }
+
+func (l legacyMem) CreateSignedURL(bucket, key string, ttl time.Duration) (string, error) {
+	url, _, err := l.memStore.CreateSignedURL(bucket, key, ttl)
+	return url, err
+}
+
+// A plugin of an older Velero release wraps through FromLegacy and back through ToLegacy.
+func TestLegacyStores(t *testing.T) {
+	c := dial(t)
+	inner := newMemStore()
+	var s velero.LegacyObjectStore = velero.ToLegacy(velero.NewEncryptingObjectStore(velero.FromLegacy(legacyMem{inner}), c))
+	if err := s.PutObject("bkt", "k", strings.NewReader("secret data")); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(inner.objects["bkt/k"], []byte("secret data")) {
+		t.Fatal("plaintext in the inner store")
+	}
+	rc, err := s.GetObject("bkt", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "secret data" {
+		t.Fatalf("%q", got)
+	}
+	if _, err := s.CreateSignedURL("bkt", "k", time.Minute); !errors.Is(err, velero.ErrSignedURL) {
+		t.Fatal(err)
+	}
+}
