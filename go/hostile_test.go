@@ -10,7 +10,9 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	coffer "github.com/coffer-project/coffer/go"
 )
@@ -127,5 +129,123 @@ func TestHostileFrames(t *testing.T) {
 				t.Fatalf("%q %v", got, err)
 			}
 		})
+	}
+}
+
+func errFrame(code int32, msg string) []byte {
+	p := make([]byte, 6, 6+len(msg))
+	binary.BigEndian.PutUint32(p, uint32(code))
+	binary.BigEndian.PutUint16(p[4:], uint16(len(msg)))
+	return frame(6, append(p, msg...))
+}
+
+// echoJob is a stand-in daemon's job: DATA echoed until END, then a RESULT.
+func echoJob(c net.Conn) {
+	hdr := make([]byte, 8)
+	var total uint64
+	for {
+		if _, err := io.ReadFull(c, hdr); err != nil {
+			return
+		}
+		p := make([]byte, binary.BigEndian.Uint32(hdr[4:]))
+		if _, err := io.ReadFull(c, p); err != nil {
+			return
+		}
+		if hdr[0] == 4 {
+			break
+		}
+		total += uint64(len(p))
+		c.Write(frame(3, p))
+	}
+	md := []byte(`{"isEncrypted":true,"keyRetrieverType":"secret","keyRetrieverConfig":{"namespace":"velero","secretName":"k"},"format":"coffer-v1"}`)
+	res := make([]byte, 20, 20+len(md))
+	binary.BigEndian.PutUint64(res, total)
+	binary.BigEndian.PutUint64(res[8:], total)
+	binary.BigEndian.PutUint32(res[16:], uint32(len(md)))
+	c.Write(frame(5, append(res, md...)))
+	io.Copy(io.Discard, c)
+}
+
+// A job refused with SHUTDOWN before any byte moved starts again on a new connection; one
+// refused after its data began to move fails with ErrShutdown, never silently retried.
+func TestShutdownRetryBeforeData(t *testing.T) {
+	var jobs int32
+	refuseFirst := func(c net.Conn) {
+		if atomic.AddInt32(&jobs, 1) == 1 {
+			c.Write(errFrame(-47, "server is shutting down"))
+			return
+		}
+		echoJob(c)
+	}
+	sock := fakeDaemon(t, refuseFirst)
+	for _, n := range []int{0, 1000, 300000} {
+		for _, before := range []string{"Write", "Close"} { // where the refusal is first seen
+			atomic.StoreInt32(&jobs, 0)
+			// A new client each time: the stand-in serves one job per connection.
+			c, err := coffer.Dial(context.Background(), sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var out bytes.Buffer
+			w, err := c.NewEncryptionWriter(context.Background(), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := randomBytes(n, 1)
+			if before == "Write" {
+				time.Sleep(100 * time.Millisecond) // the refusal arrives before the first byte
+			}
+			moved := before == "Close" && n >= 131072 // a whole frame goes out in Write
+			if _, err = w.Write(data); err != nil && !moved {
+				t.Fatalf("%d bytes: Write %v", n, err)
+			}
+			if before == "Close" {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err == nil {
+				err = w.Close()
+			}
+			if moved && err != nil { // the refusal came after the first frame went out (a race)
+				if !errors.Is(err, coffer.ErrShutdown) || atomic.LoadInt32(&jobs) != 1 {
+					t.Fatalf("%d bytes, refused after data moved: %v, %d jobs", n, err, jobs)
+				}
+				continue
+			}
+			if err != nil || !bytes.Equal(out.Bytes(), data) || atomic.LoadInt32(&jobs) != 2 {
+				t.Fatalf("%d bytes, refusal seen in %s: Close %v, %d bytes out, %d jobs", n, before, err, out.Len(), jobs)
+			}
+			if w.Status().Format != "coffer-v1" {
+				t.Fatalf("status %+v", w.Status())
+			}
+		}
+	}
+
+	// Refused after the first DATA frame: the job's error.
+	atomic.StoreInt32(&jobs, 0)
+	sock = fakeDaemon(t, func(c net.Conn) {
+		atomic.AddInt32(&jobs, 1)
+		hdr := make([]byte, 8)
+		io.ReadFull(c, hdr)
+		io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(hdr[4:])))
+		c.Write(errFrame(-47, "server is shutting down: the job did not finish"))
+	})
+	c2, err := coffer.Dial(context.Background(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	w, err := c2.NewEncryptionWriter(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; err == nil && i < 100; i++ {
+		_, err = w.Write(make([]byte, 200000))
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if !errors.Is(err, coffer.ErrShutdown) || atomic.LoadInt32(&jobs) != 1 {
+		t.Fatalf("after data moved: %v, %d jobs", err, jobs)
 	}
 }

@@ -67,10 +67,16 @@ type EncryptionWriter struct {
 	bytesIn   uint64
 	bytesOut  uint64
 
+	out      io.Writer
+	moved    bool // a DATA frame went out: from then on the job is never started again
+	attempts int  // starts refused with BUSY or SHUTDOWN
+
+	// The current connection's output goroutine.
 	endSent int32         // atomic: 1 once Close starts sending END
 	done    chan struct{} // closed when the output goroutine ended
 	outErr  error         // its failure (valid after done)
 	outRes  jobResult     // its RESULT (valid after done, when outErr is nil)
+	gotData bool          // whether it received output (valid after done)
 }
 
 // NewEncryptionWriter starts an encrypt job: bytes written are encrypted by cofferd (in its
@@ -82,11 +88,18 @@ func (cl *Client) NewEncryptionWriter(ctx context.Context, out io.Writer) (*Encr
 	if err != nil {
 		return nil, err
 	}
-	w := &EncryptionWriter{cl: cl, ctx: ctx, c: c, buf: make([]byte, headerLen+maxFrame),
-		done: make(chan struct{})}
-	w.stopWatch = c.watch(ctx)
-	go w.receive(out)
+	w := &EncryptionWriter{cl: cl, ctx: ctx, out: out, buf: make([]byte, headerLen+maxFrame)}
+	w.begin(c)
 	return w, nil
+}
+
+// begin runs the job's output side on c.
+func (w *EncryptionWriter) begin(c *conn) {
+	w.c, w.done = c, make(chan struct{})
+	w.outErr, w.outRes, w.gotData = nil, jobResult{}, false
+	atomic.StoreInt32(&w.endSent, 0)
+	w.stopWatch = c.watch(w.ctx)
+	go w.receive(w.out)
 }
 
 // receive copies the daemon's DATA frames to out until RESULT or ERROR.
@@ -102,6 +115,7 @@ func (w *EncryptionWriter) receive(out io.Writer) {
 		}
 		switch typ {
 		case frameData:
+			w.gotData = true
 			if _, err := out.Write(p); err != nil {
 				w.outErr = err
 				w.c.kill()
@@ -128,26 +142,57 @@ func (w *EncryptionWriter) receive(out io.Writer) {
 	}
 }
 
-// fail records the job's failure: the daemon's or output's error rather than the broken pipe
-// it caused, and the context's error when it was cancelled.
-func (w *EncryptionWriter) fail(err error) error {
-	if w.err != nil {
-		return w.err
-	}
-	// A write fails when the daemon closed the connection after its ERROR frame: let the
-	// output goroutine read that frame first (it ends at the connection's end).
+// settle waits for the output goroutine to end, then closes the connection. A write fails when
+// the daemon closed the connection after its ERROR frame: the goroutine reads that frame first
+// (it ends at the connection's end; after 5 s it is cut off).
+func (w *EncryptionWriter) settle() {
 	select {
 	case <-w.done:
 	case <-time.After(5 * time.Second):
 	}
 	w.c.kill()
 	<-w.done
+}
+
+// fail records the job's failure: the daemon's or output's error rather than the broken pipe
+// it caused, and the context's error when it was cancelled.
+func (w *EncryptionWriter) fail(err error) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.settle()
 	w.stopWatch()
 	if w.outErr != nil && !isCode(w.outErr, -49) {
 		err = w.outErr
 	}
 	w.err = ctxErr(w.ctx, err)
 	return w.err
+}
+
+// recover handles a job that stopped before its end (err is what the caller saw). When the
+// daemon refused it with BUSY or SHUTDOWN before any byte moved (nothing sent, nothing
+// received), it starts the job again on a new connection, after a backoff, and returns true.
+// Otherwise the job fails with the error returned.
+func (w *EncryptionWriter) recover(err error) (bool, error) {
+	if w.err != nil {
+		return false, w.err
+	}
+	w.settle()
+	if !w.moved && !w.gotData && retryable(w.outErr) && w.attempts+1 < maxAttempts {
+		w.attempts++
+		w.stopWatch()
+		rerr := backoff(w.ctx, w.attempts-1)
+		var c *conn
+		if rerr == nil {
+			c, rerr = w.cl.startStream(w.ctx, opEncrypt, nil)
+		}
+		if rerr == nil {
+			w.begin(c)
+			return true, nil
+		}
+		w.outErr, err = rerr, rerr
+	}
+	return false, w.fail(err)
 }
 
 // outputFailed reports the output goroutine's failure if it already ended.
@@ -172,7 +217,9 @@ func (w *EncryptionWriter) Write(p []byte) (int, error) {
 		return 0, errors.New("coffer: write to a closed EncryptionWriter")
 	}
 	if err := w.outputFailed(); err != nil {
-		return 0, w.fail(err)
+		if again, ferr := w.recover(err); !again {
+			return 0, ferr
+		}
 	}
 	total := len(p)
 	for len(p) > 0 {
@@ -180,6 +227,7 @@ func (w *EncryptionWriter) Write(p []byte) (int, error) {
 			// A whole frame straight from p: header and payload in one writev, no copy.
 			var h [headerLen]byte
 			putHeader(h[:], frameData, maxFrame)
+			w.moved = true
 			if err := w.c.write(h[:], p[:maxFrame]); err != nil {
 				return 0, w.fail(err)
 			}
@@ -203,6 +251,7 @@ func (w *EncryptionWriter) flush() error {
 		return nil
 	}
 	putHeader(w.buf, frameData, w.n)
+	w.moved = true
 	err := w.c.write(w.buf[:headerLen+w.n])
 	w.n = 0
 	return err
@@ -218,20 +267,31 @@ func (w *EncryptionWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	if err := w.flush(); err != nil {
-		return w.fail(err)
-	}
 	end := make([]byte, headerLen)
 	putHeader(end, frameEnd, 0)
-	atomic.StoreInt32(&w.endSent, 1)
-	if err := w.c.write(end); err != nil {
-		return w.fail(err)
+	for {
+		if err := w.outputFailed(); err != nil { // refused before the rest went out?
+			if again, ferr := w.recover(err); !again {
+				return ferr
+			}
+		}
+		err := w.flush()
+		if err == nil {
+			atomic.StoreInt32(&w.endSent, 1)
+			err = w.c.write(end)
+		}
+		if err == nil {
+			<-w.done
+			err = w.outErr
+		}
+		if err == nil {
+			break
+		}
+		if again, ferr := w.recover(err); !again {
+			return ferr
+		}
 	}
-	<-w.done
 	w.stopWatch()
-	if w.outErr != nil {
-		return w.fail(w.outErr)
-	}
 	st, err := finishStatus(w.outRes)
 	if err != nil {
 		return w.fail(err)

@@ -109,6 +109,8 @@ func (d *Daemon) Start() error {
 	defer logf.Close()
 	d.cmd = exec.Command(d.Bin, append([]string{"--socket", d.Sock}, d.Args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	// A test binary that dies (a panic, go test's timeout) takes its daemons with it.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
 		return err
 	}
