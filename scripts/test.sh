@@ -13,6 +13,9 @@ cmake --build build -j"$jobs"
 echo "== tests (RelWithDebInfo)"
 ctest --test-dir build --output-on-failure --no-tests=error
 
+echo "== Go client tests (go test ./..., against build/bin/cofferd and coffer)"
+./scripts/test-go.sh "$PWD/build/bin"
+
 echo "== fuzz targets (clang + libFuzzer): build and a short smoke run over the seed corpus"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOFFER_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz

@@ -1,0 +1,3 @@
+module github.com/coffer-project/coffer/go
+
+go 1.19
