@@ -56,6 +56,7 @@ void uring_config_usage(FILE *f)
         "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n",
         f);
     uring_hsm_config_usage(f);
+    uring_kube_config_usage(f);
     fputs("  --help, --version\n"
           "SIGHUP re-reads the config file and keys; SIGTERM finishes running jobs and exits\n"
           "(a second SIGTERM, or the end of --shutdown-grace, fails them with SHUTDOWN).\n",
@@ -202,6 +203,9 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
     } else if (strcmp(name, "echo-baseline") == 0) {
         if (parse_bool(v, &cfg->echo) != 0)
             goto bad;
+    } else if ((n = uring_kube_config_set(&cfg->kube, src == SRC_CMDLINE, cleared, name, v, err,
+                                          errlen)) != 1) {
+        return (int)n; /* --secret-source, --kubeconfig, ... (uring_kube.c) */
     } else if ((n = uring_hsm_config_set(&cfg->hsm, name, v, err, errlen)) != 1) {
         return (int)n; /* --hsm-* */
     } else {
@@ -310,6 +314,7 @@ static void config_defaults(struct uring_config *cfg)
     cfg->fd_piece = URING_FD_PIECE_DEFAULT;
     cfg->log_level = URING_LOG_INFO;
     uring_hsm_config_defaults(&cfg->hsm);
+    uring_kube_config_defaults(&cfg->kube);
 }
 
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)

@@ -5,6 +5,7 @@
 
 #include "engine_stream.h"
 #include "uring_hsm.h"
+#include "uring_kube.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -41,6 +42,7 @@ struct uring_config {
     int n_allow_gid;
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
     struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
+    struct uring_kube_config kube;   /* --secret-source, --kubeconfig, ... (uring_kube.h) */
 };
 
 /*

@@ -143,6 +143,10 @@ fail : {
 
 static void main_no_key(int r, const char *detail, const struct uring_config *cfg)
 {
+    if (cfg->kube.source == URING_SECRET_KUBERNETES) {
+        uring_kube_no_key(r, detail, cfg->ns, cfg->secret, &cfg->kube);
+        return;
+    }
     uring_log(URING_LOG_ERROR, "start_failed", "err=%s namespace=%s secret=%s secrets_dir=%s",
               coffer_errname(r), cfg->ns, cfg->secret, cfg->secrets_dir);
     fprintf(stderr,
@@ -253,6 +257,10 @@ int main(int argc, char **argv)
         return 2;
     }
     uring_log_set_level(uring_srv.cfg.log_level);
+    if (kube_global_init() != 0) { /* libcurl: before any thread */
+        fprintf(stderr, "cofferd: cannot initialise libcurl\n");
+        return 1;
+    }
     uring_srv.listen_fd = -1;
     uring_srv.started = uring_now();
     if (uring_srv.cfg.dev) {
@@ -299,6 +307,7 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGHUP) {
             uring_log(URING_LOG_INFO, "reload", "signal=SIGHUP");
+            uring_keys_flush(); /* drops cached Secret keys even when the reload fails */
             main_reload(argc, argv);
             continue;
         }
