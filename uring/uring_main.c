@@ -189,12 +189,12 @@ static void main_reload(int argc, char **argv)
                   "detail=\"socket, workers and max-connections change only on restart\"");
     uring_srv.cfg.io_timeout = cfg.io_timeout;
     uring_log_set_level(cfg.log_level);
+    uring_runtime_publish(rt); /* rt stays alive: only this thread replaces it */
+    uring_keys_flush();
     uring_log(URING_LOG_INFO, "reload_ok",
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-");
-    uring_runtime_publish(rt);
-    uring_keys_flush();
 }
 
 static void main_abort(int nworkers, const char *why)
