@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* One Secret GET with libcurl: verified TLS, timeouts, retries with backoff, Status-aware errors. */
+/* One Secret GET with libcurl: verified TLS, timeouts, retries with backoff, Status-aware errors.
+ */
 #include "kube_client.h"
 
 #include "coffer_error.h"
@@ -141,8 +142,8 @@ static int take_key(const struct body *b, const char *ns, const char *name, engi
         json_object_foreach(data, k, v)
         {
             (void)v;
-            int n = snprintf(p, sizeof(have) - (size_t)(p - have), "%s%.60s",
-                             p == have ? "" : ", ", k);
+            int n =
+                snprintf(p, sizeof(have) - (size_t)(p - have), "%s%.60s", p == have ? "" : ", ", k);
             if (n < 0 || (size_t)n >= sizeof(have) - (size_t)(p - have))
                 break;
             p += n;
@@ -168,7 +169,8 @@ static int take_key(const struct body *b, const char *ns, const char *name, engi
         if (raw == NULL && tl <= (size_t)ENGINE_KEY_FIELD_MAX * 2) {
             r = COFFER_ERR_NOMEM;
         } else {
-            snprintf(detail, detaillen, "Secret %s/%s: field %s is far too long for a key (%zu "
+            snprintf(detail, detaillen,
+                     "Secret %s/%s: field %s is far too long for a key (%zu "
                      "base64 characters); create a key with 'coffer keygen'",
                      ns, name, ENGINE_SECRET_FIELD, tl);
             r = COFFER_ERR_KEY_SIZE;
@@ -350,8 +352,7 @@ static int explain(const struct kube_target *t, const char *ns, const char *name
                  "RBAC forbids reading Secret %s/%s with %s: cofferd needs a Role in namespace "
                  "'%s' granting verb 'get' on resource 'secrets' with resourceNames ['%s'], bound "
                  "to its ServiceAccount (see deploy/kubernetes/rbac.yaml)%s%s",
-                 ns, name, t->credential, ns, name, msg[0] != '\0' ? "; the API said: " : "",
-                 msg);
+                 ns, name, t->credential, ns, name, msg[0] != '\0' ? "; the API said: " : "", msg);
         return COFFER_ERR_KUBE_FORBIDDEN;
     case 404:
         snprintf(detail, detaillen,
@@ -454,8 +455,8 @@ int kube_secret_get(const struct kube_target *t, const struct kube_options *o, c
                     snprintf(detail, detaillen,
                              "the Kubernetes API at %s answered %ld for Secret %s/%s and asked "
                              "to retry after %lld s, beyond the %ld ms timeout%s%s",
-                             t->server, a.status, ns, name, (long long)a.retry_after,
-                             o->timeout_ms, msg[0] != '\0' ? ": " : "", msg);
+                             t->server, a.status, ns, name, (long long)a.retry_after, o->timeout_ms,
+                             msg[0] != '\0' ? ": " : "", msg);
                     r = COFFER_ERR_KUBE_API;
                     goto out;
                 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The Kubernetes-API Secret retriever: GET a Secret over verified HTTPS (libcurl), take encryptionKey. */
+/* The Kubernetes-API Secret retriever: GET a Secret over verified HTTPS (libcurl), take
+ * encryptionKey. */
 #ifndef KUBE_CLIENT_H
 #define KUBE_CLIENT_H
 

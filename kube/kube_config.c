@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Loading the API endpoint and credential: in-cluster files, or a kubeconfig parsed with libyaml. */
+/* Loading the API endpoint and credential: in-cluster files, or a kubeconfig parsed with libyaml.
+ */
 #include "kube_config.h"
 
 #include "coffer_error.h"
@@ -17,8 +18,7 @@
 
 #define TOKEN_MAX (64 * 1024) /* a bearer token longer than this is refused */
 
-int kube_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap,
-                       size_t *outlen)
+int kube_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap, size_t *outlen)
 {
     size_t pad = 0;
     int n;
@@ -209,8 +209,8 @@ int kube_target_in_cluster(struct kube_target **out, const char *sa_dir, char *d
                          port) >= sizeof(t->server))
         goto out;
     snprintf(path, sizeof(path), "%s/ca.crt", sa_dir);
-    if ((r = load_pem(path, 0, &t->ca_pem, &t->ca_len, "CA", "in-cluster service account",
-                      detail, detaillen)) != 0)
+    if ((r = load_pem(path, 0, &t->ca_pem, &t->ca_len, "CA", "in-cluster service account", detail,
+                      detaillen)) != 0)
         goto out;
     snprintf(t->ca_origin, sizeof(t->ca_origin), "the CA in %.4096s", path);
     snprintf(t->token_file, sizeof(t->token_file), "%s/token", sa_dir);
@@ -256,8 +256,7 @@ static yaml_node_t *map_get(struct kc *k, yaml_node_t *map, const char *key)
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = yaml_document_get_node(&k->doc, p->key);
-        if (kn != NULL && kn->type == YAML_SCALAR_NODE &&
-            kn->data.scalar.length == strlen(key) &&
+        if (kn != NULL && kn->type == YAML_SCALAR_NODE && kn->data.scalar.length == strlen(key) &&
             memcmp(kn->data.scalar.value, key, kn->data.scalar.length) == 0)
             return yaml_document_get_node(&k->doc, p->value);
     }
@@ -313,10 +312,9 @@ static int kc_pem(struct kc *k, yaml_node_t *obj, const char *field, const char 
         char *buf = secure ? engine_secmem_alloc(dl / 4 * 3 + 4) : malloc(dl / 4 * 3 + 4);
         if (buf == NULL)
             return COFFER_ERR_NOMEM;
-        if (kube_base64_decode(data, dl, (unsigned char *)buf, dl / 4 * 3 + 3, &n) != 0 ||
-            n == 0) {
-            snprintf(k->detail, k->detaillen, "kubeconfig %s: %s %s is not base64", k->path,
-                     where, dataname);
+        if (kube_base64_decode(data, dl, (unsigned char *)buf, dl / 4 * 3 + 3, &n) != 0 || n == 0) {
+            snprintf(k->detail, k->detaillen, "kubeconfig %s: %s %s is not base64", k->path, where,
+                     dataname);
             if (secure)
                 engine_secmem_free(buf);
             else
@@ -430,8 +428,7 @@ static int kc_user(struct kc *k, struct kube_target *t, yaml_node_t *user, const
                  "the client certificate of %s in kubeconfig %s", where, k->path);
     } else {
         snprintf(k->detail, k->detaillen,
-                 "kubeconfig %s: %s has no token, tokenFile or client certificate", k->path,
-                 where);
+                 "kubeconfig %s: %s has no token, tokenFile or client certificate", k->path, where);
         return COFFER_ERR_CONFIG;
     }
     return 0;
@@ -487,9 +484,10 @@ int kube_target_from_kubeconfig(struct kube_target **out, const char *path, char
     cluster_name = scalar(map_get(&k, ctx, "cluster"));
     user_name = scalar(map_get(&k, ctx, "user"));
     ns = scalar(map_get(&k, ctx, "namespace"));
-    if (cluster_name == NULL || (cluster = named(&k, "clusters", "cluster", cluster_name)) == NULL) {
-        snprintf(detail, detaillen, "kubeconfig %s: context '%.200s' names no known cluster",
-                 path, ctxname);
+    if (cluster_name == NULL ||
+        (cluster = named(&k, "clusters", "cluster", cluster_name)) == NULL) {
+        snprintf(detail, detaillen, "kubeconfig %s: context '%.200s' names no known cluster", path,
+                 ctxname);
         goto out;
     }
     if (user_name == NULL || (user = named(&k, "users", "user", user_name)) == NULL) {
@@ -518,8 +516,8 @@ int kube_target_from_kubeconfig(struct kube_target **out, const char *path, char
                  path, where);
         goto out;
     }
-    r = kc_pem(&k, cluster, "certificate-authority", "CA", 0, &t->ca_pem, &t->ca_len,
-               t->ca_origin, sizeof(t->ca_origin), where);
+    r = kc_pem(&k, cluster, "certificate-authority", "CA", 0, &t->ca_pem, &t->ca_len, t->ca_origin,
+               sizeof(t->ca_origin), where);
     if (r == 1) {
         snprintf(detail, detaillen,
                  "kubeconfig %s: %s has no certificate-authority or certificate-authority-data; "

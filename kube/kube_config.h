@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Where the Kubernetes API is and who we are: in-cluster service-account settings or a kubeconfig. */
+/* Where the Kubernetes API is and who we are: in-cluster service-account settings or a kubeconfig.
+ */
 #ifndef KUBE_CONFIG_H
 #define KUBE_CONFIG_H
 
 #include <stddef.h>
 
 #define KUBE_SA_DIR_DEFAULT "/var/run/secrets/kubernetes.io/serviceaccount"
-#define KUBE_PEM_MAX        (256 * 1024) /* a CA bundle, certificate or key file larger than this is refused */
+#define KUBE_PEM_MAX                                                                               \
+    (256 * 1024) /* a CA bundle, certificate or key file larger than this is refused */
 
 /*
  * An API endpoint and the credential to present, immutable once loaded. Any thread may read it;
@@ -19,18 +21,18 @@
  * rotated projected service-account token is used as soon as it is on disk.
  */
 struct kube_target {
-    char server[1024];      /* https://host[:port], no trailing slash */
-    char *ca_pem;           /* malloc, NUL-terminated */
+    char server[1024]; /* https://host[:port], no trailing slash */
+    char *ca_pem;      /* malloc, NUL-terminated */
     size_t ca_len;
-    char ca_origin[4200];   /* "file /path" or "certificate-authority-data of cluster 'x'" */
-    char *cert_pem;         /* client certificate (malloc) or NULL */
+    char ca_origin[4200]; /* "file /path" or "certificate-authority-data of cluster 'x'" */
+    char *cert_pem;       /* client certificate (malloc) or NULL */
     size_t cert_len;
-    char *key_pem;          /* client key (engine_secmem) or NULL */
+    char *key_pem; /* client key (engine_secmem) or NULL */
     size_t key_len;
-    char *token;            /* static bearer token (engine_secmem) or NULL */
-    char token_file[4096];  /* bearer token file, re-read at each request, or "" */
-    char credential[4400];  /* what a 401 names: "the token in file ..." (never the secret) */
-    char ns[64];            /* the service account's or the context's namespace, or "" */
+    char *token;           /* static bearer token (engine_secmem) or NULL */
+    char token_file[4096]; /* bearer token file, re-read at each request, or "" */
+    char credential[4400]; /* what a 401 names: "the token in file ..." (never the secret) */
+    char ns[64];           /* the service account's or the context's namespace, or "" */
 };
 
 /*
@@ -68,7 +70,7 @@ void kube_target_free(struct kube_target *t);
  * EVP_DecodeBlock into out (cap bytes; decoding needs cap >= inlen / 4 * 3). Returns 0 and
  * *outlen, or -1 when the text is not base64 or does not fit. out may be locked memory.
  */
-int kube_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap,
-                       size_t *outlen) __attribute__((warn_unused_result));
+int kube_base64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
 
 #endif

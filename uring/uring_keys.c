@@ -288,8 +288,7 @@ static void keys_serve_locked(struct uring_keyreq *req)
         waiters = e->waiters;
         e->waiters = NULL;
         e->loading = 0;
-        if (r == 0 && e->gen == q_gen && gen == q_gen &&
-            (kube ? rt->kube->cache_ttl > 0 : 1)) {
+        if (r == 0 && e->gen == q_gen && gen == q_gen && (kube ? rt->kube->cache_ttl > 0 : 1)) {
             e->key = k;
             e->loaded = keys_now();
             e->ttl = kube ? rt->kube->cache_ttl : KEYS_CACHE_TTL;
@@ -378,6 +377,38 @@ void uring_keys_flush(void)
     q_gen++;
     cache_clear_locked();
     pthread_mutex_unlock(&q_lock);
+}
+
+void uring_keys_seed(const struct uring_runtime *rt)
+{
+    struct keys_entry *e;
+    engine_key *k = NULL;
+
+    if (rt == NULL || rt->kube == NULL || rt->key == NULL || rt->kube->cache_ttl <= 0 ||
+        engine_key_from_bytes(&k, rt->key->bytes, rt->key->len) != 0)
+        return;
+    pthread_mutex_lock(&q_lock);
+    for (int i = 0; i < KEYS_CACHE_MAX; i++)
+        if (cache[i].key != NULL && cache[i].kube &&
+            cache[i].rule == engine_format_key_rule(rt->format) &&
+            strcmp(cache[i].ns, rt->ns) == 0 && strcmp(cache[i].name, rt->secret) == 0) {
+            pthread_mutex_unlock(&q_lock);
+            engine_key_free(k);
+            return; /* already there */
+        }
+    if ((e = entry_claim()) != NULL) {
+        e->kube = 1;
+        snprintf(e->ns, sizeof(e->ns), "%s", rt->ns);
+        snprintf(e->name, sizeof(e->name), "%s", rt->secret);
+        e->rule = engine_format_key_rule(rt->format);
+        e->key = k;
+        e->loaded = keys_now();
+        e->ttl = rt->kube->cache_ttl;
+        e->gen = q_gen;
+        k = NULL;
+    }
+    pthread_mutex_unlock(&q_lock);
+    engine_key_free(k);
 }
 
 void uring_keys_stop(void)

@@ -29,7 +29,7 @@ struct uring_runtime {
     engine_key *key; /* the key of new backups for `format`'s rule; NULL when off or echo */
     char *metadata;  /* the status metadata of a new backup in `format` (JSON text) */
     size_t metadata_len;
-    struct uring_hsm *hsm; /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
+    struct uring_hsm *hsm;   /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
     struct uring_kube *kube; /* --secret-source kubernetes: the API source (owned), else NULL */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
@@ -86,6 +86,9 @@ struct uring_keyreq {
 int uring_keys_start(void) __attribute__((warn_unused_result));
 void uring_keys_submit(struct uring_keyreq *req);
 void uring_keys_flush(void);
+/* Put rt's key of new backups (just fetched by uring_runtime_build) into the cache, so the first
+ * backups do not fetch it again (API source only; main thread, after publish and flush). */
+void uring_keys_seed(const struct uring_runtime *rt);
 void uring_keys_stop(void);
 
 #endif

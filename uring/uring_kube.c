@@ -34,8 +34,8 @@ static int num(const char *v, long min, long max, long *out)
     return 0;
 }
 
-int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared,
-                          const char *name, const char *value, char *err, size_t errlen)
+int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared, const char *name,
+                          const char *value, char *err, size_t errlen)
 {
     long n = 0;
     size_t vl = strlen(value);
@@ -94,21 +94,22 @@ bad:
 
 void uring_kube_config_usage(FILE *f)
 {
-    fputs("  --secret-source dir|kubernetes  where Secrets are read: the --secrets-dir volume\n"
-          "                            layout (default), or the Kubernetes API\n"
-          "  --kubeconfig FILE         with kubernetes: the API and credential of FILE's current\n"
-          "                            context (default: in-cluster, KUBERNETES_SERVICE_HOST/_PORT\n"
-          "                            and the service-account token, CA and namespace)\n"
-          "  --kube-serviceaccount-dir DIR  in-cluster token, ca.crt and namespace (default\n"
-          "                            " KUBE_SA_DIR_DEFAULT ")\n"
-          "  --secret-cache-ttl SECONDS  reuse a key fetched from the API this long (default 60;\n"
-          "                            0: fetch every time; SIGHUP drops the cache)\n"
-          "  --kube-timeout MS         longest a Secret fetch takes, retries included (default\n"
-          "                            10000)\n"
-          "  --kube-connect-timeout MS  one connection attempt (default 5000)\n"
-          "  --allow-secret-namespace NS  a namespace restores may make cofferd read Secrets\n"
-          "                            from (repeatable; --namespace is always allowed)\n",
-          f);
+    fputs(
+        "  --secret-source dir|kubernetes  where Secrets are read: the --secrets-dir volume\n"
+        "                            layout (default), or the Kubernetes API\n"
+        "  --kubeconfig FILE         with kubernetes: the API and credential of FILE's current\n"
+        "                            context (default: in-cluster, KUBERNETES_SERVICE_HOST/_PORT\n"
+        "                            and the service-account token, CA and namespace)\n"
+        "  --kube-serviceaccount-dir DIR  in-cluster token, ca.crt and namespace (default\n"
+        "                            " KUBE_SA_DIR_DEFAULT ")\n"
+        "  --secret-cache-ttl SECONDS  reuse a key fetched from the API this long (default 60;\n"
+        "                            0: fetch every time; SIGHUP drops the cache)\n"
+        "  --kube-timeout MS         longest a Secret fetch takes, retries included (default\n"
+        "                            10000)\n"
+        "  --kube-connect-timeout MS  one connection attempt (default 5000)\n"
+        "  --allow-secret-namespace NS  a namespace restores may make cofferd read Secrets\n"
+        "                            from (repeatable; --namespace is always allowed)\n",
+        f);
 }
 
 void uring_kube_free(struct uring_kube *k)
@@ -177,8 +178,8 @@ int uring_kube_fetch(const struct uring_kube *k, const char *ns, const char *nam
                   (*out)->id, info.http_status, info.attempts, info.seconds * 1000.0);
     else
         uring_log(URING_LOG_WARN, "secret_fetch_failed",
-                  "namespace=%s secret=%s err=%s status=%d attempts=%d ms=%.0f detail=%s", ns,
-                  name, coffer_errname(r), info.http_status, info.attempts, info.seconds * 1000.0,
+                  "namespace=%s secret=%s err=%s status=%d attempts=%d ms=%.0f detail=%s", ns, name,
+                  coffer_errname(r), info.http_status, info.attempts, info.seconds * 1000.0,
                   uring_log_quote(detail, q, sizeof(q)));
     return r;
 }

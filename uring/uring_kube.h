@@ -13,14 +13,14 @@ enum uring_secret_source { URING_SECRET_DIR = 0, URING_SECRET_KUBERNETES = 1 };
 
 /* The settings (flags, and the same names in a --config file). Plain data; main thread only. */
 struct uring_kube_config {
-    int source;               /* enum uring_secret_source */
-    char kubeconfig[4096];    /* "" = in-cluster */
-    char sa_dir[4096];        /* in-cluster service-account directory */
-    int cache_ttl;            /* seconds a fetched key is reused (0: never) */
-    long timeout_ms;          /* one fetch, retries included */
-    long connect_timeout_ms;  /* one connection attempt */
+    int source;              /* enum uring_secret_source */
+    char kubeconfig[4096];   /* "" = in-cluster */
+    char sa_dir[4096];       /* in-cluster service-account directory */
+    int cache_ttl;           /* seconds a fetched key is reused (0: never) */
+    long timeout_ms;         /* one fetch, retries included */
+    long connect_timeout_ms; /* one connection attempt */
     char allow_ns[URING_KUBE_MAX_NS][64];
-    int n_allow_ns;           /* 0 after parsing means: the daemon's --namespace only */
+    int n_allow_ns; /* 0 after parsing means: the daemon's --namespace only */
 };
 
 void uring_kube_config_defaults(struct uring_kube_config *k);
@@ -29,8 +29,8 @@ void uring_kube_config_defaults(struct uring_kube_config *k);
  * repeatable option given there replaces the file's list; *cleared remembers it, bit 4).
  * Returns 1 when name is not ours, 0 when set, or COFFER_ERR_CONFIG with one sentence in err.
  */
-int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared,
-                          const char *name, const char *value, char *err, size_t errlen)
+int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared, const char *name,
+                          const char *value, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void uring_kube_config_usage(FILE *f);
 

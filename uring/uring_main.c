@@ -191,6 +191,7 @@ static void main_reload(int argc, char **argv)
     uring_log_set_level(cfg.log_level);
     uring_runtime_publish(rt); /* rt stays alive: only this thread replaces it */
     uring_keys_flush();
+    uring_keys_seed(rt);
     uring_log(URING_LOG_INFO, "reload_ok",
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
@@ -277,6 +278,7 @@ int main(int argc, char **argv)
         return 1;
     }
     uring_runtime_publish(rt);
+    uring_keys_seed(rt);
 
     if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) < 0) {
         uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",

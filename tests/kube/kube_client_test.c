@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The Kubernetes-API Secret retriever (kube/) against the loopback API stand-in, checked with kubectl. */
+/* The Kubernetes-API Secret retriever (kube/) against the loopback API stand-in, checked with
+ * kubectl. */
 #include "coffer_error.h"
 #include "engine_key.h"
 #include "kube_client.h"
@@ -83,8 +84,7 @@ static void test_get_matches_kubectl(void **state)
     struct kube_fetch_info info;
     (void)state;
 
-    assert_int_equal(get(tgt, &fast, "velero", "coffer-key", &k, detail, sizeof(detail), &info),
-                     0);
+    assert_int_equal(get(tgt, &fast, "velero", "coffer-key", &k, detail, sizeof(detail), &info), 0);
     assert_int_equal(k->len, 32);
     assert_memory_equal(k->bytes, key1, 32);
     assert_int_equal(info.http_status, 200);
@@ -115,8 +115,8 @@ static void test_keygen_text_field(void **state)
     engine_key_free(fk);
     free(text);
     /* a passphrase is refused as from a file */
-    kt_put_field(&srv, "velero", "passphrase", "encryptionKey",
-                 "correct horse battery staple 123", 32);
+    kt_put_field(&srv, "velero", "passphrase", "encryptionKey", "correct horse battery staple 123",
+                 32);
     assert_int_equal(get(tgt, &fast, "velero", "passphrase", &k, detail, sizeof(detail), NULL),
                      COFFER_ERR_KEY_FORM);
     assert_non_null(strstr(detail, "velero/passphrase"));
@@ -173,10 +173,9 @@ static void test_unauthorized(void **state)
     assert_non_null(strstr(detail, "the token of user 'cofferd' in kubeconfig"));
     assert_null(strstr(detail, "kt-token-1")); /* the credential is named, never shown */
     assert_int_equal(kt_requests(&srv, "/secrets/coffer-key 401"), before + 1);
-    assert_int_not_equal(
-        kt_kubectl_key(&srv, srv.kubeconfig, "velero", "coffer-key", buf, sizeof(buf), &n, err,
-                       sizeof(err)),
-        0);
+    assert_int_not_equal(kt_kubectl_key(&srv, srv.kubeconfig, "velero", "coffer-key", buf,
+                                        sizeof(buf), &n, err, sizeof(err)),
+                         0);
     assert_non_null(strstr(err, "Unauthorized"));
     kt_set_token(&srv, "kt-token-1");
 }
@@ -220,8 +219,8 @@ static void test_not_found_and_missing_field(void **state)
                      COFFER_ERR_KEY_MISSING);
     assert_non_null(strstr(detail, "Secret 'no-such' does not exist in namespace 'velero'"));
     assert_int_equal(kt_requests(&srv, "/secrets/no-such 404"), 1);
-    assert_int_not_equal(kt_kubectl_key(&srv, srv.kubeconfig, "velero", "no-such", buf,
-                                        sizeof(buf), &n, err, sizeof(err)),
+    assert_int_not_equal(kt_kubectl_key(&srv, srv.kubeconfig, "velero", "no-such", buf, sizeof(buf),
+                                        &n, err, sizeof(err)),
                          0);
     assert_non_null(strstr(err, "secrets \"no-such\" not found"));
 
@@ -254,9 +253,8 @@ static void test_429_then_success(void **state)
     assert_true(t[1] - t[0] >= 0.95); /* Retry-After honoured, not the 100 ms backoff */
 
     kt_set_fail(&srv, "velero", "busy", "429 1\n");
-    assert_int_equal(kt_kubectl_key(&srv, srv.kubeconfig, "velero", "busy", buf, sizeof(buf), &n,
-                                    NULL, 0),
-                     0);
+    assert_int_equal(
+        kt_kubectl_key(&srv, srv.kubeconfig, "velero", "busy", buf, sizeof(buf), &n, NULL, 0), 0);
     assert_int_equal(kt_requests(&srv, "/secrets/busy 429"), 2);
 }
 
@@ -463,9 +461,9 @@ static void test_names_checked_first(void **state)
     int before = kt_requests(&srv, " GET ");
     (void)state;
 
-    assert_int_equal(get(tgt, &fast, "velero", "../../namespaces", &k, detail, sizeof(detail),
-                         NULL),
-                     COFFER_ERR_SECRET_NAME);
+    assert_int_equal(
+        get(tgt, &fast, "velero", "../../namespaces", &k, detail, sizeof(detail), NULL),
+        COFFER_ERR_SECRET_NAME);
     assert_int_equal(get(tgt, &fast, "Velero", "coffer-key", &k, detail, sizeof(detail), NULL),
                      COFFER_ERR_SECRET_NAME);
     assert_int_equal(get(tgt, &fast, "velero", "a?b", &k, detail, sizeof(detail), NULL),

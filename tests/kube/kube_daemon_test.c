@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cofferd --secret-source kubernetes against the loopback API stand-in, driven by the coffer CLI. */
+/* cofferd --secret-source kubernetes against the loopback API stand-in, driven by the coffer CLI.
+ */
 #include "coffer_error.h"
 #include "engine_key.h"
 #include "kube_test_util.h"
@@ -30,7 +31,7 @@
 #define P2       (PATH_MAX * 2)
 
 static struct kt_server srv;
-static char plain[P2];        /* 200 KiB of test data */
+static char plain[P2];             /* 200 KiB of test data */
 static uint8_t keys[MAX_KEYS][32]; /* every key put in the cluster, for the log check */
 static int nkeys;
 static int nlogs;
@@ -91,9 +92,9 @@ static int group_teardown(void **state)
 /* cofferd with the API source and extra flags (NULL-terminated); 0 once it listens. */
 static int d_start(struct ts_daemon *d, const char *name, ...)
 {
-    char *flags[] = {"--secret-source", "kubernetes", "--kubeconfig", srv.kubeconfig,
-                     "--namespace",     "velero",     "--workers",    "2",
-                     "--log-level",     "debug",      NULL};
+    char *flags[] = {
+        "--secret-source", "kubernetes", "--kubeconfig", srv.kubeconfig, "--namespace", "velero",
+        "--workers",       "2",          "--log-level",  "debug",        NULL};
     va_list ap;
     int r;
 
@@ -322,15 +323,19 @@ static void test_backup_restore(void **state)
 static void test_burst_one_request(void **state)
 {
     struct ts_daemon d;
+    char out[P2];
     pid_t pids[6];
     int before;
     (void)state;
 
+    new_key("velero", "coffer-key", NULL);
     new_key("velero", "burst-key", NULL);
-    assert_int_equal(d_start(&d, "burst", "--encryption-secret", "burst-key", NULL), 0);
-    backup(&d, "burst", NULL, NULL);
-    kill(d.pid, SIGHUP);
-    assert_int_equal(wait_log(&d, "event=reload_ok", 1), 0);
+    path_of(out, "burst.coffer"); /* a backup naming burst-key, made offline through the API */
+    assert_int_equal(cli("mk-burst", "encrypt", "--offline", "--secret-source", "kubernetes",
+                         "--kubeconfig", srv.kubeconfig, "--namespace", "velero", "--secret",
+                         "burst-key", "--in", plain, "--out", out, NULL),
+                     0);
+    assert_int_equal(d_start(&d, "burst", "--encryption-secret", "coffer-key", NULL), 0);
     before = requests_of("velero", "burst-key");
     for (int i = 0; i < 6; i++) {
         char tag[32];
@@ -340,12 +345,13 @@ static void test_burst_one_request(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(wait_exit(pids[i]), 0);
     assert_int_equal(requests_of("velero", "burst-key"), before + 1);
+    assert_int_equal(restore(&d, "burst", "burst-cached"), 0);
+    assert_int_equal(requests_of("velero", "burst-key"), before + 1);
     /* SIGHUP drops the cache: the next restore asks again */
     kill(d.pid, SIGHUP);
-    assert_int_equal(wait_log(&d, "event=reload_ok", 2), 0);
-    before = requests_of("velero", "burst-key"); /* the reload fetched it for new backups */
+    assert_int_equal(wait_log(&d, "event=reload_ok", 1), 0);
     assert_int_equal(restore(&d, "burst", "burst-after-hup"), 0);
-    assert_int_equal(requests_of("velero", "burst-key"), before + 1);
+    assert_int_equal(requests_of("velero", "burst-key"), before + 2);
     assert_int_equal(ts_daemon_stop(&d), 0);
 }
 
@@ -358,9 +364,8 @@ static void test_changed_secret_ttl(void **state)
 
     new_key("velero", "ttl-key", id1);
     assert_int_equal(d_start(&d, "ttl60", "--encryption-secret", "ttl-key", NULL), 0);
-    assert_int_equal(d_start(&d1, "ttl1", "--encryption-secret", "ttl-key", "--secret-cache-ttl",
-                             "1", NULL),
-                     0);
+    assert_int_equal(
+        d_start(&d1, "ttl1", "--encryption-secret", "ttl-key", "--secret-cache-ttl", "1", NULL), 0);
     backup(&d, "ttl-a", got, NULL);
     assert_string_equal(got, id1);
     backup(&d1, "ttl-b", got, NULL);
@@ -449,9 +454,9 @@ static void test_errors_through_daemon(void **state)
 
     new_key("velero", "coffer-key", NULL);
     new_key("velero", "gone-key", NULL);
-    assert_int_equal(d_start(&d, "errors", "--encryption-secret", "gone-key",
-                             "--secret-cache-ttl", "0", NULL),
-                     0);
+    assert_int_equal(
+        d_start(&d, "errors", "--encryption-secret", "gone-key", "--secret-cache-ttl", "0", NULL),
+        0);
     backup(&d, "gone", NULL, NULL);
     kt_set_forbidden(&srv, "velero/gone-key\n");
     assert_int_not_equal(restore(&d, "gone", "gone-403"), 0);
@@ -474,9 +479,9 @@ static void test_retries_through_daemon(void **state)
     (void)state;
 
     new_key("velero", "retry-key", NULL);
-    assert_int_equal(d_start(&d, "retries", "--encryption-secret", "retry-key",
-                             "--secret-cache-ttl", "0", NULL),
-                     0);
+    assert_int_equal(
+        d_start(&d, "retries", "--encryption-secret", "retry-key", "--secret-cache-ttl", "0", NULL),
+        0);
     backup(&d, "retry", NULL, NULL);
     kt_set_fail(&srv, "velero", "retry-key", "429 1\n");
     assert_int_equal(restore(&d, "retry", "retry-429"), 0);
@@ -591,14 +596,10 @@ static void test_no_key_bytes_in_logs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backup_restore),
-        cmocka_unit_test(test_burst_one_request),
-        cmocka_unit_test(test_changed_secret_ttl),
-        cmocka_unit_test(test_rotation),
-        cmocka_unit_test(test_namespace_allow_list),
-        cmocka_unit_test(test_errors_through_daemon),
-        cmocka_unit_test(test_retries_through_daemon),
-        cmocka_unit_test(test_api_slow_then_down),
+        cmocka_unit_test(test_backup_restore),         cmocka_unit_test(test_burst_one_request),
+        cmocka_unit_test(test_changed_secret_ttl),     cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_namespace_allow_list),   cmocka_unit_test(test_errors_through_daemon),
+        cmocka_unit_test(test_retries_through_daemon), cmocka_unit_test(test_api_slow_then_down),
         cmocka_unit_test(test_no_key_bytes_in_logs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

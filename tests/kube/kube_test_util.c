@@ -278,7 +278,7 @@ void kt_write_kubeconfig(const struct kt_server *s, const char *path, const char
     char cafile[PATH_MAX * 2], certfile[PATH_MAX * 2], keyfile[PATH_MAX * 2];
     char *text = malloc(65536), *ca_line, *user_lines;
     kt_fmt(cafile, sizeof(cafile), "%s/%s", s->dir,
-             strcmp(ca, "other") == 0 ? "other-ca.crt" : "ca.crt");
+           strcmp(ca, "other") == 0 ? "other-ca.crt" : "ca.crt");
     kt_fmt(certfile, sizeof(certfile), "%s/client.crt", s->dir);
     kt_fmt(keyfile, sizeof(keyfile), "%s/client.key", s->dir);
     ca_line = malloc(16384);
@@ -296,34 +296,34 @@ void kt_write_kubeconfig(const struct kt_server *s, const char *path, const char
         kt_fmt(user_lines, 32768, "    tokenFile: %s\n", token_file);
     } else {
         char *c = b64_file(certfile), *k = b64_file(keyfile);
-        kt_fmt(user_lines, 32768, "    client-certificate-data: %s\n    client-key-data: %s\n",
-                 c, k);
+        kt_fmt(user_lines, 32768, "    client-certificate-data: %s\n    client-key-data: %s\n", c,
+               k);
         free(c);
         free(k);
     }
     kt_fmt(text, 65536,
-             "apiVersion: v1\n"
-             "kind: Config\n"
-             "preferences: {}\n"
-             "current-context: coffer-test\n"
-             "clusters:\n"
-             "- name: standin\n"
-             "  cluster:\n"
-             "    server: %s\n"
-             "%s"
-             "contexts:\n"
-             "- name: other\n"
-             "  context: {cluster: nowhere, user: nobody}\n"
-             "- name: coffer-test\n"
-             "  context:\n"
-             "    cluster: standin\n"
-             "    user: cofferd\n"
-             "    namespace: velero\n"
-             "users:\n"
-             "- name: cofferd\n"
-             "  user:\n"
-             "%s",
-             s->url, ca_line, user_lines);
+           "apiVersion: v1\n"
+           "kind: Config\n"
+           "preferences: {}\n"
+           "current-context: coffer-test\n"
+           "clusters:\n"
+           "- name: standin\n"
+           "  cluster:\n"
+           "    server: %s\n"
+           "%s"
+           "contexts:\n"
+           "- name: other\n"
+           "  context: {cluster: nowhere, user: nobody}\n"
+           "- name: coffer-test\n"
+           "  context:\n"
+           "    cluster: standin\n"
+           "    user: cofferd\n"
+           "    namespace: velero\n"
+           "users:\n"
+           "- name: cofferd\n"
+           "  user:\n"
+           "%s",
+           s->url, ca_line, user_lines);
     write_text(path, text);
     chmod(path, 0600);
     free(text);
@@ -336,8 +336,9 @@ int kt_kubectl_key(const struct kt_server *s, const char *kc, const char *ns, co
 {
     char bin[PATH_MAX], outp[PATH_MAX * 2], errp[PATH_MAX * 2], cache[PATH_MAX * 2];
     char home[PATH_MAX * 2], homeenv[PATH_MAX * 2];
-    char *argv[] = {bin,  "--kubeconfig", (char *)kc, "--cache-dir", cache, "get", "secret",
-                    (char *)name, "-n", (char *)ns, "-o", "json", NULL};
+    char *argv[] = {bin,   "--kubeconfig", (char *)kc,   "--cache-dir", cache,
+                    "get", "secret",       (char *)name, "-n",          (char *)ns,
+                    "-o",  "json",         NULL};
     char *env[] = {homeenv, NULL};
     json_t *root;
     const char *b64;

@@ -14,9 +14,9 @@
  * main thread only.
  */
 struct kt_server {
-    char dir[PATH_MAX];  /* private temporary directory */
+    char dir[PATH_MAX];       /* private temporary directory */
     char data[PATH_MAX + 16]; /* the server's DATA directory */
-    char url[128];       /* https://127.0.0.1:PORT */
+    char url[128];            /* https://127.0.0.1:PORT */
     int port;
     pid_t pid;
     char kubeconfig[PATH_MAX + 16]; /* token "kt-token-1" inline, CA file */
