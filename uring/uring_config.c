@@ -83,6 +83,11 @@ static int parse_int(const char *v, long min, long max, long *out)
     return 0;
 }
 
+int uring_config_int(const char *v, long min, long max, long *out)
+{
+    return parse_int(v, min, max, out);
+}
+
 static int parse_bool(const char *v, int *out)
 {
     if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||

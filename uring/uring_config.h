@@ -56,4 +56,8 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
 
 void uring_config_usage(FILE *f);
 
+/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1. For option parsers. */
+int uring_config_int(const char *v, long min, long max, long *out)
+    __attribute__((warn_unused_result));
+
 #endif

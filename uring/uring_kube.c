@@ -4,9 +4,9 @@
 
 #include "coffer_error.h"
 #include "engine_secret.h"
+#include "uring_config.h"
 #include "uring_log.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,18 +20,6 @@ void uring_kube_config_defaults(struct uring_kube_config *k)
     k->cache_ttl = 60;
     k->timeout_ms = KUBE_TIMEOUT_MS_DEFAULT;
     k->connect_timeout_ms = KUBE_CONNECT_TIMEOUT_MS_DEFAULT;
-}
-
-static int num(const char *v, long min, long max, long *out)
-{
-    char *end = NULL;
-    long n;
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || n < min || n > max)
-        return -1;
-    *out = n;
-    return 0;
 }
 
 int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared, const char *name,
@@ -56,15 +44,15 @@ int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared
             goto bad;
         memcpy(k->sa_dir, value, vl + 1);
     } else if (strcmp(name, "secret-cache-ttl") == 0) {
-        if (num(value, 0, 86400, &n) != 0)
+        if (uring_config_int(value, 0, 86400, &n) != 0)
             goto bad;
         k->cache_ttl = (int)n;
     } else if (strcmp(name, "kube-timeout") == 0) {
-        if (num(value, 100, 600000, &n) != 0)
+        if (uring_config_int(value, 100, 600000, &n) != 0)
             goto bad;
         k->timeout_ms = n;
     } else if (strcmp(name, "kube-connect-timeout") == 0) {
-        if (num(value, 100, 600000, &n) != 0)
+        if (uring_config_int(value, 100, 600000, &n) != 0)
             goto bad;
         k->connect_timeout_ms = n;
     } else if (strcmp(name, "allow-secret-namespace") == 0) {

@@ -122,6 +122,23 @@ static void test_keygen_text_field(void **state)
     assert_non_null(strstr(detail, "velero/passphrase"));
 }
 
+/* A kubeconfig <dir>/<kcname> whose user reads the token file <dir>/<tokname> (holding token),
+ * CA by `ca`; its target (the path of the token file in tokfile). */
+static struct kube_target *tokenfile_target(const char *kcname, const char *tokname, const char *ca,
+                                            const char *token, char *tokfile, size_t cap)
+{
+    char kc[PATH_MAX * 2], detail[1024];
+    struct kube_target *t = NULL;
+
+    kt_fmt(tokfile, cap, "%s/%s", srv.dir, tokname);
+    assert_int_equal(ts_write_file(tokfile, token, strlen(token)), 0);
+    kt_fmt(kc, sizeof(kc), "%s/%s", srv.dir, kcname);
+    kt_write_kubeconfig(&srv, kc, "tokenfile", ca, NULL, tokfile);
+    if (kube_target_from_kubeconfig(&t, kc, detail, sizeof(detail)) != 0)
+        fail_msg("%s: %s", kcname, detail);
+    return t;
+}
+
 /* kubeconfig variants: CA data + tokenFile, and a client certificate without a token. */
 static void test_kubeconfig_variants(void **state)
 {
@@ -130,11 +147,8 @@ static void test_kubeconfig_variants(void **state)
     engine_key *k = NULL;
     (void)state;
 
-    kt_fmt(tokfile, sizeof(tokfile), "%s/tok", srv.dir);
-    assert_int_equal(ts_write_file(tokfile, "kt-token-1\n", 11), 0);
+    t = tokenfile_target("kc-tokenfile", "tok", "data", "kt-token-1\n", tokfile, sizeof(tokfile));
     kt_fmt(kc, sizeof(kc), "%s/kc-tokenfile", srv.dir);
-    kt_write_kubeconfig(&srv, kc, "tokenfile", "data", NULL, tokfile);
-    assert_int_equal(kube_target_from_kubeconfig(&t, kc, detail, sizeof(detail)), 0);
     assert_string_equal(t->ns, "velero");
     assert_int_equal(get(t, &fast, "velero", "coffer-key", &k, detail, sizeof(detail), NULL), 0);
     assert_memory_equal(k->bytes, key1, 32);
@@ -338,16 +352,13 @@ static void test_wrong_ca(void **state)
 /* The token file is read at each request: a rotated token is used without any reload. */
 static void test_token_rotation(void **state)
 {
-    char kc[PATH_MAX * 2], tokfile[PATH_MAX * 2], detail[1024];
+    char tokfile[PATH_MAX * 2], detail[1024];
     struct kube_target *t = NULL;
     engine_key *k = NULL;
     (void)state;
 
-    kt_fmt(tokfile, sizeof(tokfile), "%s/rotating-token", srv.dir);
-    assert_int_equal(ts_write_file(tokfile, "kt-token-1", 10), 0);
-    kt_fmt(kc, sizeof(kc), "%s/kc-rotating", srv.dir);
-    kt_write_kubeconfig(&srv, kc, "tokenfile", "file", NULL, tokfile);
-    assert_int_equal(kube_target_from_kubeconfig(&t, kc, detail, sizeof(detail)), 0);
+    t = tokenfile_target("kc-rotating", "rotating-token", "file", "kt-token-1", tokfile,
+                         sizeof(tokfile));
     assert_int_equal(get(t, &fast, "velero", "coffer-key", &k, detail, sizeof(detail), NULL), 0);
     engine_key_free(k);
     /* the API server now accepts only the new token: the old one is refused ... */

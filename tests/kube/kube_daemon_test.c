@@ -111,21 +111,27 @@ static int d_start(struct ts_daemon *d, const char *name, ...)
     return -1;
 }
 
+/* argv for the coffer CLI from ap (NULL-terminated); err gets <dir>/<tag>.err. */
+static void cli_argv(char **argv, int cap, const char *tag, va_list ap, char *err, size_t errlen)
+{
+    int argc = 0;
+    argv[argc++] = (char *)ts_bin("coffer");
+    for (char *a; argc < cap - 1 && (a = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = a;
+    argv[argc] = NULL;
+    kt_fmt(err, errlen, "%s/%s.err", srv.dir, tag);
+    remember_log(err);
+}
+
 /* Run the coffer CLI with args (NULL-terminated); its stderr goes to <dir>/<tag>.err. */
 static int cli(const char *tag, ...)
 {
     char *argv[40], err[P2];
     va_list ap;
-    int argc = 0;
 
-    argv[argc++] = (char *)ts_bin("coffer");
     va_start(ap, tag);
-    for (char *a; argc < 39 && (a = va_arg(ap, char *)) != NULL;)
-        argv[argc++] = a;
+    cli_argv(argv, 40, tag, ap, err, sizeof(err));
     va_end(ap);
-    argv[argc] = NULL;
-    kt_fmt(err, sizeof(err), "%s/%s.err", srv.dir, tag);
-    remember_log(err);
     return ts_run(argv, NULL, NULL, NULL, err);
 }
 
@@ -134,17 +140,11 @@ static pid_t cli_bg(const char *tag, ...)
 {
     char *argv[40], err[P2];
     va_list ap;
-    int argc = 0;
     pid_t pid;
 
-    argv[argc++] = (char *)ts_bin("coffer");
     va_start(ap, tag);
-    for (char *a; argc < 39 && (a = va_arg(ap, char *)) != NULL;)
-        argv[argc++] = a;
+    cli_argv(argv, 40, tag, ap, err, sizeof(err));
     va_end(ap);
-    argv[argc] = NULL;
-    kt_fmt(err, sizeof(err), "%s/%s.err", srv.dir, tag);
-    remember_log(err);
     fflush(NULL);
     pid = fork();
     assert_true(pid >= 0);
