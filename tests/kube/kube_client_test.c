@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <netinet/in.h>
 #include <unistd.h>
+#include <yaml.h>
 
 static struct kt_server srv;
 static struct kube_target *tgt; /* srv.kubeconfig: inline token, CA file */
@@ -523,6 +524,96 @@ static void test_kubeconfig_refusals(void **state)
     }
 }
 
+/* ---- deploy/kubernetes/rbac.yaml, read with libyaml ---- */
+
+static yaml_node_t *ymap(yaml_document_t *d, yaml_node_t *m, const char *key)
+{
+    if (m == NULL || m->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(d, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(d, p->value);
+    }
+    return NULL;
+}
+
+static const char *yval(yaml_node_t *n)
+{
+    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
+}
+
+/* A sequence's scalars joined by ',' into out. */
+static void yseq(yaml_document_t *d, yaml_node_t *n, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (n == NULL || n->type != YAML_SEQUENCE_NODE)
+        return;
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++)
+        kt_fmt(out + strlen(out), cap - strlen(out), "%s%s", out[0] != '\0' ? "," : "",
+               yval(yaml_document_get_node(d, *i)));
+}
+
+/* The Role grants only `get` on named secrets; the RoleBinding binds it to cofferd's account. */
+static void test_rbac_manifest(void **state)
+{
+    char path[PATH_MAX * 2], buf[512];
+    FILE *f;
+    yaml_parser_t p;
+    int roles = 0, bindings = 0;
+    (void)state;
+
+    kt_fmt(path, sizeof(path), "%s/deploy/kubernetes/rbac.yaml", COFFER_SOURCE_DIR);
+    assert_non_null(f = fopen(path, "r"));
+    assert_true(yaml_parser_initialize(&p));
+    yaml_parser_set_input_file(&p, f);
+    for (;;) {
+        yaml_document_t d;
+        yaml_node_t *root, *kind;
+        assert_true(yaml_parser_load(&p, &d));
+        if ((root = yaml_document_get_root_node(&d)) == NULL) {
+            yaml_document_delete(&d);
+            break;
+        }
+        kind = ymap(&d, root, "kind");
+        assert_string_equal(yval(ymap(&d, ymap(&d, root, "metadata"), "namespace")), "velero");
+        if (strcmp(yval(kind), "Role") == 0) {
+            yaml_node_t *rules = ymap(&d, root, "rules"), *rule;
+            roles++;
+            assert_string_equal(yval(ymap(&d, ymap(&d, root, "metadata"), "name")),
+                                "cofferd-secret-reader");
+            assert_int_equal(rules->data.sequence.items.top - rules->data.sequence.items.start, 1);
+            rule = yaml_document_get_node(&d, *rules->data.sequence.items.start);
+            yseq(&d, ymap(&d, rule, "apiGroups"), buf, sizeof(buf));
+            assert_string_equal(buf, "");
+            yseq(&d, ymap(&d, rule, "resources"), buf, sizeof(buf));
+            assert_string_equal(buf, "secrets");
+            yseq(&d, ymap(&d, rule, "verbs"), buf, sizeof(buf));
+            assert_string_equal(buf, "get"); /* no list, no watch */
+            yseq(&d, ymap(&d, rule, "resourceNames"), buf, sizeof(buf));
+            assert_string_equal(buf, "coffer-key");
+        } else if (strcmp(yval(kind), "RoleBinding") == 0) {
+            yaml_node_t *subj = ymap(&d, root, "subjects"), *s0;
+            bindings++;
+            assert_string_equal(yval(ymap(&d, ymap(&d, root, "roleRef"), "kind")), "Role");
+            assert_string_equal(yval(ymap(&d, ymap(&d, root, "roleRef"), "name")),
+                                "cofferd-secret-reader");
+            assert_int_equal(subj->data.sequence.items.top - subj->data.sequence.items.start, 1);
+            s0 = yaml_document_get_node(&d, *subj->data.sequence.items.start);
+            assert_string_equal(yval(ymap(&d, s0, "kind")), "ServiceAccount");
+            assert_string_equal(yval(ymap(&d, s0, "name")), "cofferd");
+            assert_string_equal(yval(ymap(&d, s0, "namespace")), "velero");
+        } else {
+            fail_msg("unexpected kind '%s' in rbac.yaml", yval(kind));
+        }
+        yaml_document_delete(&d);
+    }
+    yaml_parser_delete(&p);
+    fclose(f);
+    assert_int_equal(roles, 1);
+    assert_int_equal(bindings, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_api_hangs),
         cmocka_unit_test(test_names_checked_first),
         cmocka_unit_test(test_kubeconfig_refusals),
+        cmocka_unit_test(test_rbac_manifest),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

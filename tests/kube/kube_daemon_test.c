@@ -492,6 +492,73 @@ static void test_retries_through_daemon(void **state)
     assert_int_equal(ts_daemon_stop(&d), 0);
 }
 
+/* Start cofferd in-cluster style (env + service-account directory, no kubeconfig). */
+static int d_start_in_cluster(struct ts_daemon *d, const char *name, char *const envs[], ...)
+{
+    va_list ap;
+    int r;
+
+    ts_daemon_paths(d, srv.dir, name);
+    remember_log(d->log);
+    va_start(ap, envs);
+    r = ts_daemon_vstart(d, NULL, envs, 1500, ap);
+    va_end(ap);
+    if (d->pid > 0 && ndaemons < 64)
+        daemons[ndaemons++] = d->pid;
+    return r == 0 && d->pid > 0 ? 0 : -1;
+}
+
+/*
+ * In-cluster: KUBERNETES_SERVICE_HOST/_PORT and the service-account directory (token, ca.crt,
+ * namespace). The projected token rotates: the next fetch uses the new one, no SIGHUP needed.
+ */
+static void test_in_cluster_token_rotation(void **state)
+{
+    struct ts_daemon d;
+    char sa[P2], path[P2], ca[P2], hostenv[64], portenv[64];
+    char *envs[] = {hostenv, portenv, NULL};
+    uint8_t *pem;
+    size_t n = 0;
+    (void)state;
+
+    new_key("velero", "coffer-key", NULL);
+    new_key("velero", "rotating-token-key", NULL);
+    path_of(sa, "serviceaccount");
+    mkdir(sa, 0700);
+    path_of(ca, "ca.crt");
+    pem = ts_read_file(ca, &n);
+    kt_fmt(path, sizeof(path), "%s/ca.crt", sa);
+    assert_int_equal(ts_write_file(path, pem, n), 0);
+    free(pem);
+    kt_fmt(path, sizeof(path), "%s/namespace", sa);
+    assert_int_equal(ts_write_file(path, "velero", 6), 0);
+    kt_fmt(path, sizeof(path), "%s/token", sa);
+    assert_int_equal(ts_write_file(path, "kt-token-1", 10), 0);
+    kt_fmt(hostenv, sizeof(hostenv), "KUBERNETES_SERVICE_HOST=127.0.0.1");
+    kt_fmt(portenv, sizeof(portenv), "KUBERNETES_SERVICE_PORT=%d", srv.port);
+    assert_int_equal(d_start_in_cluster(&d, "in-cluster", envs, "--secret-source", "kubernetes",
+                                        "--kube-serviceaccount-dir", sa, "--namespace", "velero",
+                                        "--encryption-secret", "coffer-key", "--secret-cache-ttl",
+                                        "0", "--workers", "2", NULL),
+                     0);
+    backup(&d, "in-cluster", NULL, NULL);
+    assert_int_equal(restore(&d, "in-cluster", "in-cluster-restore"), 0);
+    /* the API server moves to a new token; the kubelet writes it a moment later */
+    kt_set_token(&srv, "kt-token-2");
+    assert_int_not_equal(restore(&d, "in-cluster", "in-cluster-401"), 0);
+    assert_true(cli_err_has("in-cluster-401", "the service-account token in"));
+    assert_int_equal(ts_write_file(path, "kt-token-2", 10), 0);
+    assert_int_equal(restore(&d, "in-cluster", "in-cluster-rotated"), 0);
+    kt_set_token(&srv, "kt-token-1");
+    assert_int_equal(ts_daemon_stop(&d), 0);
+
+    /* without the environment, cofferd refuses to start and says to give --kubeconfig */
+    assert_int_not_equal(d_start_in_cluster(&d, "not-in-cluster", NULL, "--secret-source",
+                                            "kubernetes", "--kube-serviceaccount-dir", sa, NULL),
+                         0);
+    assert_true(ts_daemon_log_has(&d, "give --kubeconfig FILE outside a cluster"));
+}
+
 /*
  * A Secret whose API call hangs fails its job with KUBE_TIMEOUT within --kube-timeout, while
  * jobs that do not wait for it run on; then the API goes down entirely: a job that needs it
@@ -595,12 +662,19 @@ static void test_no_key_bytes_in_logs(void **state)
 
 int main(void)
 {
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backup_restore),         cmocka_unit_test(test_burst_one_request),
-        cmocka_unit_test(test_changed_secret_ttl),     cmocka_unit_test(test_rotation),
-        cmocka_unit_test(test_namespace_allow_list),   cmocka_unit_test(test_errors_through_daemon),
-        cmocka_unit_test(test_retries_through_daemon), cmocka_unit_test(test_api_slow_then_down),
+        cmocka_unit_test(test_backup_restore),
+        cmocka_unit_test(test_burst_one_request),
+        cmocka_unit_test(test_changed_secret_ttl),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_namespace_allow_list),
+        cmocka_unit_test(test_errors_through_daemon),
+        cmocka_unit_test(test_retries_through_daemon),
+        cmocka_unit_test(test_in_cluster_token_rotation),
+        cmocka_unit_test(test_api_slow_then_down),
         cmocka_unit_test(test_no_key_bytes_in_logs),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
