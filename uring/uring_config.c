@@ -387,6 +387,8 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
     }
     if ((r = uring_hsm_config_check(&cfg->hsm, err, errlen)) != 0)
         return r;
+    if ((r = uring_kube_config_check(&cfg->kube, err, errlen)) != 0)
+        return r;
     if (cfg->n_allow_uid == 0 && cfg->n_allow_gid == 0)
         cfg->allow_uid[cfg->n_allow_uid++] = geteuid();
     return 0;

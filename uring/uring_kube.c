@@ -100,6 +100,18 @@ void uring_kube_config_usage(FILE *f)
         f);
 }
 
+int uring_kube_config_check(const struct uring_kube_config *k, char *err, size_t errlen)
+{
+    if (k->source == URING_SECRET_KUBERNETES)
+        return 0;
+    if (k->kubeconfig[0] != '\0' || k->n_allow_ns > 0) {
+        snprintf(err, errlen, "--%s applies to --secret-source kubernetes only",
+                 k->kubeconfig[0] != '\0' ? "kubeconfig" : "allow-secret-namespace");
+        return COFFER_ERR_CONFIG;
+    }
+    return 0;
+}
+
 void uring_kube_free(struct uring_kube *k)
 {
     if (k == NULL)

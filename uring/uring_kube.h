@@ -33,6 +33,9 @@ int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared
                           const char *value, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void uring_kube_config_usage(FILE *f);
+/* Cross-option checks after parsing: 0, or COFFER_ERR_CONFIG with one sentence in err. */
+int uring_kube_config_check(const struct uring_kube_config *k, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /*
  * The API source of one runtime (uring_keys.h): the target, the fetch bounds, the cache TTL and
