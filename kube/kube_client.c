@@ -229,12 +229,15 @@ static int attempt_once(const struct kube_target *t, const char *url, const char
     struct curl_blob ca = {t->ca_pem, t->ca_len, CURL_BLOB_NOCOPY};
     struct curl_blob cert = {t->cert_pem, t->cert_len, CURL_BLOB_NOCOPY};
     struct curl_blob key = {t->key_pem, t->key_len, CURL_BLOB_NOCOPY};
-    char *auth = NULL;
+    char *auth = NULL, noproxy[1024];
+    const char *env = getenv("NO_PROXY") != NULL ? getenv("NO_PROXY") : getenv("no_proxy");
     int ok = 1;
 
     memset(a, 0, sizeof(*a));
     if (c == NULL)
         return COFFER_ERR_NOMEM;
+    snprintf(noproxy, sizeof(noproxy), "%.900s%slocalhost,127.0.0.1,::1", env != NULL ? env : "",
+             env != NULL && env[0] != '\0' ? "," : "");
     h = curl_slist_append(NULL, "Accept: application/json");
     if (token != NULL) {
         size_t n = strlen(token) + 32;
@@ -270,7 +273,9 @@ static int attempt_once(const struct kube_target *t, const char *url, const char
          curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_WRITEDATA, b) == CURLE_OK &&
-         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->curl_err) == CURLE_OK;
+         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->curl_err) == CURLE_OK &&
+         /* like client-go: a proxy from the environment, but never for loopback addresses */
+         curl_easy_setopt(c, CURLOPT_NOPROXY, noproxy) == CURLE_OK;
     if (ok && t->cert_pem != NULL)
         ok = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert) == CURLE_OK &&
              curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM") == CURLE_OK &&

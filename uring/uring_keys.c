@@ -250,8 +250,11 @@ static void keys_serve_locked(struct uring_keyreq *req)
         e->waiters = req;
         goto out;
     }
+    /* a keyId that differs from the cached key's reloads at once; from the API at most once a
+     * second, so forged metadata cannot turn restores into a stream of requests */
     if (e != NULL && (now - e->loaded >= e->ttl ||
-                      (req->key_id[0] != '\0' && strcmp(req->key_id, e->key->id) != 0))) {
+                      (req->key_id[0] != '\0' && strcmp(req->key_id, e->key->id) != 0 &&
+                       (!kube || now - e->loaded >= 1.0)))) {
         engine_key_free(e->key);
         memset(e, 0, sizeof(*e));
         e = NULL;
