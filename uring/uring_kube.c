@@ -138,6 +138,15 @@ int uring_kube_build(const struct uring_kube_config *cfg, const char *own_ns,
         free(k);
         return r;
     }
+    {
+        char q1[1200], q2[4600], q3[4600];
+        uring_log(URING_LOG_INFO, "secret_source",
+                  "source=kubernetes server=%s ca=%s credential=%s cache_ttl_s=%d timeout_ms=%ld",
+                  uring_log_quote(k->target->server, q1, sizeof(q1)),
+                  uring_log_quote(k->target->ca_origin, q2, sizeof(q2)),
+                  uring_log_quote(k->target->credential, q3, sizeof(q3)), cfg->cache_ttl,
+                  cfg->timeout_ms);
+    }
     k->opts.timeout_ms = cfg->timeout_ms;
     k->opts.connect_timeout_ms = cfg->connect_timeout_ms;
     k->opts.max_attempts = KUBE_MAX_ATTEMPTS_DEFAULT;
