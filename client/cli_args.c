@@ -27,6 +27,8 @@ enum args_opt {
     OPT_HELP,
     OPT_SOCKET,
     OPT_METADATA,
+    OPT_SECRET_SOURCE,
+    OPT_KUBECONFIG,
     OPT_COUNT
 };
 
@@ -49,10 +51,14 @@ static const struct option args_longopts[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {"socket", required_argument, NULL, OPT_SOCKET},
     {"metadata", required_argument, NULL, OPT_METADATA},
+    {"secret-source", required_argument, NULL, OPT_SECRET_SOURCE},
+    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
     {NULL, 0, NULL, 0},
 };
 
-#define KEY_OPTS (BIT(OPT_KEY_FILE) | BIT(OPT_SECRETS_DIR) | BIT(OPT_NAMESPACE) | BIT(OPT_SECRET))
+#define KEY_OPTS                                                                                   \
+    (BIT(OPT_KEY_FILE) | BIT(OPT_SECRETS_DIR) | BIT(OPT_NAMESPACE) | BIT(OPT_SECRET) |             \
+     BIT(OPT_SECRET_SOURCE) | BIT(OPT_KUBECONFIG))
 #define JOB_OPTS                                                                                   \
     (BIT(OPT_OFFLINE) | KEY_OPTS | BIT(OPT_FORMAT) | BIT(OPT_CONTEXT) | BIT(OPT_IN) |              \
      BIT(OPT_OUT) | BIT(OPT_STATUS_OUT) | BIT(OPT_BACKEND) | BIT(OPT_PROGRESS) | BIT(OPT_HELP) |   \
@@ -89,6 +95,7 @@ static const struct args_cmd args_cmds[] = {
             {"coffer encrypt [--socket PATH] [--format FMT] [--context TEXT] [--in FILE] "
              "[--out FILE] [--status-out FILE]",
              "coffer encrypt --offline (--key-file FILE | --secrets-dir DIR --namespace NS "
+             "--secret NAME | --secret-source kubernetes [--kubeconfig FILE] --namespace NS "
              "--secret NAME) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
              "[--status-out FILE]"},
             "Encrypt a backup archive. cofferd does the work, with the key it is configured\n"
@@ -112,6 +119,9 @@ static const struct args_cmd args_cmds[] = {
             "  --secrets-dir DIR    read the key from DIR/NS/NAME/encryptionKey, a Kubernetes\n"
             "  --namespace NS       Secret volume layout, instead of --key-file\n"
             "  --secret NAME\n"
+            "  --secret-source kubernetes  read that Secret through the Kubernetes API instead\n"
+            "                       of --secrets-dir (with --namespace and --secret)\n"
+            "  --kubeconfig FILE    the API and credential (default: in-cluster)\n"
             "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
         },
     [CLI_CMD_DECRYPT] =
@@ -121,6 +131,7 @@ static const struct args_cmd args_cmds[] = {
             {"coffer decrypt [--socket PATH] [--metadata FILE] [--format FMT] [--context TEXT] "
              "[--in FILE] [--out FILE] [--status-out FILE]",
              "coffer decrypt --offline (--key-file FILE | --secrets-dir DIR [--namespace NS "
+             "--secret NAME] | --secret-source kubernetes [--kubeconfig FILE] [--namespace NS "
              "--secret NAME]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
              "[--spool-dir DIR]"},
             "Decrypt a backup archive. Only authenticated data is ever written; with --out the\n"
@@ -147,6 +158,9 @@ static const struct args_cmd args_cmds[] = {
             "                       NS and NAME come from the file's header unless\n"
             "  --namespace NS       --namespace or --secret override them\n"
             "  --secret NAME\n"
+            "  --secret-source kubernetes  read the Secret through the Kubernetes API instead\n"
+            "                       of --secrets-dir (NS and NAME as above)\n"
+            "  --kubeconfig FILE    the API and credential (default: in-cluster)\n"
             "  --spool-dir DIR      velero-v1: where to spool the ciphertext until its tag is\n"
             "                       verified (default $TMPDIR or /tmp)\n"
             "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
@@ -285,6 +299,14 @@ static int args_store(struct cli_args *a, int opt, const char *v)
     case OPT_METADATA:
         a->metadata = v;
         break;
+    case OPT_SECRET_SOURCE:
+        if (strcmp(v, "kubernetes") != 0 && strcmp(v, "dir") != 0)
+            return cli_args_usage_error(a->cmd, "--secret-source takes dir or kubernetes");
+        a->kube = strcmp(v, "kubernetes") == 0;
+        break;
+    case OPT_KUBECONFIG:
+        a->kubeconfig = v;
+        break;
     case OPT_BACKEND:
         if (engine_gcm_backend_parse(v, &a->backend) != 0)
             return cli_args_usage_error(a->cmd, "unknown backend '%s' (auto, ipsec-mb or openssl)",
@@ -314,6 +336,8 @@ static const char *args_mode_reason(int opt)
     case OPT_SECRETS_DIR:
     case OPT_NAMESPACE:
     case OPT_SECRET:
+    case OPT_SECRET_SOURCE:
+    case OPT_KUBECONFIG:
         return "through cofferd the daemon's own key is used (its --secrets-dir, --namespace "
                "and --encryption-secret; a restore finds its key by the header or --metadata)";
     case OPT_BACKEND:
@@ -363,8 +387,14 @@ static int args_check(const struct cli_args *a, unsigned seen)
                                             "cobblestone-128 (coffer-v1 binds its header)");
     if (a->key_file != NULL && a->secrets_dir != NULL)
         return cli_args_usage_error(a->cmd, "give either --key-file or --secrets-dir, not both");
-    if ((a->ns != NULL || a->secret != NULL) && a->secrets_dir == NULL)
-        return cli_args_usage_error(a->cmd, "--namespace and --secret need --secrets-dir");
+    if (a->kube && (a->secrets_dir != NULL || a->key_file != NULL))
+        return cli_args_usage_error(a->cmd, "--secret-source kubernetes reads the Secret through "
+                                            "the API: drop --secrets-dir and --key-file");
+    if (a->kubeconfig != NULL && !a->kube)
+        return cli_args_usage_error(a->cmd, "--kubeconfig needs --secret-source kubernetes");
+    if ((a->ns != NULL || a->secret != NULL) && a->secrets_dir == NULL && !a->kube)
+        return cli_args_usage_error(a->cmd, "--namespace and --secret need --secrets-dir "
+                                            "(or --secret-source kubernetes)");
     return CLI_ARGS_RUN;
 }
 

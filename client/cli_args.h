@@ -29,7 +29,7 @@ enum cli_progress_mode {
  *
  * encrypt and decrypt run in cofferd (daemon mode) unless --offline is given. The options of one
  * mode are refused in the other by cli_args_parse: --key-file, --secrets-dir, --namespace,
- * --secret, --backend and --spool-dir need --offline; --socket and --metadata (and decrypt's
+ * --secret, --secret-source, --kubeconfig, --backend and --spool-dir need --offline; --socket and --metadata (and decrypt's
  * --status-out) need daemon mode.
  */
 struct cli_args {
@@ -50,6 +50,8 @@ struct cli_args {
     const char *spool_dir;           /* --spool-dir */
     engine_gcm_backend backend;      /* --backend */
     enum cli_progress_mode progress; /* --progress (hidden) */
+    int kube;                        /* --secret-source kubernetes: the Secret through the API */
+    const char *kubeconfig;          /* --kubeconfig (NULL: in-cluster) */
 };
 
 /* cli_args_parse returns this when the command should run; any other value is an exit status. */

@@ -10,12 +10,14 @@ int cli_job_check_offline(const struct cli_args *a)
 
     if (a->format == COFFER_FORMAT_NONE)
         return CLI_ARGS_RUN; /* no key is used */
-    if (a->key_file == NULL && a->secrets_dir == NULL)
-        return cli_args_usage_error(a->cmd, "give the key with --key-file or --secrets-dir");
-    if (a->secrets_dir != NULL && (a->ns == NULL || a->secret == NULL)) {
+    if (a->key_file == NULL && a->secrets_dir == NULL && !a->kube)
+        return cli_args_usage_error(a->cmd, "give the key with --key-file, --secrets-dir or "
+                                            "--secret-source kubernetes");
+    if ((a->secrets_dir != NULL || a->kube) && (a->ns == NULL || a->secret == NULL)) {
         /* Decrypting coffer-v1 finds the Secret's name in the file's header. */
         if (a->cmd == CLI_CMD_ENCRYPT || named_format)
-            return cli_args_usage_error(a->cmd, "--secrets-dir needs --namespace and --secret");
+            return cli_args_usage_error(a->cmd, "--%s needs --namespace and --secret",
+                                        a->kube ? "secret-source kubernetes" : "secrets-dir");
     }
     return CLI_ARGS_RUN;
 }

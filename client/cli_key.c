@@ -2,6 +2,7 @@
 /* Key loading for the CLI: the engine's key file and Secret readers, with one-line errors. */
 #include "cli_key.h"
 
+#include "cli_kube.h"
 #include "cli_report.h"
 #include "coffer_error.h"
 #include "engine_secret.h"
@@ -23,6 +24,10 @@ int cli_key_load(engine_key **out, const struct cli_args *a, engine_key_rule rul
         r = engine_key_load_file(out, rule, a->key_file, detail, sizeof(detail));
         /* The engine's detail starts with the path. */
         snprintf(what, sizeof(what), "loading the key file");
+    } else if (a->kube && ns != NULL && name != NULL) {
+        r = cli_kube_key_load(out, a->kubeconfig, ns, name, rule, detail, sizeof(detail));
+        snprintf(what, sizeof(what), "loading key from Secret %s/%s through the Kubernetes API",
+                 ns, name);
     } else if (a->secrets_dir != NULL && ns != NULL && name != NULL) {
         r = engine_secret_load(out, a->secrets_dir, ns, name, rule, detail, sizeof(detail));
         snprintf(what, sizeof(what), "loading key from Secret %s/%s in %s", ns, name,

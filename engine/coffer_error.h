@@ -54,7 +54,14 @@
     X(HSM_LOGIN, -63, "HSM login failed (check the PIN)")                                          \
     X(HSM_CALL, -64, "HSM operation failed")                                                       \
     X(HSM_TIMEOUT, -65, "HSM did not answer in time")                                              \
-    X(HSM_UNAVAILABLE, -66, "HSM needed to restore this backup is unavailable")
+    X(HSM_UNAVAILABLE, -66, "HSM needed to restore this backup is unavailable")                  \
+    X(KUBE_API, -70, "the Kubernetes API request failed")                                          \
+    X(KUBE_UNAUTHORIZED, -71, "the Kubernetes API refused cofferd's credential (401)")             \
+    X(KUBE_FORBIDDEN, -72, "RBAC does not let cofferd read this Secret (403)")                     \
+    X(KUBE_TIMEOUT, -73, "the Kubernetes API did not answer in time")                              \
+    X(KUBE_TLS, -74, "the Kubernetes API server's certificate could not be verified")              \
+    X(SECRET_NAMESPACE, -75,                                                                       \
+      "this namespace is not one cofferd may read Secrets from (--allow-secret-namespace)")
 
 /* Results that must be checked: decrypt, verify and parse functions carry it. */
 #define COFFER_WUR __attribute__((warn_unused_result))

@@ -116,6 +116,12 @@ var errorCodes = []struct {
 	{-64, "HSM_CALL", "HSM operation failed"},
 	{-65, "HSM_TIMEOUT", "HSM did not answer in time"},
 	{-66, "HSM_UNAVAILABLE", "HSM needed to restore this backup is unavailable"},
+	{-70, "KUBE_API", "the Kubernetes API request failed"},
+	{-71, "KUBE_UNAUTHORIZED", "the Kubernetes API refused cofferd's credential (401)"},
+	{-72, "KUBE_FORBIDDEN", "RBAC does not let cofferd read this Secret (403)"},
+	{-73, "KUBE_TIMEOUT", "the Kubernetes API did not answer in time"},
+	{-74, "KUBE_TLS", "the Kubernetes API server's certificate could not be verified"},
+	{-75, "SECRET_NAMESPACE", "this namespace is not one cofferd may read Secrets from (--allow-secret-namespace)"},
 }
 
 // ErrorName is the stable name of a code ("WRONG_KEY"), or "UNKNOWN" for a code not in the table.

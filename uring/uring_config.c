@@ -61,6 +61,11 @@ static int parse_int(const char *v, long min, long max, long *out)
     return 0;
 }
 
+int uring_config_int(const char *v, long min, long max, long *out)
+{
+    return parse_int(v, min, max, out);
+}
+
 static int parse_bool(const char *v, int *out)
 {
     if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
@@ -194,6 +199,15 @@ static int set_hsm(struct uring_config *cfg, const struct config_opt *o, struct 
     return r == 1 ? COFFER_ERR_INTERNAL : r;
 }
 
+/* The Kubernetes-API rows: uring_kube.c owns their parsing. */
+static int set_kube(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                    const char *v, char *err, size_t errlen)
+{
+    int r = uring_kube_config_set(&cfg->kube, ctx->src == SRC_CMDLINE, &ctx->cleared, o->name, v,
+                                  err, errlen);
+    return r == 1 ? COFFER_ERR_INTERNAL : r;
+}
+
 /* ---- the table ---- */
 
 #define OFF(field)        offsetof(struct uring_config, field)
@@ -268,6 +282,29 @@ static const struct config_opt config_opts[] = {
      BOOL(dev), 1},
     {"echo-baseline", NULL, "off", "Benchmark baseline: jobs copy bytes, NOTHING IS ENCRYPTED.",
      BOOL(echo), 1},
+    /* ---- the Secret source: parsed by uring_kube_config_set (uring_kube.c) ---- */
+    {"secret-source", "dir|kubernetes", "dir",
+     "Where Secrets are read: the --secrets-dir volume layout, or the Kubernetes API "
+     "(GET /api/v1/namespaces/NS/secrets/NAME, field encryptionKey).",
+     FN(set_kube), 1},
+    {"kubeconfig", "FILE", NULL,
+     "With kubernetes: the API server and credential of FILE's current context (without it: "
+     "in-cluster, KUBERNETES_SERVICE_HOST/_PORT and the service-account token, CA and namespace).",
+     FN(set_kube), 1},
+    {"kube-serviceaccount-dir", "DIR", "/var/run/secrets/kubernetes.io/serviceaccount",
+     "In-cluster: the directory holding the service-account token, ca.crt and namespace.",
+     FN(set_kube), 1},
+    {"secret-cache-ttl", "SECONDS", "60",
+     "Reuse a key fetched from the API this long (0: fetch every time; SIGHUP drops the cache).",
+     FN(set_kube), 1},
+    {"kube-timeout", "MS", "10000", "Longest a Secret fetch takes, retries included.",
+     FN(set_kube), 1},
+    {"kube-connect-timeout", "MS", "5000", "Longest one connection attempt to the API takes.",
+     FN(set_kube), 1},
+    {"allow-secret-namespace", "NS", NULL,
+     "A namespace whose Secrets restores may make cofferd read through the API (repeatable; "
+     "--namespace is always allowed).",
+     FN(set_kube), 1},
     /* ---- the pkcs11 retriever: parsed by uring_hsm_config_set (uring_hsm.c) ---- */
     {"hsm-module", "PATH|NAME", NULL,
      "PKCS#11 module of the HSM (a path, or a p11-kit name such as softhsm2): new coffer-v1 "
@@ -628,6 +665,7 @@ static void config_defaults(struct uring_config *cfg)
     cfg->fd_piece = URING_FD_PIECE_DEFAULT;
     cfg->log_level = URING_LOG_INFO;
     uring_hsm_config_defaults(&cfg->hsm);
+    uring_kube_config_defaults(&cfg->kube);
 }
 
 /* The option at argv[i] ("--name" or "--name=value"): its name into name, NULL when not one. */
@@ -741,6 +779,9 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
             strcpy(cfg->secrets_dir, "./.coffer-dev/secrets");
     }
     if ((r = uring_hsm_config_check(&cfg->hsm, err, errlen)) != 0 &&
+        (r = config_problem(&ctx, err, errlen)) != 0)
+        return r;
+    if ((r = uring_kube_config_check(&cfg->kube, err, errlen)) != 0 &&
         (r = config_problem(&ctx, err, errlen)) != 0)
         return r;
     if (ctx.problems > 0) {

@@ -5,6 +5,7 @@
 
 #include "engine_stream.h"
 #include "uring_hsm.h"
+#include "uring_kube.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -44,6 +45,7 @@ struct uring_config {
     int n_allow_gid;
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
     struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
+    struct uring_kube_config kube;   /* --secret-source, --kubeconfig, ... (uring_kube.h) */
 };
 
 /*
@@ -67,5 +69,9 @@ void uring_config_usage(FILE *f);
  * format. scripts/reference.py puts the output into the docs and checks it is there.
  */
 int uring_config_print_reference(FILE *f, const char *format);
+
+/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1. For option parsers. */
+int uring_config_int(const char *v, long min, long max, long *out)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -172,6 +172,11 @@ static int job_key_source(struct uring_job *j, const engine_metadata *m, char *d
         snprintf(detail, detaillen, "the metadata names an invalid namespace or Secret");
         return COFFER_ERR_SECRET_NAME;
     }
+    if (j->rt->kube != NULL) {
+        int r = uring_kube_ns_allowed(j->rt->kube, m->ns, detail, detaillen);
+        if (r != 0)
+            return r; /* refused before any request is made */
+    }
     snprintf(j->key_ns, sizeof(j->key_ns), "%s", m->ns);
     snprintf(j->key_name, sizeof(j->key_name), "%s", m->secret);
     if (m->key_id != NULL && strlen(m->key_id) == ENGINE_KEY_ID_LEN)
@@ -215,7 +220,8 @@ static int job_start_encrypt(struct uring_conn *c, const proto_job *pj, char *de
         engine_key_free(dk);
         return r;
     }
-    if (rt->key != NULL && j->format == rt->format) {
+    if (rt->key != NULL && j->format == rt->format && rt->kube == NULL) {
+        /* (with the API source every backup asks the loader, whose cache honours the TTL) */
         if ((r = job_set_meta(j, rt->metadata, rt->metadata_len)) != 0)
             return r;
         snprintf(j->key_id, sizeof(j->key_id), "%s", rt->key->id); /* for the log */
@@ -351,6 +357,8 @@ int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *de
         snprintf(detail, detaillen, "Secret %s/%s: %s", req->ns, req->name, req->detail);
         return req->err;
     }
+    if (j->op == PROTO_OP_ENCRYPT)
+        snprintf(j->key_id, sizeof(j->key_id), "%s", req->key->id); /* for the log */
     return job_stream_new(j, req->key, detail, detaillen);
 }
 

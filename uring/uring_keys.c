@@ -13,7 +13,7 @@
 #include <time.h>
 
 #define KEYS_CACHE_MAX 64 /* cached (namespace, name, rule) entries */
-#define KEYS_CACHE_TTL 10 /* seconds a cached key is trusted without re-reading the Secret */
+#define KEYS_CACHE_TTL 10 /* seconds a cached file key is trusted without re-reading it */
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct uring_runtime *rt_current;
@@ -25,6 +25,7 @@ static void runtime_free(struct uring_runtime *rt)
     engine_key_free(rt->key);
     free(rt->metadata);
     uring_hsm_put(rt->hsm);
+    uring_kube_free(rt->kube);
     free(rt);
 }
 
@@ -61,9 +62,15 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
     }
     if ((r = uring_hsm_acquire(&cfg->hsm, &rt->hsm, detail, detaillen)) != 0)
         goto out;
+    if ((r = uring_kube_build(&cfg->kube, rt->ns, &rt->kube, detail, detaillen)) != 0)
+        goto out;
     if (rt->encryption) {
-        r = engine_secret_load(&rt->key, rt->secrets_dir, rt->ns, rt->secret,
-                               engine_format_key_rule(rt->format), detail, detaillen);
+        if (rt->kube != NULL) /* the API: blocking, on the main thread */
+            r = uring_kube_fetch(rt->kube, rt->ns, rt->secret, engine_format_key_rule(rt->format),
+                                 &rt->key, detail, detaillen);
+        else
+            r = engine_secret_load(&rt->key, rt->secrets_dir, rt->ns, rt->secret,
+                                   engine_format_key_rule(rt->format), detail, detaillen);
         if (r != 0 && rt->format == COFFER_FORMAT_COFFER_V1 && uring_hsm_secret_optional(rt->hsm)) {
             /* new backups use the HSM and never fall back: the Secret is not needed */
             uring_log(URING_LOG_INFO, "secret_absent", "namespace=%s secret=%s err=%s", rt->ns,
@@ -132,83 +139,193 @@ int uring_runtime_peer_allowed(const struct uring_runtime *rt, uid_t uid, gid_t 
     return 0;
 }
 
-/* ---- the loader thread ---- */
+/* ---- the loader threads ---- */
 
 struct keys_entry {
+    int kube; /* fetched through the API (dir unused) */
     char dir[4096];
     char ns[64];
     char name[254];
     engine_key_rule rule;
     engine_key *key;
-    time_t loaded;
+    double loaded;
+    int ttl;
+    int loading;                  /* a thread is loading it; waiters queue below */
+    unsigned gen;                 /* q_gen when the load started */
+    struct uring_keyreq *waiters; /* requests that arrived during the load */
 };
 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static struct uring_keyreq *q_head, *q_tail;
-static int q_stop, q_flush, q_running;
-static pthread_t q_thread;
+static int q_stop, q_nthreads;
+static unsigned q_gen; /* bumped by uring_keys_flush: loads started before are not cached */
+static pthread_t q_threads[URING_KEYS_THREADS];
 static struct keys_entry cache[KEYS_CACHE_MAX];
 
-static void cache_clear(void)
+static double keys_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Drop every cached key (q_lock held); loads in flight keep their entry and waiters. */
+static void cache_clear_locked(void)
 {
     for (int i = 0; i < KEYS_CACHE_MAX; i++) {
+        if (cache[i].loading)
+            continue;
         engine_key_free(cache[i].key);
         memset(&cache[i], 0, sizeof(cache[i]));
     }
 }
 
-static struct keys_entry *cache_find(const struct uring_keyreq *req)
+static int entry_matches(const struct keys_entry *e, int kube, const struct uring_keyreq *req)
 {
-    for (int i = 0; i < KEYS_CACHE_MAX; i++) {
-        struct keys_entry *e = &cache[i];
-        if (e->key != NULL && e->rule == req->rule && strcmp(e->ns, req->ns) == 0 &&
-            strcmp(e->name, req->name) == 0 && strcmp(e->dir, req->secrets_dir) == 0)
-            return e;
-    }
-    return NULL;
+    return (e->key != NULL || e->loading) && e->kube == kube && e->rule == req->rule &&
+           strcmp(e->ns, req->ns) == 0 && strcmp(e->name, req->name) == 0 &&
+           (kube || strcmp(e->dir, req->secrets_dir) == 0);
 }
 
-static void keys_serve(struct uring_keyreq *req)
+/* A free slot, else the oldest entry that is not loading; NULL when all are loading. */
+static struct keys_entry *entry_claim(void)
 {
-    time_t now = time(NULL);
-    struct keys_entry *e = cache_find(req);
+    struct keys_entry *e = NULL;
+    for (int i = 0; i < KEYS_CACHE_MAX; i++) {
+        if (cache[i].loading)
+            continue;
+        if (cache[i].key == NULL)
+            return &cache[i];
+        if (e == NULL || cache[i].loaded < e->loaded)
+            e = &cache[i];
+    }
+    if (e != NULL) {
+        engine_key_free(e->key);
+        memset(e, 0, sizeof(*e));
+    }
+    return e;
+}
+
+/* Give req its copy of key (or the error); called without q_lock. */
+static void keys_answer(struct uring_keyreq *req, const engine_key *key, int err,
+                        const char *detail)
+{
+    req->err = err;
+    if (err == 0) {
+        req->err = engine_key_from_bytes(&req->key, key->bytes, key->len);
+    } else if (req->detail != detail) {
+        snprintf(req->detail, sizeof(req->detail), "%s", detail);
+    }
+    req->done(req);
+}
+
+/* Load the Secret of req from the current source (blocking; no lock held). */
+static int keys_load(struct uring_runtime *rt, struct uring_keyreq *req, engine_key **k)
+{
+    if (rt != NULL && rt->kube != NULL)
+        return uring_kube_fetch(rt->kube, req->ns, req->name, req->rule, k, req->detail,
+                                sizeof(req->detail));
+    return engine_secret_load(k, req->secrets_dir, req->ns, req->name, req->rule, req->detail,
+                              sizeof(req->detail));
+}
+
+/* Serve one request (q_lock held on entry and on return). */
+static void keys_serve_locked(struct uring_keyreq *req)
+{
+    struct uring_runtime *rt = uring_runtime_get();
+    int kube = rt != NULL && rt->kube != NULL;
+    double now = keys_now();
+    struct keys_entry *e = NULL;
+    struct uring_keyreq *waiters;
     engine_key *k = NULL;
+    unsigned gen;
     int r;
 
-    if (e != NULL && (now - e->loaded > KEYS_CACHE_TTL ||
-                      (req->key_id[0] != '\0' && strcmp(req->key_id, e->key->id) != 0))) {
+    for (int i = 0; i < KEYS_CACHE_MAX && e == NULL; i++)
+        if (entry_matches(&cache[i], kube, req))
+            e = &cache[i];
+    if (e != NULL && e->loading) {
+        req->next = e->waiters; /* answered when that load ends */
+        e->waiters = req;
+        goto out;
+    }
+    /* a keyId that differs from the cached key's reloads at once; from the API at most once a
+     * second, so forged metadata cannot turn restores into a stream of requests */
+    if (e != NULL && (now - e->loaded >= e->ttl ||
+                      (req->key_id[0] != '\0' && strcmp(req->key_id, e->key->id) != 0 &&
+                       (!kube || now - e->loaded >= 1.0)))) {
         engine_key_free(e->key);
         memset(e, 0, sizeof(*e));
         e = NULL;
     }
-    if (e == NULL) {
-        r = engine_secret_load(&k, req->secrets_dir, req->ns, req->name, req->rule, req->detail,
-                               sizeof(req->detail));
-        if (r != 0) {
-            req->err = r;
-            return;
-        }
-        e = &cache[0];
-        for (int i = 0; i < KEYS_CACHE_MAX; i++) {
-            if (cache[i].key == NULL) {
-                e = &cache[i];
-                break;
-            }
-            if (cache[i].loaded < e->loaded)
-                e = &cache[i];
-        }
-        engine_key_free(e->key);
-        snprintf(e->dir, sizeof(e->dir), "%s", req->secrets_dir);
+    if (e != NULL) {
+        if ((r = engine_key_from_bytes(&k, e->key->bytes, e->key->len)) == 0)
+            uring_log(URING_LOG_DEBUG, "key_cached", "namespace=%s secret=%s key_id=%s", e->ns,
+                      e->name, e->key->id);
+        pthread_mutex_unlock(&q_lock);
+        req->err = r;
+        req->key = k;
+        req->done(req);
+        pthread_mutex_lock(&q_lock);
+        goto out;
+    }
+    if ((e = entry_claim()) != NULL) {
+        e->kube = kube;
+        snprintf(e->dir, sizeof(e->dir), "%s", kube ? "" : req->secrets_dir);
         snprintf(e->ns, sizeof(e->ns), "%s", req->ns);
         snprintf(e->name, sizeof(e->name), "%s", req->name);
         e->rule = req->rule;
-        e->key = k;
-        e->loaded = now;
-        uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", e->ns, e->name,
-                  k->id);
+        e->loading = 1;
+        e->gen = q_gen;
     }
-    req->err = engine_key_from_bytes(&req->key, e->key->bytes, e->key->len);
+    gen = q_gen;
+    pthread_mutex_unlock(&q_lock);
+    r = keys_load(rt, req, &k);
+    if (r == 0 && !kube)
+        uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", req->ns,
+                  req->name, k->id);
+    pthread_mutex_lock(&q_lock);
+    waiters = NULL;
+    if (e != NULL) {
+        waiters = e->waiters;
+        e->waiters = NULL;
+        e->loading = 0;
+        if (r == 0 && e->gen == q_gen && gen == q_gen && (kube ? rt->kube->cache_ttl > 0 : 1)) {
+            e->key = k;
+            e->loaded = keys_now();
+            e->ttl = kube ? rt->kube->cache_ttl : KEYS_CACHE_TTL;
+            k = NULL; /* the cache owns it; copies go out below */
+        } else {
+            memset(e, 0, sizeof(*e)); /* errors are not cached: the next request asks again */
+        }
+    }
+    {
+        /* answer outside the lock, from a private copy of the key */
+        engine_key *copy = NULL;
+        const engine_key *src = k;
+        if (r == 0 && src == NULL) {
+            r = engine_key_from_bytes(&copy, e->key->bytes, e->key->len);
+            src = copy;
+        }
+        pthread_mutex_unlock(&q_lock);
+        while (waiters != NULL) {
+            struct uring_keyreq *w = waiters;
+            waiters = w->next;
+            w->next = NULL;
+            keys_answer(w, src, r, req->detail);
+        }
+        keys_answer(req, src, r, req->detail);
+        engine_key_free(copy);
+        engine_key_free(k);
+        pthread_mutex_lock(&q_lock);
+    }
+out:
+    if (rt != NULL) {
+        pthread_mutex_unlock(&q_lock);
+        uring_runtime_put(rt); /* may free an old runtime: not under the lock */
+        pthread_mutex_lock(&q_lock);
+    }
 }
 
 static void *keys_main(void *arg)
@@ -217,37 +334,30 @@ static void *keys_main(void *arg)
     pthread_mutex_lock(&q_lock);
     for (;;) {
         struct uring_keyreq *req;
-        while (q_head == NULL && !q_stop && !q_flush)
+        while (q_head == NULL && !q_stop)
             pthread_cond_wait(&q_cond, &q_lock);
-        if (q_flush) {
-            q_flush = 0;
-            cache_clear();
-        }
         if (q_stop)
             break;
-        if ((req = q_head) == NULL)
-            continue;
+        req = q_head;
         q_head = req->next;
         if (q_head == NULL)
             q_tail = NULL;
-        pthread_mutex_unlock(&q_lock);
         req->next = NULL;
         req->err = 0;
         req->detail[0] = '\0';
-        keys_serve(req);
-        req->done(req);
-        pthread_mutex_lock(&q_lock);
+        keys_serve_locked(req);
     }
-    cache_clear();
     pthread_mutex_unlock(&q_lock);
     return NULL;
 }
 
 int uring_keys_start(void)
 {
-    if (pthread_create(&q_thread, NULL, keys_main, NULL) != 0)
-        return COFFER_ERR_INTERNAL;
-    q_running = 1;
+    for (int i = 0; i < URING_KEYS_THREADS; i++) {
+        if (pthread_create(&q_threads[i], NULL, keys_main, NULL) != 0)
+            return COFFER_ERR_INTERNAL;
+        q_nthreads++;
+    }
     return 0;
 }
 
@@ -267,22 +377,58 @@ void uring_keys_submit(struct uring_keyreq *req)
 void uring_keys_flush(void)
 {
     pthread_mutex_lock(&q_lock);
-    q_flush = 1;
-    pthread_cond_signal(&q_cond);
+    q_gen++;
+    cache_clear_locked();
     pthread_mutex_unlock(&q_lock);
+}
+
+void uring_keys_seed(const struct uring_runtime *rt)
+{
+    struct keys_entry *e;
+    engine_key *k = NULL;
+
+    if (rt == NULL || rt->kube == NULL || rt->key == NULL || rt->kube->cache_ttl <= 0 ||
+        engine_key_from_bytes(&k, rt->key->bytes, rt->key->len) != 0)
+        return;
+    pthread_mutex_lock(&q_lock);
+    for (int i = 0; i < KEYS_CACHE_MAX; i++)
+        if (cache[i].key != NULL && cache[i].kube &&
+            cache[i].rule == engine_format_key_rule(rt->format) &&
+            strcmp(cache[i].ns, rt->ns) == 0 && strcmp(cache[i].name, rt->secret) == 0) {
+            pthread_mutex_unlock(&q_lock);
+            engine_key_free(k);
+            return; /* already there */
+        }
+    if ((e = entry_claim()) != NULL) {
+        e->kube = 1;
+        snprintf(e->ns, sizeof(e->ns), "%s", rt->ns);
+        snprintf(e->name, sizeof(e->name), "%s", rt->secret);
+        e->rule = engine_format_key_rule(rt->format);
+        e->key = k;
+        e->loaded = keys_now();
+        e->ttl = rt->kube->cache_ttl;
+        e->gen = q_gen;
+        k = NULL;
+    }
+    pthread_mutex_unlock(&q_lock);
+    engine_key_free(k);
 }
 
 void uring_keys_stop(void)
 {
     struct uring_keyreq *req;
-    if (!q_running)
+    if (q_nthreads == 0)
         return;
     pthread_mutex_lock(&q_lock);
     q_stop = 1;
-    pthread_cond_signal(&q_cond);
+    pthread_cond_broadcast(&q_cond);
     pthread_mutex_unlock(&q_lock);
-    pthread_join(q_thread, NULL);
-    q_running = 0;
+    for (int i = 0; i < q_nthreads; i++)
+        pthread_join(q_threads[i], NULL);
+    q_nthreads = 0;
+    pthread_mutex_lock(&q_lock);
+    cache_clear_locked();
+    pthread_mutex_unlock(&q_lock);
     /* requests nobody will serve: their owners are gone (workers stop first) */
     while ((req = q_head) != NULL) {
         q_head = req->next;

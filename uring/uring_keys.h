@@ -6,6 +6,7 @@
 #include "engine_key.h"
 #include "engine_stream.h"
 #include "uring_config.h"
+#include "uring_kube.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,7 +29,8 @@ struct uring_runtime {
     engine_key *key; /* the key of new backups for `format`'s rule; NULL when off or echo */
     char *metadata;  /* the status metadata of a new backup in `format` (JSON text) */
     size_t metadata_len;
-    struct uring_hsm *hsm; /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
+    struct uring_hsm *hsm;   /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
+    struct uring_kube *kube; /* --secret-source kubernetes: the API source (owned), else NULL */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
     gid_t allow_gid[URING_MAX_ALLOW];
@@ -71,14 +73,22 @@ struct uring_keyreq {
 };
 
 /*
- * The loader thread: loads Secrets with engine_secret_load (fresh open each time, so a Kubernetes
- * ..data symlink swap is seen), caching each (namespace, name, rule) for a few seconds; a cached
- * key whose keyId does not match the one asked for is reloaded at once. uring_keys_flush (after
- * SIGHUP) empties the cache.
+ * The loader threads (URING_KEYS_THREADS of them, so one slow Secret delays no other): each
+ * request is served from the source of the *current* runtime: with --secret-source kubernetes a
+ * GET through the API (uring_kube_fetch, bounded by --kube-timeout), else engine_secret_load
+ * (fresh open each time, so a Kubernetes ..data symlink swap is seen). Keys are cached per
+ * (source, namespace, name, rule) in locked memory: --secret-cache-ttl seconds for the API, a
+ * few seconds for files. Concurrent requests for one Secret wait for one load (no thread blocks
+ * on another's load). A cached key whose keyId does not match the one asked for is reloaded at
+ * once. uring_keys_flush (SIGHUP) empties the cache; a load in flight then is not cached.
  */
+#define URING_KEYS_THREADS 4
 int uring_keys_start(void) __attribute__((warn_unused_result));
 void uring_keys_submit(struct uring_keyreq *req);
 void uring_keys_flush(void);
+/* Put rt's key of new backups (just fetched by uring_runtime_build) into the cache, so the first
+ * backups do not fetch it again (API source only; main thread, after publish and flush). */
+void uring_keys_seed(const struct uring_runtime *rt);
 void uring_keys_stop(void);
 
 #endif

@@ -194,6 +194,10 @@ static void main_dev_banner(const char *sock)
 
 static void main_no_key(int r, const char *detail, const struct uring_config *cfg)
 {
+    if (cfg->kube.source == URING_SECRET_KUBERNETES) {
+        uring_kube_no_key(r, detail, cfg->ns, cfg->secret, &cfg->kube);
+        return;
+    }
     uring_log(URING_LOG_ERROR, "start_failed", "err=%s namespace=%s secret=%s secrets_dir=%s",
               coffer_errname(r), cfg->ns, cfg->secret, cfg->secrets_dir);
     fprintf(stderr,
@@ -236,12 +240,13 @@ static void main_reload(int argc, char **argv)
                   "detail=\"socket, workers and max-connections change only on restart\"");
     uring_srv.cfg.io_timeout = cfg.io_timeout;
     uring_log_set_level(cfg.log_level);
+    uring_runtime_publish(rt); /* rt stays alive: only this thread replaces it */
+    uring_keys_flush();
+    uring_keys_seed(rt);
     uring_log(URING_LOG_INFO, "reload_ok",
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-");
-    uring_runtime_publish(rt);
-    uring_keys_flush();
 }
 
 static void main_abort(int nworkers, const char *why)
@@ -310,6 +315,10 @@ int main(int argc, char **argv)
         return 0;
     }
     uring_log_set_level(uring_srv.cfg.log_level);
+    if (kube_global_init() != 0) { /* libcurl: before any thread */
+        fprintf(stderr, "cofferd: cannot initialise libcurl\n");
+        return 1;
+    }
     uring_srv.listen_fd = -1;
     uring_srv.started = uring_now();
     if (uring_srv.cfg.dev) {
@@ -326,6 +335,7 @@ int main(int argc, char **argv)
         return 1;
     }
     uring_runtime_publish(rt);
+    uring_keys_seed(rt);
 
     if ((r = uring_systemd_listen_fd(listen_path, sizeof(listen_path))) >= 0) {
         uring_srv.listen_fd = r;
@@ -368,6 +378,7 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGHUP) {
             uring_log(URING_LOG_INFO, "reload", "signal=SIGHUP");
+            uring_keys_flush(); /* drops cached Secret keys even when the reload fails */
             uring_systemd_notify("RELOADING=1", "reloading the config file and keys");
             main_reload(argc, argv);
             uring_systemd_notify("READY=1", "serving");
