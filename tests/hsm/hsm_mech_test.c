@@ -21,6 +21,7 @@
 #include <string.h>
 
 static void (*fake_stats)(unsigned *peak, unsigned *inits);
+static void (*fake_delay)(unsigned ms);
 static struct ht_env env;
 static char tokdir[1200];
 
@@ -130,13 +131,14 @@ static void test_fake_token_iv(void **state)
 /* Several threads calling at once: a pool of sessions, and every call succeeds. */
 struct hammer {
     hsm_client *c;
+    int rounds;
     int failures;
 };
 
 static void *hammer_main(void *arg)
 {
     struct hammer *h = arg;
-    for (int i = 0; i < 15; i++) {
+    for (int i = 0; i < h->rounds; i++) {
         engine_key *dk, *back = NULL;
         hsm_wrapped w;
         hsm_status st;
@@ -153,20 +155,24 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
-static void hammer_with(const char *mode)
+/* Six callers on four HSM threads; each token call takes delay_ms, so that the threads overlap
+ * and want sessions at the same time. */
+static void hammer_with(const char *mode, int rounds, unsigned delay_ms)
 {
     hsm_client *c = fake_client(mode, HSM_MECH_AUTO, 4);
-    struct hammer h = {c, 0};
+    struct hammer h = {c, rounds, 0};
     pthread_t th[6];
     unsigned peak, inits0, inits1;
     hsm_status st;
 
     assert_int_equal(hsm_client_connect(c, &st), 0);
     fake_stats(&peak, &inits0);
+    fake_delay(delay_ms);
     for (int i = 0; i < 6; i++)
         assert_int_equal(pthread_create(&th[i], NULL, hammer_main, &h), 0);
     for (int i = 0; i < 6; i++)
         pthread_join(th[i], NULL);
+    fake_delay(0);
     fake_stats(&peak, &inits1);
     assert_int_equal(h.failures, 0);
     assert_true(peak <= 2); /* the login's session and one for the four HSM threads */
@@ -178,13 +184,13 @@ static void hammer_with(const char *mode)
 /* The token says ulMaxSessionCount 2: four HSM threads share one session. */
 static void test_fake_session_limit(void **state)
 {
-    hammer_with("max-sessions=2");
+    hammer_with("max-sessions=2", 15, 0);
 }
 
 /* The token hides its limit and answers CKR_SESSION_COUNT: retried, not an outage. */
 static void test_fake_session_count(void **state)
 {
-    hammer_with("max-sessions=2,hide-max");
+    hammer_with("max-sessions=2,hide-max", 2, 300);
     assert_non_null(strstr(log_text, "CKR_SESSION_COUNT"));
 }
 
@@ -369,6 +375,8 @@ static int group_setup(void **state)
         ts_skip("cannot load the fake PKCS#11 module %s: %s", COFFER_FAKE_P11, dlerror());
     *(void **)&fake_stats = dlsym(fake, "coffer_fake_p11_stats");
     assert_non_null(fake_stats);
+    *(void **)&fake_delay = dlsym(fake, "coffer_fake_p11_set_delay_ms");
+    assert_non_null(fake_delay);
     ht_env_setup(&env);
     ht_token_init(&env, "mech", tokdir, sizeof(tokdir));
     return 0;
