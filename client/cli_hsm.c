@@ -187,13 +187,13 @@ static int args_parse(struct hsm_args *a, int argc, char **argv)
 
 static void key_flags(const hsm_key_info *k, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s%s%s%s%s", k->is_private == 1 ? " private" : " PUBLIC",
+    snprintf(buf, len, "%s%s%s%s%s%s%s%s%s%s", k->is_private == 1 ? " private" : " PUBLIC",
              k->sensitive == 1 ? " sensitive" : " NOT-SENSITIVE",
              k->extractable == 0 ? " not-extractable" : " EXTRACTABLE",
              k->encrypt == 1 ? " encrypt" : "", k->decrypt == 1 ? " decrypt" : "",
-             (k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 || k->derive == 1)
-                 ? " +other-uses"
-                 : "");
+             k->wrap == 1 ? " wrap" : "", k->unwrap == 1 ? " unwrap" : "",
+             k->sign == 1 ? " sign" : "", k->verify == 1 ? " verify" : "",
+             k->derive == 1 ? " derive" : "");
 }
 
 static int run_list(hsm_client *c, const struct hsm_args *a)
@@ -227,6 +227,11 @@ static int run_list(hsm_client *c, const struct hsm_args *a)
         char flags[160], why[256];
         key_flags(&k[i], flags, sizeof(flags));
         int weak = hsm_admin_key_weak(&k[i], why, sizeof(why));
+        if (hsm_admin_mac_key_ok(&k[i])) {
+            printf("  '%s'  %s%s  -- coffer's HMAC key for encrypt-then-MAC (sign/verify only)\n",
+                   k[i].label, hsm_admin_key_type_name(k[i].key_type, k[i].value_len), flags);
+            continue;
+        }
         printf("  '%s'  %s%s%s%s\n", k[i].label,
                hsm_admin_key_type_name(k[i].key_type, k[i].value_len), flags,
                weak ? "  -- not fit as a coffer KEK: " : "", weak ? why : "");

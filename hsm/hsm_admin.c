@@ -251,6 +251,13 @@ const char *hsm_admin_key_type_name(unsigned long key_type, unsigned long value_
     return buf;
 }
 
+int hsm_admin_mac_key_ok(const hsm_key_info *k)
+{
+    return k->key_type == CKK_GENERIC_SECRET && k->value_len == 32 && k->is_private == 1 &&
+           k->sensitive == 1 && k->extractable == 0 && k->sign == 1 && k->verify == 1 &&
+           k->encrypt != 1 && k->decrypt != 1 && k->wrap != 1 && k->unwrap != 1 && k->derive != 1;
+}
+
 int hsm_admin_key_weak(const hsm_key_info *k, char *why, size_t whylen)
 {
     size_t n = 0;

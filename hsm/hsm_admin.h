@@ -48,7 +48,12 @@ int hsm_admin_keys_list(hsm_client *c, hsm_key_info **keys, size_t *n, hsm_statu
 /* "AES-256", "GENERIC_SECRET", "CKK_0x..": for listings. Uses a per-thread buffer. */
 const char *hsm_admin_key_type_name(unsigned long key_type, unsigned long value_len);
 
-/* 0 when the key has coffer's KEK template; else writes what is wrong into why and returns 1. */
+/* 1 when the key has the template of coffer's HMAC key for encrypt-then-MAC (a 256-bit generic
+ * secret: private, sensitive, never extractable, sign/verify only). */
+int hsm_admin_mac_key_ok(const hsm_key_info *k);
+
+/* 0 when the key has coffer's KEK template (encrypt/decrypt only, or wrap/unwrap only for RFC 5649
+ * key wrap); else writes what is wrong into why and returns 1. */
 int hsm_admin_key_weak(const hsm_key_info *k, char *why, size_t whylen);
 
 typedef struct hsm_token_desc {

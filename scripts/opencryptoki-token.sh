@@ -47,7 +47,7 @@ token_label() {
 }
 
 start() {
-  local state=$1 label=$2 flags so
+  local state=$1 label=$2 flags
   [ "$(id -u)" = 0 ] || die 2 "needs root (pkcsslotd, /var/lib/opencryptoki, the pkcs11 group)"
   [ -x "$SLOTD" ] && command -v pkcsconf >/dev/null ||
     die 2 "openCryptoki is not installed (apt-get install opencryptoki)"
