@@ -58,13 +58,20 @@ static CK_RV mac_key_generate(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE rw, const c
     CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
     CK_ULONG len = 32;
     CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},          {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_VALUE_LEN, &len, sizeof(len)},      {CKA_TOKEN, &yes, sizeof(yes)},
-        {CKA_PRIVATE, &yes, sizeof(yes)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
-        {CKA_EXTRACTABLE, &no, sizeof(no)},      {CKA_SIGN, &yes, sizeof(yes)},
-        {CKA_VERIFY, &yes, sizeof(yes)},         {CKA_ENCRYPT, &no, sizeof(no)},
-        {CKA_DECRYPT, &no, sizeof(no)},          {CKA_WRAP, &no, sizeof(no)},
-        {CKA_UNWRAP, &no, sizeof(no)},           {CKA_DERIVE, &no, sizeof(no)},
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &len, sizeof(len)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_EXTRACTABLE, &no, sizeof(no)},
+        {CKA_SIGN, &yes, sizeof(yes)},
+        {CKA_VERIFY, &yes, sizeof(yes)},
+        {CKA_ENCRYPT, &no, sizeof(no)},
+        {CKA_DECRYPT, &no, sizeof(no)},
+        {CKA_WRAP, &no, sizeof(no)},
+        {CKA_UNWRAP, &no, sizeof(no)},
+        {CKA_DERIVE, &no, sizeof(no)},
         {CKA_LABEL, (void *)label, strlen(label)},
     };
     CK_MECHANISM m = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
@@ -141,8 +148,7 @@ static int op_kek_create(hsm_token *t, hsm_session *s, void *arg, hsm_status *st
     return 0;
 }
 
-int hsm_admin_kek_create_for(hsm_client *c, const char *label, hsm_negotiation *neg,
-                             hsm_status *st)
+int hsm_admin_kek_create_for(hsm_client *c, const char *label, hsm_negotiation *neg, hsm_status *st)
 {
     hsm_status local;
     struct create_job *j;
@@ -278,8 +284,7 @@ int hsm_admin_key_weak(const hsm_key_info *k, char *why, size_t whylen)
                 "also allowed to sign, verify or derive");
     } else {
         WEAK_IF(!crypt, "CKA_ENCRYPT/CKA_DECRYPT not both true");
-        WEAK_IF(k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 ||
-                    k->derive == 1,
+        WEAK_IF(k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 || k->derive == 1,
                 "also allowed to wrap, unwrap, sign, verify or derive");
     }
 #undef WEAK_IF
@@ -611,7 +616,8 @@ int hsm_admin_check(hsm_client *c, hsm_check_report *rep)
     } else {
         item(rep, I_TRIP, names[I_TRIP], HSM_CHECK_OK,
              "a fresh data key wrapped (%.2f ms) and unwrapped (%.2f ms) with %s%s", wrap_ms,
-             unwrap_ms, mname, rep->neg.mech == HSM_MECH_GCM_TOKEN_IV ? " (IV from the token)" : "");
+             unwrap_ms, mname,
+             rep->neg.mech == HSM_MECH_GCM_TOKEN_IV ? " (IV from the token)" : "");
     }
     engine_key_free(dk);
     engine_key_free(back);

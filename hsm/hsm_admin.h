@@ -86,7 +86,7 @@ typedef struct hsm_check_item {
 
 typedef struct hsm_check_report {
     hsm_check_item items[HSM_CHECK_ITEMS];
-    int failed; /* number of HSM_CHECK_FAIL items */
+    int failed;          /* number of HSM_CHECK_FAIL items */
     int negotiated;      /* neg is filled */
     hsm_negotiation neg; /* the mechanism chosen and why the others were passed over */
 } hsm_check_report;

@@ -184,8 +184,8 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
         goto fail;
     }
     c->mechanism = cfg->mechanism;
-    hsm_token_config tc = {cfg->module, cfg->token, cfg->pin, cfg->log, cfg->log_ctx,
-                           cfg->mechanism, cfg->max_sessions};
+    hsm_token_config tc = {cfg->module,  cfg->token,     cfg->pin,         cfg->log,
+                           cfg->log_ctx, cfg->mechanism, cfg->max_sessions};
     if ((r = hsm_token_new(&core->token, &tc, st)) < 0)
         goto fail;
     pthread_mutex_init(&core->mu, NULL);

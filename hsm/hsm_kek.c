@@ -117,9 +117,9 @@ static CK_RV data_key_object(CK_FUNCTION_LIST *f, hsm_session *s, uint8_t *key,
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE kt = CKK_AES;
     CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},      {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_TOKEN, &no, sizeof(no)},        {CKA_PRIVATE, &yes, sizeof(yes)},
-        {CKA_SENSITIVE, &no, sizeof(no)},    {CKA_EXTRACTABLE, &yes, sizeof(yes)},
+        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_TOKEN, &no, sizeof(no)},       {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &no, sizeof(no)},   {CKA_EXTRACTABLE, &yes, sizeof(yes)},
         {CKA_VALUE, key, HSM_DATA_KEY_LEN},
     };
     return hsm_token_rv(s, f->C_CreateObject(s->h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), obj));
@@ -142,8 +142,8 @@ static int wrap_kwp(hsm_token *t, hsm_session *s, struct kek_job *j, CK_OBJECT_H
         return hsm_status_set(st, COFFER_ERR_HSM_CALL, "wrap", rv,
                               "wrapping a data key with key '%s' on token '%s' (C_WrapKey, %s) "
                               "failed: %s",
-                              j->label, hsm_token_label(t), hsm_mech_metadata_name(HSM_MECH_KWP, ckm),
-                              hsm_rv_name(rv));
+                              j->label, hsm_token_label(t),
+                              hsm_mech_metadata_name(HSM_MECH_KWP, ckm), hsm_rv_name(rv));
     if (outlen != HSM_KWP_LEN)
         return hsm_status_set(st, COFFER_ERR_HSM_CALL, "wrap", HSM_STATUS_NO_RV,
                               "token '%s' returned %lu bytes for an RFC 5649 wrapped key, not %d",
@@ -255,19 +255,18 @@ static int refused(CK_RV rv)
 static int wrong_key(hsm_token *t, struct kek_job *j, CK_RV rv, hsm_status *st)
 {
     engine_secmem_wipe(j->key, sizeof(j->key));
-    return hsm_status_set(st, COFFER_ERR_WRONG_KEY, "unwrap", rv,
-                          "token '%s' refused to unwrap the data key with key '%s' (%s, %s): the "
-                          "%s does not match, so the metadata's iv, wrappedKey%s or keyLabel was "
-                          "altered, or the key now labelled '%s' is not the one that wrapped this "
-                          "backup",
-                          hsm_token_label(t), j->label,
-                          hsm_mech_metadata_name(hsm_wrapped_mech(&j->w), j->w.kwp_ckm),
-                          hsm_rv_name(rv),
-                          hsm_wrapped_mech(&j->w) == HSM_MECH_CBC_HMAC
-                              ? "HMAC"
-                              : (hsm_wrapped_mech(&j->w) == HSM_MECH_KWP ? "integrity check"
-                                                                         : "tag"),
-                          hsm_wrapped_mech(&j->w) == HSM_MECH_CBC_HMAC ? ", mac" : "", j->label);
+    return hsm_status_set(
+        st, COFFER_ERR_WRONG_KEY, "unwrap", rv,
+        "token '%s' refused to unwrap the data key with key '%s' (%s, %s): the "
+        "%s does not match, so the metadata's iv, wrappedKey%s or keyLabel was "
+        "altered, or the key now labelled '%s' is not the one that wrapped this "
+        "backup",
+        hsm_token_label(t), j->label, hsm_mech_metadata_name(hsm_wrapped_mech(&j->w), j->w.kwp_ckm),
+        hsm_rv_name(rv),
+        hsm_wrapped_mech(&j->w) == HSM_MECH_CBC_HMAC
+            ? "HMAC"
+            : (hsm_wrapped_mech(&j->w) == HSM_MECH_KWP ? "integrity check" : "tag"),
+        hsm_wrapped_mech(&j->w) == HSM_MECH_CBC_HMAC ? ", mac" : "", j->label);
 }
 
 static int unwrap_failed(hsm_token *t, struct kek_job *j, const char *call, CK_RV rv,

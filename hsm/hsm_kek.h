@@ -44,7 +44,8 @@
  * "mechanism": "CKM_AES_GCM".
  */
 typedef enum hsm_mech {
-    HSM_MECH_AUTO = 0, /* negotiate; in an hsm_wrapped: GCM (what backups before negotiation hold) */
+    HSM_MECH_AUTO =
+        0, /* negotiate; in an hsm_wrapped: GCM (what backups before negotiation hold) */
     HSM_MECH_GCM = 1,
     HSM_MECH_GCM_TOKEN_IV = 2,
     HSM_MECH_KWP = 3,
@@ -112,10 +113,10 @@ int hsm_kek_wrap(hsm_client *c, const engine_key *dk, hsm_wrapped *out, hsm_stat
  * Unwrap with the KEK named in w (which may differ from the client's key_label: old backups name
  * the key that wrapped them) and the mechanism w records, whatever the client negotiated for new
  * wraps. A token that lacks that mechanism is COFFER_ERR_HSM_CALL (step "unwrap") with a sentence
- * naming the mechanism and key the restore needs. On success *out is the 32-byte data key in engine_secmem (free
- * with engine_key_free). A blob the token refuses to decrypt (tag mismatch: the iv, wrapped key or
- * label were altered, or the key under that label is not the one that wrapped it) is
- * COFFER_ERR_WRONG_KEY; nothing is released.
+ * naming the mechanism and key the restore needs. On success *out is the 32-byte data key in
+ * engine_secmem (free with engine_key_free). A blob the token refuses to decrypt (tag mismatch: the
+ * iv, wrapped key or label were altered, or the key under that label is not the one that wrapped
+ * it) is COFFER_ERR_WRONG_KEY; nothing is released.
  */
 int hsm_kek_unwrap(hsm_client *c, const hsm_wrapped *w, engine_key **out,
                    hsm_status *st) COFFER_WUR;

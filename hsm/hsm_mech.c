@@ -101,7 +101,8 @@ static int mech_has(hsm_token *t, hsm_session *s, CK_MECHANISM_TYPE type, const 
                     CK_FLAGS need, const char *needs, char *why, size_t whylen, CK_RV *rvp)
 {
     CK_MECHANISM_INFO mi;
-    CK_RV rv = hsm_token_rv(s, hsm_token_module(t)->C_GetMechanismInfo(hsm_token_slot(t), type, &mi));
+    CK_RV rv =
+        hsm_token_rv(s, hsm_token_module(t)->C_GetMechanismInfo(hsm_token_slot(t), type, &mi));
     *rvp = CKR_OK;
     if (rv == CKR_FUNCTION_NOT_SUPPORTED)
         return 1; /* the module does not say: the trial or the call decides */
@@ -182,8 +183,10 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
                       "encrypt and decrypt", why, wl, &rv);
         if (ok == 1 && label != NULL &&
             (attr_flag(t, s, kek, CKA_ENCRYPT) == 0 || attr_flag(t, s, kek, CKA_DECRYPT) == 0)) {
-            snprintf(why, wl, "key '%s' may not encrypt and decrypt (it was made for another "
-                              "mechanism)", label);
+            snprintf(why, wl,
+                     "key '%s' may not encrypt and decrypt (it was made for another "
+                     "mechanism)",
+                     label);
             ok = 0;
         }
         if (ok == 1 && label != NULL)
@@ -195,14 +198,17 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
                       "wrap and unwrap", why, wl, &rv);
         if (ok == 0) {
             out->kwp_ckm = CKM_AES_KEY_WRAP_PAD;
-            ok = mech_has(t, s, CKM_AES_KEY_WRAP_PAD, "CKM_AES_KEY_WRAP_KWP or "
-                          "CKM_AES_KEY_WRAP_PAD", CKF_WRAP | CKF_UNWRAP, "wrap and unwrap", why,
-                          wl, &rv);
+            ok = mech_has(t, s, CKM_AES_KEY_WRAP_PAD,
+                          "CKM_AES_KEY_WRAP_KWP or "
+                          "CKM_AES_KEY_WRAP_PAD",
+                          CKF_WRAP | CKF_UNWRAP, "wrap and unwrap", why, wl, &rv);
         }
         if (ok == 1 && label != NULL &&
             (attr_flag(t, s, kek, CKA_WRAP) == 0 || attr_flag(t, s, kek, CKA_UNWRAP) == 0)) {
-            snprintf(why, wl, "key '%s' may not wrap and unwrap (CKA_WRAP/CKA_UNWRAP false; "
-                              "'coffer hsm init-kek --mechanism kwp' makes one that may)", label);
+            snprintf(why, wl,
+                     "key '%s' may not wrap and unwrap (CKA_WRAP/CKA_UNWRAP false; "
+                     "'coffer hsm init-kek --mechanism kwp' makes one that may)",
+                     label);
             ok = 0;
         }
         break;
@@ -229,8 +235,10 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
                     *st = mst;
                     return -1;
                 }
-                snprintf(why, wl, "no single HMAC key labelled '%s' ('coffer hsm init-kek "
-                                  "--mechanism cbc-hmac' makes the pair)", ml);
+                snprintf(why, wl,
+                         "no single HMAC key labelled '%s' ('coffer hsm init-kek "
+                         "--mechanism cbc-hmac' makes the pair)",
+                         ml);
                 ok = 0;
             }
         }
@@ -238,8 +246,8 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
     }
     if (ok < 0)
         return hsm_status_set(st, COFFER_ERR_HSM_CALL, "wrap", rv,
-                              "asking token '%s' about mechanism %s failed: %s",
-                              hsm_token_label(t), hsm_mech_option_name(m), hsm_rv_name(rv));
+                              "asking token '%s' about mechanism %s failed: %s", hsm_token_label(t),
+                              hsm_mech_option_name(m), hsm_rv_name(rv));
     if (ok)
         why[0] = '\0';
     return ok;

@@ -9,7 +9,8 @@
 #include <p11-kit/pkcs11.h>
 
 /* "coffer-etm:" || u16be(label length) || label || iv(16) || ciphertext(48) */
-#define HSM_ETM_INPUT_MAX (sizeof(HSM_ETM_PREFIX) - 1 + 2 + HSM_KEY_LABEL_MAX + HSM_IV_MAX + HSM_CBC_LEN)
+#define HSM_ETM_INPUT_MAX                                                                          \
+    (sizeof(HSM_ETM_PREFIX) - 1 + 2 + HSM_KEY_LABEL_MAX + HSM_IV_MAX + HSM_CBC_LEN)
 
 /* CK_GCM_PARAMS for a 12-byte IV (ulIvLen and ulIvBits both set, for tokens of either reading of
  * the spec), the AAD and a 128-bit tag; m points at gp. */

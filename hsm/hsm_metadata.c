@@ -19,15 +19,16 @@ static void b64(const uint8_t *in, size_t n, char *out)
 
 json_t *hsm_metadata_config_new(const char *module, const char *token, const hsm_wrapped *w)
 {
-    char iv[B64_LEN(HSM_IV_MAX) + 1], wk[B64_LEN(HSM_WRAPPED_LEN) + 1], mac[B64_LEN(HSM_MAC_LEN) + 1];
+    char iv[B64_LEN(HSM_IV_MAX) + 1], wk[B64_LEN(HSM_WRAPPED_LEN) + 1],
+        mac[B64_LEN(HSM_MAC_LEN) + 1];
     int mech = hsm_wrapped_mech(w);
     const char *name = hsm_mech_metadata_name(mech, w->kwp_ckm);
     json_t *o;
 
     b64(w->wrapped, hsm_wrapped_len(w), wk);
     if (mech == HSM_MECH_KWP)
-        return json_pack("{s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token,
-                         "keyLabel", w->key_label, "mechanism", name, "wrappedKey", wk);
+        return json_pack("{s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token, "keyLabel",
+                         w->key_label, "mechanism", name, "wrappedKey", wk);
     b64(w->iv, hsm_wrapped_iv_len(w), iv);
     o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token, "keyLabel",
                   w->key_label, "mechanism", name, "iv", iv, "wrappedKey", wk);

@@ -55,8 +55,8 @@ typedef struct hsm_metadata_config {
 /*
  * Parse an untrusted keyRetrieverConfig: every field present and a string of bounded length,
  * labels free of control characters, a mechanism coffer knows, iv and wrappedKey (and mac) of
- * exactly the mechanism's lengths in canonical base64. Returns 0 or COFFER_ERR_METADATA with a sentence in detail
- * (NULL allowed) naming the field.
+ * exactly the mechanism's lengths in canonical base64. Returns 0 or COFFER_ERR_METADATA with a
+ * sentence in detail (NULL allowed) naming the field.
  */
 int hsm_metadata_config_parse(const json_t *cfg, hsm_metadata_config *out, char *detail,
                               size_t detaillen) COFFER_WUR;

@@ -25,8 +25,8 @@
 #define HSM_INFO_MAX    160
 #define HSM_PIN_MAC_LEN 32
 
-#define HSM_POOL_MAX    64      /* sessions kept open for reuse */
-#define HSM_UNBOUNDED   (1u << 20) /* a ulMaxSessionCount above this means "no limit" */
+#define HSM_POOL_MAX  64         /* sessions kept open for reuse */
+#define HSM_UNBOUNDED (1u << 20) /* a ulMaxSessionCount above this means "no limit" */
 
 struct hsm_key_slot {
     char label[HSM_KEY_LABEL_MAX + 1];
@@ -76,8 +76,8 @@ struct hsm_token {
 
     struct hsm_pin_memory *pinmem; /* under the write lock (login happens in connect) */
 
-    int mechanism;         /* configured; 0 negotiates */
-    unsigned max_sessions; /* configured; 0 unbounded */
+    int mechanism;                           /* configured; 0 negotiates */
+    unsigned max_sessions;                   /* configured; 0 unbounded */
     struct hsm_neg_slot negs[HSM_KEY_SLOTS]; /* under keys_mu */
     unsigned negs_next;
 
@@ -550,8 +550,10 @@ static int session_ensure(hsm_token *t, hsm_session *s, hsm_status *st)
         /* at the token's real limit: use the sessions we have, one thread at a time */
         t->pool_limit = t->pool_open;
         pthread_mutex_unlock(&t->pool_mu);
-        token_log(t, "pkcs11: token '%s' allows no more sessions (CKR_SESSION_COUNT); sharing "
-                     "the %u open ones", t->token_label, t->pool_open);
+        token_log(t,
+                  "pkcs11: token '%s' allows no more sessions (CKR_SESSION_COUNT); sharing "
+                  "the %u open ones",
+                  t->token_label, t->pool_open);
         return session_ensure(t, s, st);
     }
     pthread_cond_signal(&t->pool_cv);
@@ -648,8 +650,9 @@ int hsm_token_run(hsm_token *t, hsm_session *s, hsm_token_op op, void *arg, hsm_
             if (r == 0)
                 r = op(t, s, arg, st);
             if (!s->lost)
-                token_log(t, "pkcs11: a session of token '%s' was closed under a call; retried "
-                             "on a fresh session",
+                token_log(t,
+                          "pkcs11: a session of token '%s' was closed under a call; retried "
+                          "on a fresh session",
                           t->token_label ? t->token_label : "");
         }
         session_release(t, s, s->lost || s->closed);

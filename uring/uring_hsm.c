@@ -254,8 +254,9 @@ static int config_equal(const struct uring_hsm_config *a, const struct uring_hsm
            strcmp(a->key, b->key) == 0 && strcmp(a->pin_file, b->pin_file) == 0 &&
            a->fallback == b->fallback && a->timeout_ms == b->timeout_ms &&
            a->cache_max_age_s == b->cache_max_age_s && a->cache_max_uses == b->cache_max_uses &&
-           a->cache_max_bytes == b->cache_max_bytes && a->cache_max_entries == b->cache_max_entries &&
-           a->mechanism == b->mechanism && a->max_sessions == b->max_sessions;
+           a->cache_max_bytes == b->cache_max_bytes &&
+           a->cache_max_entries == b->cache_max_entries && a->mechanism == b->mechanism &&
+           a->max_sessions == b->max_sessions;
 }
 
 /* ---- shared clients ---- */
@@ -476,8 +477,10 @@ static void serve_probe(struct uring_hsm_req *hr)
             if (m != neg.mech && neg.why[m][0] != '\0')
                 n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s: %s", n ? "; " : "",
                                       hsm_mech_option_name(m), neg.why[m]);
-        uring_log(URING_LOG_INFO, "hsm_mechanism", "module=%s token=%s key=%s mechanism=%s "
-                  "name=%s passed_over=%s", h->cfg.module, h->cfg.token, h->cfg.key,
+        uring_log(URING_LOG_INFO, "hsm_mechanism",
+                  "module=%s token=%s key=%s mechanism=%s "
+                  "name=%s passed_over=%s",
+                  h->cfg.module, h->cfg.token, h->cfg.key,
                   hsm_mech_metadata_name(neg.mech, neg.kwp_ckm), hsm_mech_option_name(neg.mech),
                   uring_log_quote(why, q, sizeof(q)));
     }

@@ -26,7 +26,8 @@
  *   hide-max        ulMaxSessionCount says CK_EFFECTIVELY_INFINITE all the same
  *   close-once      the first C_Encrypt closes its session and answers CKR_SESSION_CLOSED
  * C_GetMechanismInfo offers CKM_AES_GCM (encrypt, decrypt) and nothing else.
- * coffer_fake_p11_stats() tells the most sessions open at once and how often C_Initialize ran.
+ * coffer_fake_p11_stats() tells the most sessions open at once since the last C_Initialize and
+ * how often C_Initialize ran.
  */
 #define FAKE_SLOT    7
 #define FAKE_KEY     100
@@ -113,6 +114,7 @@ static CK_RV fake_Initialize(CK_VOID_PTR args)
         mode_read();
         inits++;
         open_now = 0;
+        open_peak = 0;
     }
     initialized = 1;
     pthread_mutex_unlock(&mu);

@@ -24,6 +24,15 @@
 #define OCK_MODULE "/usr/lib/x86_64-linux-gnu/opencryptoki/libopencryptoki.so.0"
 #define OCK_TOKEN  "coffer-ock"
 
+/*
+ * openCryptoki 3.8 leaks about 5 KB per process from its dlopen()ed token library (the same
+ * wraps and unwraps leak nothing on SoftHSM2 under LeakSanitizer, see hsm_mech_test). p11-kit
+ * unloads the module before exit, so LeakSanitizer cannot name its frames and a suppression by
+ * library cannot match: the processes that load openCryptoki run without leak detection (every
+ * other sanitizer check stays on).
+ */
+static char *ock_env[] = {"ASAN_OPTIONS=detect_leaks=0:abort_on_error=1", NULL};
+
 static struct ht_env env;
 static char tokdir[1200], ockdir[1200];
 static char secrets[1300];
@@ -32,16 +41,16 @@ static int ock_started;
 
 /* ---- helpers ---- */
 
-static int daemon_start(struct ts_daemon *d, const char *name, ...)
+static int daemon_start(struct ts_daemon *d, char *const *envs, const char *name, ...)
 {
-    char *flags[] = {"--secrets-dir", secrets, "--workers", "2", "--io-timeout", "30",
-                     "--hsm-fallback", "none", NULL};
+    char *flags[] = {"--secrets-dir",  secrets, "--workers", "2", "--io-timeout", "30",
+                     "--hsm-fallback", "none",  NULL};
     va_list ap;
     int r;
     ts_daemon_paths(d, env.dir, name);
     unlink(d->log);
     va_start(ap, name);
-    r = ts_daemon_vstart(d, flags, NULL, 3000, ap);
+    r = ts_daemon_vstart(d, flags, envs, 3000, ap);
     va_end(ap);
     if (r != 0)
         fail_msg("cofferd did not start (%d, see %s)", r, d->log);
@@ -74,7 +83,7 @@ static int cli(char **out, const char *pin_file, const char *cmd, const char *mo
                     (char *)mech,   NULL};
     size_t n = 0;
     snprintf(path, sizeof(path), "%s/cli.out", env.dir);
-    int r = ts_run(argv, NULL, NULL, path, path);
+    int r = ts_run(argv, strcmp(module, OCK_MODULE) == 0 ? ock_env : NULL, NULL, path, path);
     *out = (char *)ts_read_file(path, &n);
     assert_non_null(*out);
     fprintf(stderr, "coffer hsm %s:\n%s", cmd, *out);
@@ -167,7 +176,7 @@ static void test_softhsm_kwp(void **state)
     assert_non_null(strstr(out, "ok    mechanism: CKM_AES_KEY_WRAP_PAD (kwp): as configured"));
     free(out);
 
-    daemon_start(&d, "kwp", "--hsm-module", env.module, "--hsm-token", "mech", "--hsm-key",
+    daemon_start(&d, NULL, "kwp", "--hsm-module", env.module, "--hsm-token", "mech", "--hsm-key",
                  "kwp-kek", "--hsm-pin-file", env.pin_file, "--hsm-mechanism", "kwp", NULL);
     encrypt_decrypt(&d, 70000, 5, &ct, &cfg);
     assert_string_equal(jstr(cfg, "mechanism"), "CKM_AES_KEY_WRAP_PAD");
@@ -234,8 +243,8 @@ static void test_opencryptoki_etm(void **state)
     assert_non_null(strstr(out, "passed over kwp: the token does not offer CKM_AES_KEY_WRAP_KWP"));
     free(out);
 
-    daemon_start(&d, "ock", "--hsm-module", OCK_MODULE, "--hsm-token", OCK_TOKEN, "--hsm-key",
-                 "ock-kek", "--hsm-pin-file", pin, "--hsm-max-sessions", "2", NULL);
+    daemon_start(&d, ock_env, "ock", "--hsm-module", OCK_MODULE, "--hsm-token", OCK_TOKEN,
+                 "--hsm-key", "ock-kek", "--hsm-pin-file", pin, "--hsm-max-sessions", "2", NULL);
     encrypt_decrypt(&d, 100000, 9, &ct, &cfg);
     assert_string_equal(jstr(cfg, "mechanism"), "CKM_AES_CBC_PAD+CKM_SHA256_HMAC");
     assert_string_equal(jstr(cfg, "keyLabel"), "ock-kek");
@@ -254,7 +263,7 @@ static void test_opencryptoki_etm(void **state)
 
     /* A GCM backup (SoftHSM2, a token of the same label and a key of the same name) restored on
      * openCryptoki: refused, naming the mechanism and key it needs. */
-    daemon_start(&soft, "soft-gcm", "--hsm-module", env.module, "--hsm-token", OCK_TOKEN,
+    daemon_start(&soft, NULL, "soft-gcm", "--hsm-module", env.module, "--hsm-token", OCK_TOKEN,
                  "--hsm-key", "ock-kek", "--hsm-pin-file", env.pin_file, NULL);
     encrypt_decrypt(&soft, 3000, 3, &gcm_ct, &cfg);
     assert_string_equal(jstr(cfg, "mechanism"), "CKM_AES_GCM");
@@ -280,9 +289,8 @@ static int setup(void **state)
     /* the GCM key of the namesake, made by coffer itself */
     {
         char *out;
-        assert_int_equal(cli(&out, env.pin_file, "init-kek", env.module, OCK_TOKEN, "ock-kek",
-                             NULL),
-                         0);
+        assert_int_equal(
+            cli(&out, env.pin_file, "init-kek", env.module, OCK_TOKEN, "ock-kek", NULL), 0);
         assert_non_null(strstr(out, "for CKM_AES_GCM (gcm)"));
         free(out);
     }

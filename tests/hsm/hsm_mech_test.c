@@ -38,6 +38,8 @@ static void keep_log(void *ctx, const char *line)
     pthread_mutex_unlock(&log_mu);
 }
 
+static unsigned next_max_sessions; /* for the next fake_client */
+
 static hsm_client *fake_client(const char *mode, int mech, unsigned threads)
 {
     hsm_client *c;
@@ -49,7 +51,9 @@ static hsm_client *fake_client(const char *mode, int mech, unsigned threads)
                              .timeout_ms = 20000,
                              .threads = threads,
                              .log = keep_log,
-                             .mechanism = mech};
+                             .mechanism = mech,
+                             .max_sessions = next_max_sessions};
+    next_max_sessions = 0;
     setenv("COFFER_FAKE_P11_MODE", mode, 1); /* read by the fake's C_Initialize */
     log_text[0] = '\0';
     assert_int_equal(hsm_client_open(&c, &cfg, &st), 0);
@@ -175,7 +179,7 @@ static void hammer_with(const char *mode, int rounds, unsigned delay_ms)
     fake_delay(0);
     fake_stats(&peak, &inits1);
     assert_int_equal(h.failures, 0);
-    assert_true(peak <= 2); /* the login's session and one for the four HSM threads */
+    assert_true(peak <= 2);           /* the login's session and one for the four HSM threads */
     assert_int_equal(inits1, inits0); /* never reported as an outage and reconnected */
     assert_null(strstr(log_text, "lost the connection"));
     hsm_client_close(c);
@@ -185,6 +189,13 @@ static void hammer_with(const char *mode, int rounds, unsigned delay_ms)
 static void test_fake_session_limit(void **state)
 {
     hammer_with("max-sessions=2", 15, 0);
+}
+
+/* An unlimited token and --hsm-max-sessions 1: the four HSM threads share one session. */
+static void test_fake_max_sessions_flag(void **state)
+{
+    next_max_sessions = 1;
+    hammer_with("", 4, 20);
 }
 
 /* The token hides its limit and answers CKR_SESSION_COUNT: retried, not an outage. */
@@ -392,10 +403,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fake_gcm_our_iv),      cmocka_unit_test(test_fake_token_iv),
-        cmocka_unit_test(test_fake_session_limit),   cmocka_unit_test(test_fake_session_count),
-        cmocka_unit_test(test_fake_closed_session),  cmocka_unit_test(test_fake_lacks_mechanism),
-        cmocka_unit_test(test_softhsm_auto_is_gcm), cmocka_unit_test(test_softhsm_kwp),
-        cmocka_unit_test(test_softhsm_cbc_hmac),
+        cmocka_unit_test(test_fake_session_limit),   cmocka_unit_test(test_fake_max_sessions_flag),
+        cmocka_unit_test(test_fake_session_count),   cmocka_unit_test(test_fake_closed_session),
+        cmocka_unit_test(test_fake_lacks_mechanism), cmocka_unit_test(test_softhsm_auto_is_gcm),
+        cmocka_unit_test(test_softhsm_kwp),          cmocka_unit_test(test_softhsm_cbc_hmac),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
