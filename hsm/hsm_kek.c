@@ -109,19 +109,26 @@ static int wrap_gcm(hsm_token *t, hsm_session *s, struct kek_job *j, CK_OBJECT_H
     return 0;
 }
 
+/*
+ * The data key on the token for one C_WrapKey or C_UnwrapKey: an AES session object (never a
+ * token object) that coffer may read back. Modules only read a template, so these are shared.
+ */
+static CK_BBOOL sk_yes = CK_TRUE, sk_no = CK_FALSE;
+static CK_OBJECT_CLASS sk_class = CKO_SECRET_KEY;
+static CK_KEY_TYPE sk_type = CKK_AES;
+#define SESSION_KEY_TEMPLATE                                                                       \
+    {CKA_CLASS, &sk_class, sizeof(sk_class)}, {CKA_KEY_TYPE, &sk_type, sizeof(sk_type)},           \
+        {CKA_TOKEN, &sk_no, sizeof(sk_no)}, {CKA_PRIVATE, &sk_yes, sizeof(sk_yes)},                \
+        {CKA_SENSITIVE, &sk_no, sizeof(sk_no)},                                                    \
+    {                                                                                              \
+        CKA_EXTRACTABLE, &sk_yes, sizeof(sk_yes)                                                   \
+    }
+
 /* A session object holding the data key, for C_WrapKey. */
 static CK_RV data_key_object(CK_FUNCTION_LIST *f, hsm_session *s, uint8_t *key,
                              CK_OBJECT_HANDLE *obj)
 {
-    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_KEY_TYPE kt = CKK_AES;
-    CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_TOKEN, &no, sizeof(no)},       {CKA_PRIVATE, &yes, sizeof(yes)},
-        {CKA_SENSITIVE, &no, sizeof(no)},   {CKA_EXTRACTABLE, &yes, sizeof(yes)},
-        {CKA_VALUE, key, HSM_DATA_KEY_LEN},
-    };
+    CK_ATTRIBUTE tmpl[] = {SESSION_KEY_TEMPLATE, {CKA_VALUE, key, HSM_DATA_KEY_LEN}};
     return hsm_token_rv(s, f->C_CreateObject(s->h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), obj));
 }
 
@@ -304,14 +311,7 @@ static int unwrap_kwp(hsm_token *t, hsm_session *s, struct kek_job *j, CK_OBJECT
 {
     CK_FUNCTION_LIST *f = hsm_token_module(t);
     CK_MECHANISM m = {j->w.kwp_ckm, NULL, 0};
-    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_KEY_TYPE kt = CKK_AES;
-    CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_TOKEN, &no, sizeof(no)},     {CKA_PRIVATE, &yes, sizeof(yes)},
-        {CKA_SENSITIVE, &no, sizeof(no)}, {CKA_EXTRACTABLE, &yes, sizeof(yes)},
-    };
+    CK_ATTRIBUTE tmpl[] = {SESSION_KEY_TEMPLATE};
     CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
     CK_ATTRIBUTE val = {CKA_VALUE, j->key, sizeof(j->key)};
     CK_RV rv;

@@ -132,6 +132,13 @@ static int attr_flag(hsm_token *t, hsm_session *s, CK_OBJECT_HANDLE o, CK_ATTRIB
     return v == CK_TRUE;
 }
 
+/* 0 when the key says it may not do a or b (an attribute it does not tell counts as allowed). */
+static int key_may(hsm_token *t, hsm_session *s, CK_OBJECT_HANDLE kek, CK_ATTRIBUTE_TYPE a,
+                   CK_ATTRIBUTE_TYPE b)
+{
+    return attr_flag(t, s, kek, a) != 0 && attr_flag(t, s, kek, b) != 0;
+}
+
 /* A trial GCM encryption of 32 zero bytes: 1 accepted, 0 refused (why), -1 lost (rvp). */
 static int gcm_trial(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_HANDLE kek,
                      int token_iv, char *why, size_t whylen, CK_RV *rvp)
@@ -181,8 +188,7 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
     case HSM_MECH_GCM_TOKEN_IV:
         ok = mech_has(t, s, CKM_AES_GCM, "CKM_AES_GCM", CKF_ENCRYPT | CKF_DECRYPT,
                       "encrypt and decrypt", why, wl, &rv);
-        if (ok == 1 && label != NULL &&
-            (attr_flag(t, s, kek, CKA_ENCRYPT) == 0 || attr_flag(t, s, kek, CKA_DECRYPT) == 0)) {
+        if (ok == 1 && label != NULL && !key_may(t, s, kek, CKA_ENCRYPT, CKA_DECRYPT)) {
             snprintf(why, wl,
                      "key '%s' may not encrypt and decrypt (it was made for another "
                      "mechanism)",
@@ -203,8 +209,7 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
                           "CKM_AES_KEY_WRAP_PAD",
                           CKF_WRAP | CKF_UNWRAP, "wrap and unwrap", why, wl, &rv);
         }
-        if (ok == 1 && label != NULL &&
-            (attr_flag(t, s, kek, CKA_WRAP) == 0 || attr_flag(t, s, kek, CKA_UNWRAP) == 0)) {
+        if (ok == 1 && label != NULL && !key_may(t, s, kek, CKA_WRAP, CKA_UNWRAP)) {
             snprintf(why, wl,
                      "key '%s' may not wrap and unwrap (CKA_WRAP/CKA_UNWRAP false; "
                      "'coffer hsm init-kek --mechanism kwp' makes one that may)",
@@ -218,8 +223,7 @@ static int candidate(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_
         if (ok == 1)
             ok = mech_has(t, s, CKM_SHA256_HMAC, "CKM_SHA256_HMAC", CKF_SIGN | CKF_VERIFY,
                           "sign and verify", why, wl, &rv);
-        if (ok == 1 && label != NULL &&
-            (attr_flag(t, s, kek, CKA_ENCRYPT) == 0 || attr_flag(t, s, kek, CKA_DECRYPT) == 0)) {
+        if (ok == 1 && label != NULL && !key_may(t, s, kek, CKA_ENCRYPT, CKA_DECRYPT)) {
             snprintf(why, wl, "key '%s' may not encrypt and decrypt", label);
             ok = 0;
         }
