@@ -33,21 +33,6 @@ int hsm_mech_parse_option(const char *v)
     return -1;
 }
 
-const char *hsm_mech_metadata_name(hsm_mech m, unsigned long kwp_ckm)
-{
-    switch (m) {
-    case HSM_MECH_AUTO:
-    case HSM_MECH_GCM:
-    case HSM_MECH_GCM_TOKEN_IV:
-        return "CKM_AES_GCM";
-    case HSM_MECH_KWP:
-        return kwp_ckm == CKM_AES_KEY_WRAP_PAD ? "CKM_AES_KEY_WRAP_PAD" : "CKM_AES_KEY_WRAP_KWP";
-    case HSM_MECH_CBC_HMAC:
-        return "CKM_AES_CBC_PAD+CKM_SHA256_HMAC";
-    }
-    return "unknown";
-}
-
 int hsm_kek_mac_label(const char *kek_label, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s-hmac", kek_label);
