@@ -30,9 +30,10 @@ struct uring_hsm {
     hsm_client *client;
     hsm_retriever *retriever;
     pthread_mutex_t st_lock;
-    int state;       /* 0 not tried yet, 1 working, -1 failing (under st_lock) */
-    hsm_status last; /* the last failure (under st_lock) */
-    int cache_on;    /* the data-key cache may hold a current key */
+    int state;          /* 0 not tried yet, 1 working, -1 failing (under st_lock) */
+    hsm_status last;    /* the last failure (under st_lock) */
+    char mechanism[48]; /* the negotiated one, once known (under st_lock) */
+    int cache_on;       /* the data-key cache may hold a current key */
     /* the metadata text of the current data key, built once per key (under meta_lock) */
     pthread_mutex_t meta_lock;
     hsm_wrapped meta_w;
@@ -477,6 +478,10 @@ static void serve_probe(struct uring_hsm_req *hr)
             if (m != neg.mech && neg.why[m][0] != '\0')
                 n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s: %s", n ? "; " : "",
                                       hsm_mech_option_name(m), neg.why[m]);
+        pthread_mutex_lock(&h->st_lock);
+        snprintf(h->mechanism, sizeof(h->mechanism), "%s",
+                 hsm_mech_metadata_name(neg.mech, neg.kwp_ckm));
+        pthread_mutex_unlock(&h->st_lock);
         uring_log(URING_LOG_INFO, "hsm_mechanism",
                   "module=%s token=%s key=%s mechanism=%s "
                   "name=%s passed_over=%s",
@@ -913,6 +918,7 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
 {
     json_t *hj;
     hsm_status last;
+    char mech[48];
     int state;
 
     if (o == NULL)
@@ -923,11 +929,14 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
     pthread_mutex_lock(&h->st_lock);
     state = h->state;
     last = h->last;
+    memcpy(mech, h->mechanism, sizeof(mech));
     pthread_mutex_unlock(&h->st_lock);
     hj = json_pack("{s:s, s:s, s:s?, s:s, s:s}", "module", h->cfg.module, "token", h->cfg.token,
                    "keyLabel", h->cfg.key[0] != '\0' ? h->cfg.key : NULL, "fallback",
                    h->cfg.fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret", "status",
                    state > 0 ? "ok" : (state < 0 ? "unavailable" : "unknown"));
+    if (hj != NULL && mech[0] != '\0')
+        json_object_set_new(hj, "mechanism", json_string(mech));
     if (hj != NULL && state < 0)
         json_object_set_new(hj, "lastError",
                             hsm_metadata_fallback_new(h->cfg.module, h->cfg.token,

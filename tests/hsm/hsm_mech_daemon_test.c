@@ -186,6 +186,19 @@ static void test_softhsm_kwp(void **state)
     json_decref(cfg);
     assert_true(ts_daemon_log_has(&d, "event=hsm_mechanism"));
     assert_true(ts_daemon_log_has(&d, "mechanism=CKM_AES_KEY_WRAP_PAD"));
+    /* HEALTH says it too */
+    {
+        coffer_client *c = NULL;
+        char msg[256], *health = NULL;
+        assert_int_equal(coffer_client_connect(&c, d.sock, msg, sizeof(msg)), 0);
+        assert_int_equal(coffer_client_health(c, &health), 0);
+        json_t *hj = json_loads(health, 0, NULL);
+        assert_non_null(hj);
+        assert_string_equal(jstr(json_object_get(hj, "hsm"), "mechanism"), "CKM_AES_KEY_WRAP_PAD");
+        json_decref(hj);
+        free(health);
+        coffer_client_close(c);
+    }
     tamper(&ct, "wrappedKey");
     decrypt_fails(&d, &ct, COFFER_ERR_WRONG_KEY, "integrity check does not match");
     assert_int_equal(ts_daemon_stop(&d), 0);
