@@ -205,6 +205,37 @@ static void test_softhsm_kwp(void **state)
     free(ct.p);
 }
 
+/* ---- the fake module as a FIPS-mode hardware HSM, through cofferd ---- */
+
+/* A token that makes its own GCM IVs, wants ulIvBits, allows two sessions and closes one under a
+ * call: every backup is HSM-wrapped, none falls back or fails, nothing is reported as an outage. */
+static void test_fake_hardware_hsm(void **state)
+{
+    struct ts_daemon d = {0};
+    char pin[1400];
+    char *envs[] = {"COFFER_FAKE_P11_MODE=token-iv,iv-bits,max-sessions=2,close-once", NULL};
+
+    snprintf(pin, sizeof(pin), "%s/fake-pin", env.dir);
+    assert_int_equal(ts_write_file(pin, "1234\n", 5), 0);
+    daemon_start(&d, envs, "fake-hw", "--hsm-module", COFFER_FAKE_P11_CTL, "--hsm-token", "slow",
+                 "--hsm-key", "slow-kek", "--hsm-pin-file", pin, "--hsm-cache-max-age", "0", NULL);
+    for (int i = 0; i < 4; i++) {
+        struct ts_membuf ct = {0};
+        json_t *cfg;
+        encrypt_decrypt(&d, 5000 + (size_t)i, 20 + (uint64_t)i, &ct, &cfg);
+        assert_string_equal(jstr(cfg, "mechanism"), "CKM_AES_GCM");
+        assert_string_equal(jstr(cfg, "keyLabel"), "slow-kek");
+        assert_string_not_equal(jstr(cfg, "iv"), "AAAAAAAAAAAAAAAA"); /* the token's, not zeros */
+        json_decref(cfg);
+        free(ct.p);
+    }
+    assert_true(ts_daemon_log_has(&d, "mechanism=CKM_AES_GCM name=gcm-token-iv"));
+    assert_true(ts_daemon_log_has(&d, "retried on a fresh session"));
+    assert_false(ts_daemon_log_has(&d, "lost the connection"));
+    assert_false(ts_daemon_log_has(&d, "event=hsm_unavailable"));
+    assert_int_equal(ts_daemon_stop(&d), 0);
+}
+
 /* ---- openCryptoki's software token: encrypt-then-MAC, negotiated ---- */
 
 static void ock_start(void)
@@ -331,6 +362,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_softhsm_kwp),
+        cmocka_unit_test(test_fake_hardware_hsm),
         cmocka_unit_test(test_opencryptoki_etm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
