@@ -809,6 +809,13 @@ static void test_config_errors(void **state)
     assert_int_equal(daemon_start(&d, "cfg-bytes", NULL, "--hsm-module", env.module, "--hsm-token",
                                   "coffer", "--hsm-cache-max-bytes", "12Q", NULL),
                      2);
+    assert_int_equal(daemon_start(&d, "cfg-mech", NULL, "--hsm-module", env.module, "--hsm-token",
+                                  "coffer", "--hsm-mechanism", "CKM_DES3_CBC", NULL),
+                     2);
+    assert_true(ts_daemon_log_has(&d, "--hsm-mechanism"));
+    assert_int_equal(daemon_start(&d, "cfg-sess", NULL, "--hsm-module", env.module, "--hsm-token",
+                                  "coffer", "--hsm-max-sessions", "0", NULL),
+                     2);
 }
 
 /* HEALTH says which retriever serves new backups and how the HSM is doing. */

@@ -297,6 +297,22 @@ static void test_opencryptoki_etm(void **state)
     assert_int_equal(strlen(jstr(cfg, "wrappedKey")), 64);
     assert_int_equal(strlen(jstr(cfg, "mac")), 44);
     json_decref(cfg);
+    /* 'hsm list' tells the HMAC key from a KEK */
+    {
+        char *argv[] = {COFFER_HSM_CLI, "hsm",     "list",       "--module", OCK_MODULE,
+                        "--token",      OCK_TOKEN, "--pin-file", pin,        NULL};
+        char path[1400];
+        size_t n = 0;
+        snprintf(path, sizeof(path), "%s/list.out", env.dir);
+        assert_int_equal(ts_run(argv, ock_env, NULL, path, path), 0);
+        char *text = (char *)ts_read_file(path, &n);
+        assert_non_null(text);
+        fprintf(stderr, "%s", text);
+        assert_non_null(strstr(text, "'ock-kek-hmac'  GENERIC_SECRET(32 bytes) private sensitive "
+                                     "not-extractable sign verify  -- coffer's HMAC key"));
+        assert_null(strstr(text, "not fit"));
+        free(text);
+    }
     /* a changed MAC or ciphertext is refused by C_Verify, before anything is decrypted */
     struct ts_membuf ct2 = {malloc(ct.len), ct.len, 0, ct.len};
     memcpy(ct2.p, ct.p, ct.len);
