@@ -28,12 +28,15 @@ struct hsm_args {
     const char *pin_file;
     unsigned timeout_ms;
     int verbose;
+    int mechanism; /* hsm_mech; 0: negotiate */
 };
 
 static const char usage_text[] =
     "usage: coffer hsm init-kek --module M --token T --label L [--pin-file F] [--timeout MS]\n"
+    "                           [--mechanism auto|gcm|gcm-token-iv|kwp|cbc-hmac]\n"
     "       coffer hsm list     --module M [--token T [--pin-file F]] [--timeout MS]\n"
     "       coffer hsm check    --module M --token T --label L [--pin-file F] [--timeout MS]\n"
+    "                           [--mechanism auto|gcm|gcm-token-iv|kwp|cbc-hmac]\n"
     "\n"
     "  --module M     PKCS#11 module: a path (/usr/lib/softhsm/libsofthsm2.so) or a p11-kit\n"
     "                 module name (softhsm2; 'p11-kit list-modules' shows them)\n"
@@ -42,10 +45,15 @@ static const char usage_text[] =
     "  --pin-file F   read the user PIN from F; without it the PIN is taken from the\n"
     "                 environment variable COFFER_HSM_PIN. Never give a PIN on the command line.\n"
     "  --timeout MS   how long to wait for the HSM (default 5000)\n"
+    "  --mechanism X  how data keys are wrapped (default auto: the first the token offers of\n"
+    "                 gcm (CKM_AES_GCM, our IV), gcm-token-iv (the token makes the IV), kwp\n"
+    "                 (RFC 5649 key wrap), cbc-hmac (CKM_AES_CBC_PAD, then CKM_SHA256_HMAC\n"
+    "                 under a second key '<label>-hmac'))\n"
     "  --verbose      print the HSM client's events on stderr\n"
     "\n"
     "init-kek creates an AES-256 key that never leaves the token (private, sensitive, not\n"
-    "extractable, encrypt/decrypt only) and refuses a label that is already used.\n"
+    "extractable, encrypt/decrypt only, or wrap/unwrap only for kwp; for cbc-hmac also the HMAC\n"
+    "key, sign/verify only) and refuses a label that is already used.\n"
     "list shows the secret keys of a token, or the tokens of a module when --token is left out.\n"
     "check tests the module, the token, the login, the key and a wrap/unwrap round trip, one\n"
     "line each, and exits 0 only when all of them work.\n";
@@ -97,6 +105,7 @@ static int parse_ms(const char *s, unsigned *out)
 static int args_parse(struct hsm_args *a, int argc, char **argv)
 {
     int i = 1;
+    const char *mech = NULL;
     memset(a, 0, sizeof(*a));
     if (i < argc && strcmp(argv[i], "hsm") == 0)
         i++;
@@ -138,6 +147,8 @@ static int args_parse(struct hsm_args *a, int argc, char **argv)
             slot = &a->label;
         else if (IS("--pin-file"))
             slot = &a->pin_file;
+        else if (IS("--mechanism") && a->cmd != HSM_CMD_LIST)
+            slot = &mech;
         else if (!IS("--timeout"))
             return usage_error("unknown option '%.*s' for 'hsm %s'", (int)optlen, opt, a->name);
 #undef IS
@@ -158,6 +169,9 @@ static int args_parse(struct hsm_args *a, int argc, char **argv)
             return usage_error("option '%.*s' needs a non-empty value", (int)optlen, opt);
         *slot = val;
     }
+    if (mech != NULL && (a->mechanism = hsm_mech_parse_option(mech)) < 0)
+        return usage_error("--mechanism takes auto, gcm, gcm-token-iv, kwp or cbc-hmac, not '%s'",
+                           mech);
     if (a->module == NULL)
         return usage_error("'hsm %s' needs --module", a->name);
     if (a->cmd != HSM_CMD_LIST && a->token == NULL)
@@ -173,13 +187,13 @@ static int args_parse(struct hsm_args *a, int argc, char **argv)
 
 static void key_flags(const hsm_key_info *k, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s%s%s%s%s", k->is_private == 1 ? " private" : " PUBLIC",
+    snprintf(buf, len, "%s%s%s%s%s%s%s%s%s%s", k->is_private == 1 ? " private" : " PUBLIC",
              k->sensitive == 1 ? " sensitive" : " NOT-SENSITIVE",
              k->extractable == 0 ? " not-extractable" : " EXTRACTABLE",
              k->encrypt == 1 ? " encrypt" : "", k->decrypt == 1 ? " decrypt" : "",
-             (k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 || k->derive == 1)
-                 ? " +other-uses"
-                 : "");
+             k->wrap == 1 ? " wrap" : "", k->unwrap == 1 ? " unwrap" : "",
+             k->sign == 1 ? " sign" : "", k->verify == 1 ? " verify" : "",
+             k->derive == 1 ? " derive" : "");
 }
 
 static int run_list(hsm_client *c, const struct hsm_args *a)
@@ -213,6 +227,11 @@ static int run_list(hsm_client *c, const struct hsm_args *a)
         char flags[160], why[256];
         key_flags(&k[i], flags, sizeof(flags));
         int weak = hsm_admin_key_weak(&k[i], why, sizeof(why));
+        if (hsm_admin_mac_key_ok(&k[i])) {
+            printf("  '%s'  %s%s  -- coffer's HMAC key for encrypt-then-MAC (sign/verify only)\n",
+                   k[i].label, hsm_admin_key_type_name(k[i].key_type, k[i].value_len), flags);
+            continue;
+        }
         printf("  '%s'  %s%s%s%s\n", k[i].label,
                hsm_admin_key_type_name(k[i].key_type, k[i].value_len), flags,
                weak ? "  -- not fit as a coffer KEK: " : "", weak ? why : "");
@@ -221,13 +240,24 @@ static int run_list(hsm_client *c, const struct hsm_args *a)
     return EXIT_OK;
 }
 
+/* Why negotiation passed over the mechanisms before (and after) the one it chose. */
+static void print_passed_over(const hsm_negotiation *neg)
+{
+    for (int m = HSM_MECH_GCM; m < HSM_MECH_COUNT; m++)
+        if (m != neg->mech && neg->why[m][0] != '\0')
+            printf("      passed over %s: %s\n", hsm_mech_option_name(m), neg->why[m]);
+}
+
 static int run_check(hsm_client *c)
 {
     static const char *tags[] = {"ok  ", "warn", "FAIL", "skip"};
     hsm_check_report rep;
     (void)hsm_admin_check(c, &rep);
-    for (int i = 0; i < HSM_CHECK_ITEMS; i++)
+    for (int i = 0; i < HSM_CHECK_ITEMS; i++) {
         printf("%s  %s: %s\n", tags[rep.items[i].result], rep.items[i].name, rep.items[i].text);
+        if (strcmp(rep.items[i].name, "mechanism") == 0 && rep.negotiated)
+            print_passed_over(&rep.neg);
+    }
     return rep.failed == 0 ? EXIT_OK : EXIT_FAIL;
 }
 
@@ -253,23 +283,33 @@ int cli_hsm_main(int argc, char **argv)
         .timeout_ms = a.timeout_ms,
         .threads = 1,
         .log = a.verbose ? log_line : NULL,
+        .mechanism = a.mechanism,
     };
     if ((r = hsm_client_open(&c, &cfg, &st)) < 0) {
         report(a.name, &st);
         return r == COFFER_ERR_CONFIG ? EXIT_USAGE : EXIT_FAIL;
     }
     switch (a.cmd) {
-    case HSM_CMD_INIT_KEK:
-        if ((r = hsm_admin_kek_create(c, a.label, &st)) < 0) {
+    case HSM_CMD_INIT_KEK: {
+        hsm_negotiation neg;
+        if ((r = hsm_admin_kek_create_for(c, a.label, &neg, &st)) < 0) {
             report("init-kek", &st);
             rc = EXIT_FAIL;
         } else {
-            printf("created key '%s' on token '%s': AES-256, private, sensitive, never "
-                   "extractable, encrypt/decrypt only\n",
-                   a.label, a.token);
+            printf("created key '%s' on token '%s' for %s (%s): AES-256, private, sensitive, "
+                   "never extractable, %s only\n",
+                   a.label, a.token, hsm_mech_metadata_name(neg.mech, neg.kwp_ckm),
+                   hsm_mech_option_name(neg.mech),
+                   neg.mech == HSM_MECH_KWP ? "wrap/unwrap" : "encrypt/decrypt");
+            if (neg.mech == HSM_MECH_CBC_HMAC)
+                printf("created HMAC key '%s-hmac' on token '%s': 256-bit generic secret, "
+                       "private, sensitive, never extractable, sign/verify only\n",
+                       a.label, a.token);
+            print_passed_over(&neg);
             rc = EXIT_OK;
         }
         break;
+    }
     case HSM_CMD_LIST:
         rc = run_list(c, &a);
         break;

@@ -5,6 +5,7 @@
 
 #include "coffer_error.h"
 #include "hsm_kek.h"
+#include "hsm_mech.h"
 #include "hsm_request.h"
 #include "hsm_rv.h"
 
@@ -21,7 +22,62 @@
 
 struct create_job {
     char label[HSM_KEY_LABEL_MAX + 1];
+    char mac_label[HSM_KEY_LABEL_MAX + 1];
+    hsm_negotiation neg;
 };
+
+/* 0 when no object on the token has label, else the status. */
+static int label_free(hsm_token *t, hsm_session *s, const char *label, hsm_status *st)
+{
+    CK_FUNCTION_LIST *f = hsm_token_module(t);
+    CK_ATTRIBUTE by_label[] = {{CKA_LABEL, (void *)label, strlen(label)}};
+    CK_OBJECT_HANDLE found[1];
+    CK_ULONG n = 0;
+    CK_RV rv = hsm_token_rv(s, f->C_FindObjectsInit(s->h, by_label, 1));
+    if (rv == CKR_OK) {
+        rv = hsm_token_rv(s, f->C_FindObjects(s->h, found, 1, &n));
+        (void)f->C_FindObjectsFinal(s->h);
+    }
+    if (rv != CKR_OK)
+        return hsm_status_set(st, COFFER_ERR_HSM_CALL, "keygen", rv,
+                              "searching token '%s' for label '%s' failed: %s", hsm_token_label(t),
+                              label, hsm_rv_name(rv));
+    if (n > 0)
+        return hsm_status_set(st, COFFER_ERR_INVALID_ARG, "keygen", HSM_STATUS_NO_RV,
+                              "token '%s' already has an object labelled '%s'; a new key needs a "
+                              "new label (old backups keep naming the key that wrapped them)",
+                              hsm_token_label(t), label);
+    return 0;
+}
+
+/* The HMAC key of encrypt-then-MAC: a 256-bit generic secret that may only sign and verify. */
+static CK_RV mac_key_generate(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE rw, const char *label)
+{
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+    CK_ULONG len = 32;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &len, sizeof(len)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_EXTRACTABLE, &no, sizeof(no)},
+        {CKA_SIGN, &yes, sizeof(yes)},
+        {CKA_VERIFY, &yes, sizeof(yes)},
+        {CKA_ENCRYPT, &no, sizeof(no)},
+        {CKA_DECRYPT, &no, sizeof(no)},
+        {CKA_WRAP, &no, sizeof(no)},
+        {CKA_UNWRAP, &no, sizeof(no)},
+        {CKA_DERIVE, &no, sizeof(no)},
+        {CKA_LABEL, (void *)label, strlen(label)},
+    };
+    CK_MECHANISM m = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
+    CK_OBJECT_HANDLE key;
+    return f->C_GenerateKey(rw, &m, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &key);
+}
 
 static int op_kek_create(hsm_token *t, hsm_session *s, void *arg, hsm_status *st)
 {
@@ -31,44 +87,56 @@ static int op_kek_create(hsm_token *t, hsm_session *s, void *arg, hsm_status *st
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE kt = CKK_AES;
     CK_ULONG len = 32;
-    CK_ATTRIBUTE by_label[] = {{CKA_LABEL, j->label, strlen(j->label)}};
-    CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},          {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_VALUE_LEN, &len, sizeof(len)},      {CKA_TOKEN, &yes, sizeof(yes)},
-        {CKA_PRIVATE, &yes, sizeof(yes)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
-        {CKA_EXTRACTABLE, &no, sizeof(no)},      {CKA_ENCRYPT, &yes, sizeof(yes)},
-        {CKA_DECRYPT, &yes, sizeof(yes)},        {CKA_WRAP, &no, sizeof(no)},
-        {CKA_UNWRAP, &no, sizeof(no)},           {CKA_SIGN, &no, sizeof(no)},
-        {CKA_VERIFY, &no, sizeof(no)},           {CKA_DERIVE, &no, sizeof(no)},
-        {CKA_LABEL, j->label, strlen(j->label)},
-    };
-    CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
-    CK_OBJECT_HANDLE found[1], key;
-    CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
-    CK_ULONG n = 0;
-    CK_RV rv;
+    int r;
 
     if (hsm_token_label(t) == NULL)
         return hsm_status_set(st, COFFER_ERR_CONFIG, "keygen", HSM_STATUS_NO_RV,
                               "no token label given");
-    rv = hsm_token_rv(s, f->C_FindObjectsInit(s->h, by_label, 1));
-    if (rv == CKR_OK) {
-        rv = hsm_token_rv(s, f->C_FindObjects(s->h, found, 1, &n));
-        (void)f->C_FindObjectsFinal(s->h);
-    }
-    if (rv != CKR_OK)
-        return hsm_status_set(st, COFFER_ERR_HSM_CALL, "keygen", rv,
-                              "searching token '%s' for label '%s' failed: %s", hsm_token_label(t),
-                              j->label, hsm_rv_name(rv));
-    if (n > 0)
+    /* what the key is for: the configured mechanism, else what the token offers */
+    if ((r = hsm_mech_negotiate(t, s, NULL, CK_INVALID_HANDLE, hsm_token_mechanism(t), &j->neg,
+                                st)) < 0)
+        return r;
+    int kwp = j->neg.mech == HSM_MECH_KWP, etm = j->neg.mech == HSM_MECH_CBC_HMAC;
+    CK_BBOOL crypt = kwp ? CK_FALSE : CK_TRUE, wrap = kwp ? CK_TRUE : CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},          {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &len, sizeof(len)},      {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_EXTRACTABLE, &no, sizeof(no)},      {CKA_ENCRYPT, &crypt, sizeof(crypt)},
+        {CKA_DECRYPT, &crypt, sizeof(crypt)},    {CKA_WRAP, &wrap, sizeof(wrap)},
+        {CKA_UNWRAP, &wrap, sizeof(wrap)},       {CKA_SIGN, &no, sizeof(no)},
+        {CKA_VERIFY, &no, sizeof(no)},           {CKA_DERIVE, &no, sizeof(no)},
+        {CKA_LABEL, j->label, strlen(j->label)},
+    };
+    CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
+    CK_OBJECT_HANDLE key;
+    CK_SESSION_HANDLE rw = CK_INVALID_HANDLE;
+    CK_RV rv;
+
+    if ((r = label_free(t, s, j->label, st)) < 0)
+        return r;
+    if (etm && hsm_kek_mac_label(j->label, j->mac_label, sizeof(j->mac_label)) != 0)
         return hsm_status_set(st, COFFER_ERR_INVALID_ARG, "keygen", HSM_STATUS_NO_RV,
-                              "token '%s' already has an object labelled '%s'; a new key needs a "
-                              "new label (old backups keep naming the key that wrapped them)",
-                              hsm_token_label(t), j->label);
+                              "label '%s' is too long: encrypt-then-MAC also needs '<label>-hmac' "
+                              "within %d bytes",
+                              j->label, HSM_KEY_LABEL_MAX);
+    if (etm && (r = label_free(t, s, j->mac_label, st)) < 0)
+        return r;
     rv = hsm_token_rv(s, f->C_OpenSession(hsm_token_slot(t), CKF_SERIAL_SESSION | CKF_RW_SESSION,
                                           NULL, NULL, &rw));
     if (rv == CKR_OK) {
         rv = hsm_token_rv(s, f->C_GenerateKey(rw, &m, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &key));
+        if (rv == CKR_OK && etm) {
+            CK_RV mrv = hsm_token_rv(s, mac_key_generate(f, rw, j->mac_label));
+            if (mrv != CKR_OK) {
+                (void)f->C_DestroyObject(rw, key); /* no KEK without its HMAC key */
+                (void)f->C_CloseSession(rw);
+                return hsm_status_set(st, COFFER_ERR_HSM_CALL, "keygen", mrv,
+                                      "creating HMAC key '%s' on token '%s' (C_GenerateKey, "
+                                      "CKM_GENERIC_SECRET_KEY_GEN) failed: %s",
+                                      j->mac_label, hsm_token_label(t), hsm_rv_name(mrv));
+            }
+        }
         (void)f->C_CloseSession(rw);
     }
     if (rv != CKR_OK)
@@ -80,7 +148,7 @@ static int op_kek_create(hsm_token *t, hsm_session *s, void *arg, hsm_status *st
     return 0;
 }
 
-int hsm_admin_kek_create(hsm_client *c, const char *label, hsm_status *st)
+int hsm_admin_kek_create_for(hsm_client *c, const char *label, hsm_negotiation *neg, hsm_status *st)
 {
     hsm_status local;
     struct create_job *j;
@@ -95,9 +163,17 @@ int hsm_admin_kek_create(hsm_client *c, const char *label, hsm_status *st)
         return hsm_status_set(st, COFFER_ERR_NOMEM, "keygen", HSM_STATUS_NO_RV, "out of memory");
     snprintf(j->label, sizeof(j->label), "%s", label);
     r = hsm_client_call(c, "creating a key", op_kek_create, j, free, st);
-    if (r != COFFER_ERR_HSM_TIMEOUT)
-        free(j);
+    if (r == COFFER_ERR_HSM_TIMEOUT)
+        return r;
+    if (neg != NULL)
+        *neg = j->neg;
+    free(j);
     return r;
+}
+
+int hsm_admin_kek_create(hsm_client *c, const char *label, hsm_status *st)
+{
+    return hsm_admin_kek_create_for(c, label, NULL, st);
 }
 
 /* ---- reading key attributes ---- */
@@ -181,6 +257,13 @@ const char *hsm_admin_key_type_name(unsigned long key_type, unsigned long value_
     return buf;
 }
 
+int hsm_admin_mac_key_ok(const hsm_key_info *k)
+{
+    return k->key_type == CKK_GENERIC_SECRET && k->value_len == 32 && k->is_private == 1 &&
+           k->sensitive == 1 && k->extractable == 0 && k->sign == 1 && k->verify == 1 &&
+           k->encrypt != 1 && k->decrypt != 1 && k->wrap != 1 && k->unwrap != 1 && k->derive != 1;
+}
+
 int hsm_admin_key_weak(const hsm_key_info *k, char *why, size_t whylen)
 {
     size_t n = 0;
@@ -194,9 +277,16 @@ int hsm_admin_key_weak(const hsm_key_info *k, char *why, size_t whylen)
     WEAK_IF(k->is_private != 1, "not private (CKA_PRIVATE false: visible without login)");
     WEAK_IF(k->sensitive != 1, "not sensitive (CKA_SENSITIVE false)");
     WEAK_IF(k->extractable != 0, "extractable (CKA_EXTRACTABLE true: it can leave the token)");
-    WEAK_IF(k->encrypt != 1 || k->decrypt != 1, "CKA_ENCRYPT/CKA_DECRYPT not both true");
-    WEAK_IF(k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 || k->derive == 1,
-            "also allowed to wrap, unwrap, sign, verify or derive");
+    int crypt = k->encrypt == 1 && k->decrypt == 1, wraps = k->wrap == 1 && k->unwrap == 1;
+    if (wraps && k->encrypt != 1 && k->decrypt != 1) {
+        /* coffer's template for RFC 5649 key wrap: wrap/unwrap only */
+        WEAK_IF(k->sign == 1 || k->verify == 1 || k->derive == 1,
+                "also allowed to sign, verify or derive");
+    } else {
+        WEAK_IF(!crypt, "CKA_ENCRYPT/CKA_DECRYPT not both true");
+        WEAK_IF(k->wrap == 1 || k->unwrap == 1 || k->sign == 1 || k->verify == 1 || k->derive == 1,
+                "also allowed to wrap, unwrap, sign, verify or derive");
+    }
 #undef WEAK_IF
     return n > 0;
 }
@@ -420,14 +510,14 @@ static void item_fail(hsm_check_report *rep, int i, const char *name, const hsm_
 
 int hsm_admin_check(hsm_client *c, hsm_check_report *rep)
 {
-    enum { I_MODULE, I_TOKEN, I_LOGIN, I_KEY, I_TRIP };
+    enum { I_MODULE, I_TOKEN, I_LOGIN, I_KEY, I_TRIP, I_MECH };
     const char *label = hsm_client_key_label(c);
     struct check_job *j;
     hsm_status st;
     int r, first = 0;
 
     memset(rep, 0, sizeof(*rep));
-    static const char *names[] = {"module", "token", "login", "key", "wrap/unwrap"};
+    static const char *names[] = {"module", "token", "login", "key", "wrap/unwrap", "mechanism"};
     for (int i = 0; i < HSM_CHECK_ITEMS; i++)
         item(rep, i, names[i], HSM_CHECK_SKIP, "not checked");
     if ((j = calloc(1, sizeof(*j))) == NULL)
@@ -480,9 +570,24 @@ int hsm_admin_check(hsm_client *c, hsm_check_report *rep)
              label, why);
     else
         item(rep, I_KEY, names[I_KEY], HSM_CHECK_OK,
-             "'%s' found: %s, private, sensitive, never extractable, encrypt/decrypt only", label,
-             hsm_admin_key_type_name(j->key.key_type, j->key.value_len));
+             "'%s' found: %s, private, sensitive, never extractable, %s only", label,
+             hsm_admin_key_type_name(j->key.key_type, j->key.value_len),
+             j->key.wrap == 1 ? "wrap/unwrap" : "encrypt/decrypt");
     free(j);
+
+    /* The mechanism, and why the others were passed over. */
+    if ((r = hsm_kek_negotiate(c, &rep->neg, &st)) < 0) {
+        item_fail(rep, I_MECH, names[I_MECH], &st);
+        return r;
+    }
+    rep->negotiated = 1;
+    const char *mname = hsm_mech_metadata_name(rep->neg.mech, rep->neg.kwp_ckm);
+    item(rep, I_MECH, names[I_MECH], HSM_CHECK_OK, "%s (%s)%s", mname,
+         hsm_mech_option_name(rep->neg.mech),
+         hsm_client_mechanism(c) != HSM_MECH_AUTO
+             ? ": as configured"
+             : (rep->neg.mech == HSM_MECH_GCM ? ": the first choice"
+                                              : ": the first the token and key allow"));
 
     /* A fresh data key through the token and back. */
     engine_key *dk = NULL, *back = NULL;
@@ -510,8 +615,9 @@ int hsm_admin_check(hsm_client *c, hsm_check_report *rep)
         first = COFFER_ERR_HSM_CALL;
     } else {
         item(rep, I_TRIP, names[I_TRIP], HSM_CHECK_OK,
-             "a fresh data key wrapped (%.2f ms) and unwrapped (%.2f ms) with CKM_AES_GCM", wrap_ms,
-             unwrap_ms);
+             "a fresh data key wrapped (%.2f ms) and unwrapped (%.2f ms) with %s%s", wrap_ms,
+             unwrap_ms, mname,
+             rep->neg.mech == HSM_MECH_GCM_TOKEN_IV ? " (IV from the token)" : "");
     }
     engine_key_free(dk);
     engine_key_free(back);

@@ -143,8 +143,13 @@ static int key_copy(engine_key **out, const engine_key *k)
 static int same_blob(const hsm_wrapped *a, const hsm_wrapped *b)
 {
     /* the wrapped blob ends in its GCM tag: compared in constant time like any tag */
-    return strcmp(a->key_label, b->key_label) == 0 && memcmp(a->iv, b->iv, HSM_IV_LEN) == 0 &&
-           CRYPTO_memcmp(a->wrapped, b->wrapped, HSM_WRAPPED_LEN) == 0;
+    return strcmp(a->key_label, b->key_label) == 0 && hsm_wrapped_mech(a) == hsm_wrapped_mech(b) &&
+           a->kwp_ckm == b->kwp_ckm && hsm_wrapped_iv_len(a) == hsm_wrapped_iv_len(b) &&
+           hsm_wrapped_len(a) == hsm_wrapped_len(b) &&
+           strcmp(a->mac_key_label, b->mac_key_label) == 0 &&
+           memcmp(a->iv, b->iv, hsm_wrapped_iv_len(a)) == 0 &&
+           CRYPTO_memcmp(a->wrapped, b->wrapped, hsm_wrapped_len(a)) == 0 &&
+           CRYPTO_memcmp(a->mac, b->mac, HSM_MAC_LEN) == 0;
 }
 
 /* 1 when a key that carried `have` bytes has no room for `more` (a key at its limit has none). */

@@ -3,6 +3,7 @@
 #include "hsm_client.h"
 
 #include "coffer_error.h"
+#include "hsm_kek.h"
 #include "hsm_request.h"
 #include "hsm_token.h"
 
@@ -53,6 +54,7 @@ struct hsm_client {
     char *module;
     char *token;
     char *key_label;
+    int mechanism;
 };
 
 static void core_unref(struct hsm_core *core)
@@ -97,7 +99,7 @@ static void request_unref_locked(struct hsm_request *rq)
 static void *hsm_thread_main(void *arg)
 {
     struct hsm_core *core = arg;
-    hsm_session sess = {CK_INVALID_HANDLE, 0, 0};
+    hsm_session sess = {CK_INVALID_HANDLE, 0, 0, 0};
 
     pthread_mutex_lock(&core->mu);
     for (;;) {
@@ -176,7 +178,14 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
     if (fail)
         goto nomem;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : HSM_TIMEOUT_DEFAULT_MS;
-    hsm_token_config tc = {cfg->module, cfg->token, cfg->pin, cfg->log, cfg->log_ctx};
+    if (cfg->mechanism < 0 || cfg->mechanism >= HSM_MECH_COUNT) {
+        r = hsm_status_set(st, COFFER_ERR_CONFIG, "config", HSM_STATUS_NO_RV,
+                           "unknown wrapping mechanism %d", cfg->mechanism);
+        goto fail;
+    }
+    c->mechanism = cfg->mechanism;
+    hsm_token_config tc = {cfg->module,  cfg->token,     cfg->pin,         cfg->log,
+                           cfg->log_ctx, cfg->mechanism, cfg->max_sessions};
     if ((r = hsm_token_new(&core->token, &tc, st)) < 0)
         goto fail;
     pthread_mutex_init(&core->mu, NULL);
@@ -391,4 +400,9 @@ const char *hsm_client_key_label(const hsm_client *c)
 unsigned hsm_client_timeout_ms(const hsm_client *c)
 {
     return c->timeout_ms;
+}
+
+int hsm_client_mechanism(const hsm_client *c)
+{
+    return c->mechanism;
 }

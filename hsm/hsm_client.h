@@ -35,6 +35,11 @@
  *          name modules, tokens and key labels, never a PIN or key bytes. May be NULL. It is
  *          called from HSM threads (sometimes holding the connection lock) and from callers,
  *          possibly at the same time; it must not call back into the client.
+ * mechanism how data keys are wrapped (hsm_mech in hsm_kek.h): 0 negotiates with the token at
+ *          the first wrap after each (re)connect; another value is the only one accepted.
+ * max_sessions at most this many PKCS#11 sessions for the HSM threads (0: as many as threads,
+ *          and never more than the token's ulMaxSessionCount less one for the login). Threads
+ *          beyond it wait for a free session; a token that answers CKR_SESSION_COUNT lowers it.
  *
  * The client is thread-safe: any number of threads may call it at once. It is not fork-safe:
  * open it in the process that uses it, after any fork.
@@ -48,6 +53,8 @@ typedef struct hsm_client_config {
     unsigned threads;
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    int mechanism;
+    unsigned max_sessions;
 } hsm_client_config;
 
 typedef struct hsm_client hsm_client;
@@ -99,5 +106,6 @@ const char *hsm_client_module(const hsm_client *c);
 const char *hsm_client_token(const hsm_client *c);
 const char *hsm_client_key_label(const hsm_client *c);
 unsigned hsm_client_timeout_ms(const hsm_client *c);
+int hsm_client_mechanism(const hsm_client *c); /* hsm_mech as configured (0: negotiate) */
 
 #endif

@@ -19,11 +19,28 @@ static void b64(const uint8_t *in, size_t n, char *out)
 
 json_t *hsm_metadata_config_new(const char *module, const char *token, const hsm_wrapped *w)
 {
-    char iv[B64_LEN(HSM_IV_LEN) + 1], wk[B64_LEN(HSM_WRAPPED_LEN) + 1];
-    b64(w->iv, HSM_IV_LEN, iv);
-    b64(w->wrapped, HSM_WRAPPED_LEN, wk);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token, "keyLabel",
-                     w->key_label, "mechanism", HSM_MECHANISM_GCM, "iv", iv, "wrappedKey", wk);
+    char iv[B64_LEN(HSM_IV_MAX) + 1], wk[B64_LEN(HSM_WRAPPED_LEN) + 1],
+        mac[B64_LEN(HSM_MAC_LEN) + 1];
+    int mech = hsm_wrapped_mech(w);
+    const char *name = hsm_mech_metadata_name(mech, w->kwp_ckm);
+    json_t *o;
+
+    b64(w->wrapped, hsm_wrapped_len(w), wk);
+    if (mech == HSM_MECH_KWP)
+        return json_pack("{s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token, "keyLabel",
+                         w->key_label, "mechanism", name, "wrappedKey", wk);
+    b64(w->iv, hsm_wrapped_iv_len(w), iv);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "module", module, "token", token, "keyLabel",
+                  w->key_label, "mechanism", name, "iv", iv, "wrappedKey", wk);
+    if (o == NULL || mech != HSM_MECH_CBC_HMAC)
+        return o;
+    b64(w->mac, HSM_MAC_LEN, mac);
+    if (json_object_set_new(o, "macKeyLabel", json_string(w->mac_key_label)) != 0 ||
+        json_object_set_new(o, "mac", json_string(mac)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 json_t *hsm_metadata_from_config(json_t *config, const char *format, const char *key_id)
@@ -113,7 +130,7 @@ static int get_b64(const json_t *cfg, const char *field, uint8_t *out, size_t wa
 int hsm_metadata_config_parse(const json_t *cfg, hsm_metadata_config *out, char *detail,
                               size_t detaillen)
 {
-    char mech[32];
+    char mech[48];
     int r;
 
     memset(out, 0, sizeof(*out));
@@ -127,15 +144,34 @@ int hsm_metadata_config_parse(const json_t *cfg, hsm_metadata_config *out, char 
                       detaillen)) < 0 ||
         (r = get_text(cfg, "mechanism", sizeof(mech) - 1, mech, detail, detaillen)) < 0)
         goto fail;
-    if (strcmp(mech, HSM_MECHANISM_GCM) != 0) {
+    hsm_wrapped *w = &out->wrapped;
+    if (strcmp(mech, HSM_MECHANISM_GCM) == 0) {
+        /* mech, iv_len and wrapped_len stay 0: a GCM blob as before negotiation */
+        if ((r = get_b64(cfg, "iv", w->iv, HSM_IV_LEN, detail, detaillen)) < 0)
+            goto fail;
+    } else if (strcmp(mech, "CKM_AES_KEY_WRAP_KWP") == 0 ||
+               strcmp(mech, "CKM_AES_KEY_WRAP_PAD") == 0) {
+        w->mech = HSM_MECH_KWP;
+        w->kwp_ckm = mech[17] == 'K' ? CKM_AES_KEY_WRAP_KWP : CKM_AES_KEY_WRAP_PAD;
+        w->wrapped_len = HSM_KWP_LEN;
+    } else if (strcmp(mech, "CKM_AES_CBC_PAD+CKM_SHA256_HMAC") == 0) {
+        w->mech = HSM_MECH_CBC_HMAC;
+        w->iv_len = HSM_IV_MAX;
+        w->wrapped_len = HSM_CBC_LEN;
+    } else {
         r = bad(detail, detaillen,
-                "pkcs11 keyRetrieverConfig: mechanism \"%s\" is not supported (only %s)", mech,
-                HSM_MECHANISM_GCM);
+                "pkcs11 keyRetrieverConfig: mechanism \"%s\" is not supported (CKM_AES_GCM, "
+                "CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD or CKM_AES_CBC_PAD+CKM_SHA256_HMAC)",
+                mech);
         goto fail;
     }
-    if ((r = get_b64(cfg, "iv", out->wrapped.iv, HSM_IV_LEN, detail, detaillen)) < 0 ||
-        (r = get_b64(cfg, "wrappedKey", out->wrapped.wrapped, HSM_WRAPPED_LEN, detail, detaillen)) <
-            0)
+    if ((w->iv_len > 0 && (r = get_b64(cfg, "iv", w->iv, w->iv_len, detail, detaillen)) < 0) ||
+        (r = get_b64(cfg, "wrappedKey", w->wrapped, hsm_wrapped_len(w), detail, detaillen)) < 0)
+        goto fail;
+    if (w->mech == HSM_MECH_CBC_HMAC &&
+        ((r = get_text(cfg, "macKeyLabel", HSM_KEY_LABEL_MAX, w->mac_key_label, detail,
+                       detaillen)) < 0 ||
+         (r = get_b64(cfg, "mac", w->mac, HSM_MAC_LEN, detail, detaillen)) < 0))
         goto fail;
     return 0;
 fail:

@@ -20,6 +20,10 @@
  *    "keyLabel": "<KEK label>", "mechanism": "CKM_AES_GCM",
  *    "iv": "<base64 of 12 bytes>", "wrappedKey": "<base64 of ciphertext(32) || tag(16)>"}
  *
+ * and by mechanism: "CKM_AES_KEY_WRAP_KWP" or "CKM_AES_KEY_WRAP_PAD" with no "iv" and a 40-byte
+ * wrappedKey; "CKM_AES_CBC_PAD+CKM_SHA256_HMAC" with a 16-byte iv, a 48-byte wrappedKey,
+ * "macKeyLabel" (the HMAC key's label) and "mac" (32 bytes).
+ *
  * It never holds the PIN. module is informative (where the backup was made); restores use the
  * module the daemon is configured with, so a path that differs between hosts does no harm. token
  * and keyLabel select the token and the key-encryption key; the AAD of the wrap is
@@ -50,9 +54,9 @@ typedef struct hsm_metadata_config {
 
 /*
  * Parse an untrusted keyRetrieverConfig: every field present and a string of bounded length,
- * labels free of control characters, mechanism "CKM_AES_GCM", iv exactly 12 bytes and wrappedKey
- * exactly 48 bytes of canonical base64. Returns 0 or COFFER_ERR_METADATA with a sentence in detail
- * (NULL allowed) naming the field.
+ * labels free of control characters, a mechanism coffer knows, iv and wrappedKey (and mac) of
+ * exactly the mechanism's lengths in canonical base64. Returns 0 or COFFER_ERR_METADATA with a
+ * sentence in detail (NULL allowed) naming the field.
  */
 int hsm_metadata_config_parse(const json_t *cfg, hsm_metadata_config *out, char *detail,
                               size_t detaillen) COFFER_WUR;

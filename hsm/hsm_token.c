@@ -4,6 +4,7 @@
 
 #include "coffer_error.h"
 #include "engine_secmem.h"
+#include "hsm_kek.h"
 #include "hsm_rv.h"
 
 #include <jansson.h>
@@ -24,9 +25,20 @@
 #define HSM_INFO_MAX    160
 #define HSM_PIN_MAC_LEN 32
 
+#define HSM_POOL_MAX  64         /* sessions kept open for reuse */
+#define HSM_UNBOUNDED (1u << 20) /* a ulMaxSessionCount above this means "no limit" */
+
 struct hsm_key_slot {
     char label[HSM_KEY_LABEL_MAX + 1];
+    int kind;
     CK_OBJECT_HANDLE h;
+    uint64_t gen;
+};
+
+/* The negotiated mechanism of one key label on one connection. */
+struct hsm_neg_slot {
+    char label[HSM_KEY_LABEL_MAX + 1];
+    hsm_negotiation neg;
     uint64_t gen;
 };
 
@@ -63,6 +75,20 @@ struct hsm_token {
     unsigned keys_next;
 
     struct hsm_pin_memory *pinmem; /* under the write lock (login happens in connect) */
+
+    int mechanism;                           /* configured; 0 negotiates */
+    unsigned max_sessions;                   /* configured; 0 unbounded */
+    struct hsm_neg_slot negs[HSM_KEY_SLOTS]; /* under keys_mu */
+    unsigned negs_next;
+
+    /* The session pool: sessions of the current generation, each used by one thread at a time.
+     * Reset at every connect (under the write lock, so no thread holds one then). */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    CK_SESSION_HANDLE pool_free[HSM_POOL_MAX];
+    unsigned pool_nfree;
+    unsigned pool_open;  /* sessions open: free or held */
+    unsigned pool_limit; /* 0: unbounded */
 };
 
 static void token_log(hsm_token *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -134,6 +160,8 @@ int hsm_token_new(hsm_token **out, const hsm_token_config *cfg, hsm_status *st)
     t->pin_env = dup_or_null(cfg->pin.env, &fail);
     t->log = cfg->log;
     t->log_ctx = cfg->log_ctx;
+    t->mechanism = cfg->mechanism;
+    t->max_sessions = cfg->max_sessions;
     t->pinmem = engine_secmem_alloc(sizeof(*t->pinmem));
     if (fail || t->pinmem == NULL) {
         engine_secmem_free(t->pinmem);
@@ -148,6 +176,8 @@ int hsm_token_new(hsm_token **out, const hsm_token_config *cfg, hsm_status *st)
         abort(); /* no randomness: nothing else in coffer could work either */
     pthread_rwlock_init(&t->lock, NULL);
     pthread_mutex_init(&t->keys_mu, NULL);
+    pthread_mutex_init(&t->pool_mu, NULL);
+    pthread_cond_init(&t->pool_cv, NULL);
     *out = t;
     return 0;
 }
@@ -173,6 +203,8 @@ void hsm_token_free(hsm_token *t)
     token_disconnect_locked(t);
     pthread_rwlock_destroy(&t->lock);
     pthread_mutex_destroy(&t->keys_mu);
+    pthread_mutex_destroy(&t->pool_mu);
+    pthread_cond_destroy(&t->pool_cv);
     engine_secmem_free(t->pinmem);
     free(t->module_spec);
     free(t->token_label);
@@ -215,7 +247,14 @@ CK_RV hsm_token_rv(hsm_session *s, CK_RV rv)
 {
     if (hsm_rv_is_lost(rv))
         s->lost = 1;
+    if (rv == CKR_SESSION_CLOSED || rv == CKR_SESSION_HANDLE_INVALID)
+        s->closed = 1;
     return rv;
+}
+
+int hsm_token_mechanism(const hsm_token *t)
+{
+    return t->mechanism;
 }
 
 void hsm_token_text(char *dst, size_t cap, const unsigned char *src, size_t n)
@@ -446,6 +485,19 @@ static int token_connect_locked(hsm_token *t, hsm_status *st)
         if ((r = token_login(t, &ti, st)) < 0)
             goto fail;
     }
+    pthread_mutex_lock(&t->pool_mu);
+    t->pool_nfree = 0; /* sessions of the old connection died with it */
+    t->pool_open = 0;
+    t->pool_limit = t->max_sessions;
+    if (t->token_label != NULL && ti.ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
+        ti.ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION &&
+        ti.ulMaxSessionCount < HSM_UNBOUNDED) {
+        /* one of the token's sessions is the login anchor */
+        unsigned tok = ti.ulMaxSessionCount > 1 ? (unsigned)ti.ulMaxSessionCount - 1 : 1;
+        if (t->pool_limit == 0 || tok < t->pool_limit)
+            t->pool_limit = tok;
+    }
+    pthread_mutex_unlock(&t->pool_mu);
     t->gen++;
     t->connected = 1;
     atomic_store(&t->broken, 0);
@@ -461,21 +513,87 @@ fail:
     return r;
 }
 
-/* With the read lock held: make sure s has a session of the current connection. */
+/*
+ * With the read lock held: give s a session of the current connection from the pool, opening one
+ * while the pool is below its limit and waiting for a free one at the limit. A token that says
+ * CKR_SESSION_COUNT lowers the limit to the sessions we hold, and the call waits for one of them.
+ */
 static int session_ensure(hsm_token *t, hsm_session *s, hsm_status *st)
 {
     CK_RV rv;
-    if (t->token_label == NULL || s->gen == t->gen)
-        return 0;
-    s->h = CK_INVALID_HANDLE; /* a session of an older connection died with it */
+    s->h = CK_INVALID_HANDLE;
     s->gen = 0;
+    if (t->token_label == NULL)
+        return 0;
+    pthread_mutex_lock(&t->pool_mu);
+    for (;;) {
+        if (t->pool_nfree > 0) {
+            s->h = t->pool_free[--t->pool_nfree];
+            s->gen = t->gen;
+            pthread_mutex_unlock(&t->pool_mu);
+            return 0;
+        }
+        if (t->pool_limit == 0 || t->pool_open < t->pool_limit)
+            break;
+        pthread_cond_wait(&t->pool_cv, &t->pool_mu);
+    }
+    t->pool_open++;
+    pthread_mutex_unlock(&t->pool_mu);
     rv = hsm_token_rv(s, t->mod->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s->h));
-    if (rv != CKR_OK)
-        return hsm_status_set(st, COFFER_ERR_HSM_TOKEN, "token", rv,
-                              "opening a session on token '%s' in PKCS#11 module '%s' failed: %s",
-                              t->token_label, t->module_spec, hsm_rv_name(rv));
-    s->gen = t->gen;
-    return 0;
+    if (rv == CKR_OK) {
+        s->gen = t->gen;
+        return 0;
+    }
+    pthread_mutex_lock(&t->pool_mu);
+    t->pool_open--;
+    if (rv == CKR_SESSION_COUNT && t->pool_open > 0) {
+        /* at the token's real limit: use the sessions we have, one thread at a time */
+        t->pool_limit = t->pool_open;
+        pthread_mutex_unlock(&t->pool_mu);
+        token_log(t,
+                  "pkcs11: token '%s' allows no more sessions (CKR_SESSION_COUNT); sharing "
+                  "the %u open ones",
+                  t->token_label, t->pool_open);
+        return session_ensure(t, s, st);
+    }
+    pthread_cond_signal(&t->pool_cv);
+    pthread_mutex_unlock(&t->pool_mu);
+    s->h = CK_INVALID_HANDLE;
+    return hsm_status_set(st, COFFER_ERR_HSM_TOKEN, "token", rv,
+                          "opening a session on token '%s' in PKCS#11 module '%s' failed: %s",
+                          t->token_label, t->module_spec, hsm_rv_name(rv));
+}
+
+/* With the read lock held: give s's session back to the pool, or close it when it broke. */
+static void session_release(hsm_token *t, hsm_session *s, int discard)
+{
+    if (s->h == CK_INVALID_HANDLE || s->gen != t->gen) {
+        s->h = CK_INVALID_HANDLE;
+        s->gen = 0;
+        return;
+    }
+    if (discard)
+        (void)t->mod->C_CloseSession(s->h); /* a closed session says so again; nothing to do */
+    pthread_mutex_lock(&t->pool_mu);
+    if (!discard && t->pool_nfree < HSM_POOL_MAX) {
+        t->pool_free[t->pool_nfree++] = s->h;
+    } else {
+        if (!discard)
+            (void)t->mod->C_CloseSession(s->h);
+        t->pool_open--;
+    }
+    pthread_cond_signal(&t->pool_cv);
+    pthread_mutex_unlock(&t->pool_mu);
+    s->h = CK_INVALID_HANDLE;
+    s->gen = 0;
+}
+
+unsigned hsm_token_session_limit(hsm_token *t)
+{
+    pthread_mutex_lock(&t->pool_mu);
+    unsigned l = t->pool_limit;
+    pthread_mutex_unlock(&t->pool_mu);
+    return l;
 }
 
 /* Take the read lock on a live connection, connecting (under the write lock) when needed. */
@@ -508,10 +626,11 @@ static int token_enter(hsm_token *t, hsm_status *st)
 
 int hsm_token_run(hsm_token *t, hsm_session *s, hsm_token_op op, void *arg, hsm_status *st)
 {
-    int r = COFFER_ERR_INTERNAL;
+    int r = COFFER_ERR_INTERNAL, fresh_tried = 0;
 
     for (int attempt = 0; attempt < 2; attempt++) {
         s->lost = 0;
+        s->closed = 0;
         hsm_status_clear(st);
         if ((r = token_enter(t, st)) < 0)
             return r;
@@ -519,6 +638,24 @@ int hsm_token_run(hsm_token *t, hsm_session *s, hsm_token_op op, void *arg, hsm_
         r = session_ensure(t, s, st);
         if (r == 0)
             r = op(t, s, arg, st);
+        if (s->closed && !fresh_tried) {
+            /* The token closed this one session (or forgot it): try once more on a fresh
+             * session before the whole connection counts as lost. */
+            fresh_tried = 1;
+            session_release(t, s, 1);
+            s->lost = 0;
+            s->closed = 0;
+            hsm_status_clear(st);
+            r = session_ensure(t, s, st);
+            if (r == 0)
+                r = op(t, s, arg, st);
+            if (!s->lost)
+                token_log(t,
+                          "pkcs11: a session of token '%s' was closed under a call; retried "
+                          "on a fresh session",
+                          t->token_label ? t->token_label : "");
+        }
+        session_release(t, s, s->lost || s->closed);
         pthread_rwlock_unlock(&t->lock);
         if (!s->lost)
             return r;
@@ -534,10 +671,8 @@ int hsm_token_run(hsm_token *t, hsm_session *s, hsm_token_op op, void *arg, hsm_
 
 void hsm_token_session_close(hsm_token *t, hsm_session *s)
 {
-    pthread_rwlock_rdlock(&t->lock);
-    if (t->connected && s->gen == t->gen && s->h != CK_INVALID_HANDLE)
-        (void)t->mod->C_CloseSession(s->h);
-    pthread_rwlock_unlock(&t->lock);
+    /* Sessions live in the token's pool, closed with the connection. */
+    (void)t;
     s->h = CK_INVALID_HANDLE;
     s->gen = 0;
 }
@@ -548,19 +683,38 @@ void hsm_token_keys_forget(hsm_token *t)
 {
     pthread_mutex_lock(&t->keys_mu);
     memset(t->keys, 0, sizeof(t->keys));
+    memset(t->negs, 0, sizeof(t->negs));
     pthread_mutex_unlock(&t->keys_mu);
+}
+
+static int kind_ok(hsm_token *t, hsm_session *s, CK_OBJECT_HANDLE o, int kind)
+{
+    CK_KEY_TYPE kt = ~0UL;
+    CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
+    if (kind == HSM_FIND_AES)
+        return 1; /* the search template already says CKK_AES */
+    if (t->mod->C_GetAttributeValue(s->h, o, &a, 1) != CKR_OK)
+        return 0;
+    return kt == CKK_GENERIC_SECRET || kt == CKK_AES || kt == CKK_SHA256_HMAC;
 }
 
 int hsm_token_key_find(hsm_token *t, hsm_session *s, const char *label, CK_OBJECT_HANDLE *key,
                        hsm_status *st)
 {
+    return hsm_token_secret_find(t, s, label, HSM_FIND_AES, key, st);
+}
+
+int hsm_token_secret_find(hsm_token *t, hsm_session *s, const char *label, int kind,
+                          CK_OBJECT_HANDLE *key, hsm_status *st)
+{
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE kt = CKK_AES;
     CK_ATTRIBUTE tmpl[] = {
         {CKA_CLASS, &cls, sizeof(cls)},
-        {CKA_KEY_TYPE, &kt, sizeof(kt)},
         {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_KEY_TYPE, &kt, sizeof(kt)},
     };
+    const char *what = kind == HSM_FIND_AES ? "AES secret key" : "HMAC key";
     CK_OBJECT_HANDLE found[2];
     CK_ULONG n = 0;
     CK_RV rv;
@@ -570,7 +724,8 @@ int hsm_token_key_find(hsm_token *t, hsm_session *s, const char *label, CK_OBJEC
         return r;
     pthread_mutex_lock(&t->keys_mu);
     for (unsigned i = 0; i < HSM_KEY_SLOTS; i++) {
-        if (t->keys[i].gen == t->gen && strcmp(t->keys[i].label, label) == 0) {
+        if (t->keys[i].gen == t->gen && t->keys[i].kind == kind &&
+            strcmp(t->keys[i].label, label) == 0) {
             *key = t->keys[i].h;
             pthread_mutex_unlock(&t->keys_mu);
             return 0;
@@ -578,7 +733,7 @@ int hsm_token_key_find(hsm_token *t, hsm_session *s, const char *label, CK_OBJEC
     }
     pthread_mutex_unlock(&t->keys_mu);
 
-    rv = hsm_token_rv(s, t->mod->C_FindObjectsInit(s->h, tmpl, 3));
+    rv = hsm_token_rv(s, t->mod->C_FindObjectsInit(s->h, tmpl, kind == HSM_FIND_AES ? 3 : 2));
     if (rv == CKR_OK) {
         rv = hsm_token_rv(s, t->mod->C_FindObjects(s->h, found, 2, &n));
         (void)t->mod->C_FindObjectsFinal(s->h);
@@ -589,20 +744,53 @@ int hsm_token_key_find(hsm_token *t, hsm_session *s, const char *label, CK_OBJEC
                               hsm_rv_name(rv));
     if (n == 0)
         return hsm_status_set(st, COFFER_ERR_HSM_KEY, "key", HSM_STATUS_NO_RV,
-                              "no AES secret key labelled '%s' on token '%s' (module '%s'); "
+                              "no %s labelled '%s' on token '%s' (module '%s'); "
                               "'coffer hsm list' shows the keys, 'coffer hsm init-kek' creates one",
-                              label, t->token_label, t->module_spec);
+                              what, label, t->token_label, t->module_spec);
     if (n > 1)
         return hsm_status_set(st, COFFER_ERR_HSM_KEY, "key", HSM_STATUS_NO_RV,
-                              "more than one AES secret key is labelled '%s' on token '%s'; coffer "
+                              "more than one %s is labelled '%s' on token '%s'; coffer "
                               "needs exactly one",
+                              what, label, t->token_label);
+    if (!kind_ok(t, s, found[0], kind))
+        return hsm_status_set(st, COFFER_ERR_HSM_KEY, "key", HSM_STATUS_NO_RV,
+                              "key '%s' on token '%s' is no HMAC key (generic secret or AES)",
                               label, t->token_label);
     pthread_mutex_lock(&t->keys_mu);
     struct hsm_key_slot *ks = &t->keys[t->keys_next++ % HSM_KEY_SLOTS];
     snprintf(ks->label, sizeof(ks->label), "%s", label);
+    ks->kind = kind;
     ks->h = found[0];
     ks->gen = t->gen;
     pthread_mutex_unlock(&t->keys_mu);
     *key = found[0];
     return 0;
+}
+
+int hsm_token_neg_get(hsm_token *t, const char *label, hsm_negotiation *out)
+{
+    int r = -1;
+    pthread_mutex_lock(&t->keys_mu);
+    for (unsigned i = 0; i < HSM_KEY_SLOTS; i++) {
+        if (t->negs[i].gen == t->gen && strcmp(t->negs[i].label, label) == 0) {
+            *out = t->negs[i].neg;
+            r = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->keys_mu);
+    return r;
+}
+
+void hsm_token_neg_set(hsm_token *t, const char *label, const hsm_negotiation *neg)
+{
+    hsm_negotiation tmp;
+    if (hsm_token_neg_get(t, label, &tmp) == 0)
+        return;
+    pthread_mutex_lock(&t->keys_mu);
+    struct hsm_neg_slot *ns = &t->negs[t->negs_next++ % HSM_KEY_SLOTS];
+    snprintf(ns->label, sizeof(ns->label), "%s", label);
+    ns->neg = *neg;
+    ns->gen = t->gen;
+    pthread_mutex_unlock(&t->keys_mu);
 }

@@ -29,6 +29,8 @@ typedef struct hsm_session {
     CK_SESSION_HANDLE h;
     uint64_t gen; /* the connection generation h belongs to; 0: none */
     int lost;     /* set by hsm_token_rv when a call's CK_RV means "reconnect" */
+    int closed;   /* set by hsm_token_rv for CKR_SESSION_CLOSED / _HANDLE_INVALID: a fresh
+                     session is tried before the whole connection counts as lost */
 } hsm_session;
 
 typedef struct hsm_token_config {
@@ -37,6 +39,8 @@ typedef struct hsm_token_config {
     hsm_pin_source pin;
     void (*log)(void *ctx, const char *line); /* may be NULL */
     void *log_ctx;
+    int mechanism;         /* hsm_mech (hsm_kek.h): 0 negotiates */
+    unsigned max_sessions; /* 0: as many as the token allows (and the HSM threads use) */
 } hsm_token_config;
 
 /* Copies the configuration; connects nothing yet. COFFER_ERR_CONFIG for a bad label or module. */
@@ -80,6 +84,22 @@ int hsm_token_key_find(hsm_token *t, hsm_session *s, const char *label, CK_OBJEC
  * while the count grows). *slots is malloc'd (free it); returns CKR_OK or the failing CK_RV.
  */
 CK_RV hsm_token_slots(CK_FUNCTION_LIST *f, CK_SLOT_ID **slots, CK_ULONG *n);
+
+/* The one secret key labelled label of a kind: HSM_FIND_AES (an AES key) or HSM_FIND_MAC (an
+ * HMAC key: generic secret, AES or CKK_SHA256_HMAC). COFFER_ERR_HSM_KEY for none or several. */
+enum { HSM_FIND_AES = 0, HSM_FIND_MAC = 1 };
+int hsm_token_secret_find(hsm_token *t, hsm_session *s, const char *label, int kind,
+                          CK_OBJECT_HANDLE *key, hsm_status *st) COFFER_WUR;
+
+/* The configured mechanism (hsm_mech; 0 negotiates). */
+int hsm_token_mechanism(const hsm_token *t);
+/* The mechanism negotiated for label on the current connection: 0 and *out, or -1 when none. */
+struct hsm_negotiation;
+int hsm_token_neg_get(hsm_token *t, const char *label, struct hsm_negotiation *out);
+void hsm_token_neg_set(hsm_token *t, const char *label, const struct hsm_negotiation *neg);
+/* The session limit in force: the configured one, lowered to the token's ulMaxSessionCount (less
+ * the one coffer keeps for the login) and after CKR_SESSION_COUNT; 0 when unbounded. */
+unsigned hsm_token_session_limit(hsm_token *t);
 
 /* Forget cached key handles (after creating a key). */
 void hsm_token_keys_forget(hsm_token *t);

@@ -6,6 +6,7 @@
 #include "engine_metadata.h"
 #include "engine_stream.h"
 #include "hsm_cache.h"
+#include "hsm_kek.h"
 #include "hsm_retriever.h"
 #include "uring_keys.h"
 #include "uring_log.h"
@@ -29,9 +30,10 @@ struct uring_hsm {
     hsm_client *client;
     hsm_retriever *retriever;
     pthread_mutex_t st_lock;
-    int state;       /* 0 not tried yet, 1 working, -1 failing (under st_lock) */
-    hsm_status last; /* the last failure (under st_lock) */
-    int cache_on;    /* the data-key cache may hold a current key */
+    int state;          /* 0 not tried yet, 1 working, -1 failing (under st_lock) */
+    hsm_status last;    /* the last failure (under st_lock) */
+    char mechanism[48]; /* the negotiated one, once known (under st_lock) */
+    int cache_on;       /* the data-key cache may hold a current key */
     /* the metadata text of the current data key, built once per key (under meta_lock) */
     pthread_mutex_t meta_lock;
     hsm_wrapped meta_w;
@@ -114,7 +116,10 @@ void uring_hsm_config_usage(FILE *f)
         "  --hsm-cache-max-uses N    backups sharing one data key (default 1000)\n"
         "  --hsm-cache-max-bytes B   bytes encrypted under one data key; K, M, G, T suffixes\n"
         "                            (default 64G); 0 for age, uses or bytes: no cache\n"
-        "  --hsm-cache-max-entries N unwrapped data keys kept for restores (default 256)\n",
+        "  --hsm-cache-max-entries N unwrapped data keys kept for restores (default 256)\n"
+        "  --hsm-mechanism M         how data keys are wrapped: auto (default: the first the\n"
+        "                            token offers of gcm, gcm-token-iv, kwp, cbc-hmac), or one\n"
+        "  --hsm-max-sessions N      PKCS#11 sessions at most (default: as the token allows)\n",
         f);
 }
 
@@ -203,6 +208,15 @@ int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const cha
     } else if (strcmp(opt, "cache-max-uses") == 0) {
         if (parse_u64(v, UINT64_MAX, 0, &h->cache_max_uses) != 0)
             goto bad;
+    } else if (strcmp(opt, "mechanism") == 0) {
+        int m = hsm_mech_parse_option(v);
+        if (m < 0)
+            goto bad;
+        h->mechanism = m;
+    } else if (strcmp(opt, "max-sessions") == 0) {
+        if (parse_u64(v, HSM_THREADS_MAX * 4, 0, &n) != 0 || n == 0)
+            goto bad;
+        h->max_sessions = (unsigned)n;
     } else if (strcmp(opt, "cache-max-bytes") == 0) {
         if (parse_u64(v, UINT64_MAX, 1, &h->cache_max_bytes) != 0)
             goto bad;
@@ -241,7 +255,9 @@ static int config_equal(const struct uring_hsm_config *a, const struct uring_hsm
            strcmp(a->key, b->key) == 0 && strcmp(a->pin_file, b->pin_file) == 0 &&
            a->fallback == b->fallback && a->timeout_ms == b->timeout_ms &&
            a->cache_max_age_s == b->cache_max_age_s && a->cache_max_uses == b->cache_max_uses &&
-           a->cache_max_bytes == b->cache_max_bytes && a->cache_max_entries == b->cache_max_entries;
+           a->cache_max_bytes == b->cache_max_bytes &&
+           a->cache_max_entries == b->cache_max_entries && a->mechanism == b->mechanism &&
+           a->max_sessions == b->max_sessions;
 }
 
 /* ---- shared clients ---- */
@@ -329,6 +345,8 @@ int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out
     cc.pin.env = NULL; /* COFFER_HSM_PIN */
     cc.timeout_ms = cfg->timeout_ms;
     cc.log = hsm_log_line;
+    cc.mechanism = cfg->mechanism;
+    cc.max_sessions = cfg->max_sessions;
     if ((r = hsm_client_open(&h->client, &cc, &st)) != 0) {
         snprintf(detail, detaillen, "%s", st.text[0] != '\0' ? st.text : coffer_strerror(r));
         goto fail;
@@ -346,9 +364,10 @@ int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out
         goto fail;
     }
     uring_log(URING_LOG_INFO, "hsm_configured",
-              "module=%s token=%s key=%s fallback=%s timeout_ms=%u cache_max_age_s=%llu "
-              "cache_max_uses=%llu cache_max_bytes=%llu pin=%s",
+              "module=%s token=%s key=%s mechanism=%s max_sessions=%u fallback=%s timeout_ms=%u "
+              "cache_max_age_s=%llu cache_max_uses=%llu cache_max_bytes=%llu pin=%s",
               cfg->module, cfg->token, cfg->key[0] != '\0' ? cfg->key : "-(restores_only)",
+              hsm_mech_option_name(cfg->mechanism), cfg->max_sessions,
               cfg->fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret", cfg->timeout_ms,
               (unsigned long long)lim.max_age_s, (unsigned long long)lim.max_uses,
               (unsigned long long)lim.max_bytes,
@@ -446,8 +465,31 @@ static void hsm_note(struct uring_hsm *h, int op, int r, const hsm_status *st)
 
 static void serve_probe(struct uring_hsm_req *hr)
 {
-    int r = hsm_client_connect(hr->h->client, &hr->st);
-    hsm_note(hr->h, HSM_OP_PROBE, r, &hr->st);
+    struct uring_hsm *h = hr->h;
+    hsm_negotiation neg;
+    char q[HSM_STATUS_TEXT_MAX * 2], why[HSM_MECH_COUNT * 64];
+    size_t n = 0;
+    int r = hsm_client_connect(h->client, &hr->st);
+
+    /* with a key for new backups, say at start how they will be wrapped, and why */
+    if (r == 0 && uring_hsm_backups(h) && (r = hsm_kek_negotiate(h->client, &neg, &hr->st)) == 0) {
+        why[0] = '\0';
+        for (int m = HSM_MECH_GCM; m < HSM_MECH_COUNT && n < sizeof(why); m++)
+            if (m != neg.mech && neg.why[m][0] != '\0')
+                n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s: %s", n ? "; " : "",
+                                      hsm_mech_option_name(m), neg.why[m]);
+        pthread_mutex_lock(&h->st_lock);
+        snprintf(h->mechanism, sizeof(h->mechanism), "%s",
+                 hsm_mech_metadata_name(neg.mech, neg.kwp_ckm));
+        pthread_mutex_unlock(&h->st_lock);
+        uring_log(URING_LOG_INFO, "hsm_mechanism",
+                  "module=%s token=%s key=%s mechanism=%s "
+                  "name=%s passed_over=%s",
+                  h->cfg.module, h->cfg.token, h->cfg.key,
+                  hsm_mech_metadata_name(neg.mech, neg.kwp_ckm), hsm_mech_option_name(neg.mech),
+                  uring_log_quote(why, q, sizeof(q)));
+    }
+    hsm_note(h, HSM_OP_PROBE, r, &hr->st);
 }
 
 /* A new backup's data key; returns 1 when the request went on to the Secret loader. */
@@ -876,6 +918,7 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
 {
     json_t *hj;
     hsm_status last;
+    char mech[48];
     int state;
 
     if (o == NULL)
@@ -886,11 +929,14 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
     pthread_mutex_lock(&h->st_lock);
     state = h->state;
     last = h->last;
+    memcpy(mech, h->mechanism, sizeof(mech));
     pthread_mutex_unlock(&h->st_lock);
     hj = json_pack("{s:s, s:s, s:s?, s:s, s:s}", "module", h->cfg.module, "token", h->cfg.token,
                    "keyLabel", h->cfg.key[0] != '\0' ? h->cfg.key : NULL, "fallback",
                    h->cfg.fallback == URING_HSM_FALLBACK_NONE ? "none" : "secret", "status",
                    state > 0 ? "ok" : (state < 0 ? "unavailable" : "unknown"));
+    if (hj != NULL && mech[0] != '\0')
+        json_object_set_new(hj, "mechanism", json_string(mech));
     if (hj != NULL && state < 0)
         json_object_set_new(hj, "lastError",
                             hsm_metadata_fallback_new(h->cfg.module, h->cfg.token,

@@ -37,6 +37,8 @@ struct uring_hsm_config {
     unsigned timeout_ms;
     uint64_t cache_max_age_s, cache_max_uses, cache_max_bytes;
     uint64_t cache_max_entries;
+    int mechanism;         /* --hsm-mechanism: hsm_mech, 0 (auto) negotiates with the token */
+    unsigned max_sessions; /* --hsm-max-sessions: 0 = as the token allows */
 };
 
 void uring_hsm_config_defaults(struct uring_hsm_config *h);

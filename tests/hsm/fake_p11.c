@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A tiny PKCS#11 module for tests: one token, one AES-GCM key, and a settable delay in every call.
- */
+/* A tiny PKCS#11 module for tests: one token, one AES-GCM key, a settable delay in every call,
+ * and the behaviours of hardware HSMs that no Debian token has (COFFER_FAKE_P11_MODE). */
 #include <p11-kit/pkcs11.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,6 +16,18 @@
  * do AES-256-GCM with it through OpenSSL after sleeping coffer_fake_p11_set_delay_ms()
  * milliseconds: a token that hangs or answers late. The test reaches the setter by dlopen()ing
  * this same file (which returns the handle p11-kit already holds) and dlsym().
+ *
+ * C_Initialize reads COFFER_FAKE_P11_MODE, a comma-separated list of what FIPS-mode hardware HSMs
+ * do (Thales Luna, AWS CloudHSM):
+ *   token-iv        C_EncryptInit with CKM_AES_GCM refuses any IV but 12 zero bytes
+ *                   (CKR_MECHANISM_PARAM_INVALID) and writes the IV it generates into pIv
+ *   iv-bits         CK_GCM_PARAMS must carry ulIvBits = 96 as well as ulIvLen = 12
+ *   max-sessions=N  at most N open sessions (CKR_SESSION_COUNT beyond), ulMaxSessionCount N
+ *   hide-max        ulMaxSessionCount says CK_EFFECTIVELY_INFINITE all the same
+ *   close-once      the first C_Encrypt closes its session and answers CKR_SESSION_CLOSED
+ * C_GetMechanismInfo offers CKM_AES_GCM (encrypt, decrypt) and nothing else.
+ * coffer_fake_p11_stats() tells the most sessions open at once since the last C_Initialize and
+ * how often C_Initialize ran.
  */
 #define FAKE_SLOT    7
 #define FAKE_KEY     100
@@ -32,6 +46,33 @@ struct fake_session {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int initialized, logged_in;
+static int mode_token_iv, mode_iv_bits, mode_hide_max, mode_close_once;
+static unsigned mode_max_sessions; /* 0: MAX_SESSIONS - 1 */
+static unsigned open_now, open_peak, inits;
+
+void coffer_fake_p11_stats(unsigned *peak_sessions, unsigned *initializations);
+void coffer_fake_p11_stats(unsigned *peak_sessions, unsigned *initializations)
+{
+    pthread_mutex_lock(&mu);
+    *peak_sessions = open_peak;
+    *initializations = inits;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Under mu. */
+static void mode_read(void)
+{
+    const char *m = getenv("COFFER_FAKE_P11_MODE");
+    const char *ms;
+    if (m == NULL)
+        m = "";
+    mode_token_iv = strstr(m, "token-iv") != NULL;
+    mode_iv_bits = strstr(m, "iv-bits") != NULL;
+    mode_hide_max = strstr(m, "hide-max") != NULL;
+    mode_close_once = strstr(m, "close-once") != NULL;
+    ms = strstr(m, "max-sessions=");
+    mode_max_sessions = ms != NULL ? (unsigned)strtoul(ms + 13, NULL, 10) : 0;
+}
 static struct fake_session sessions[MAX_SESSIONS];
 static atomic_uint delay_ms;
 static const unsigned char fake_key[32] = {
@@ -69,6 +110,12 @@ static CK_RV fake_Initialize(CK_VOID_PTR args)
 {
     pthread_mutex_lock(&mu);
     CK_RV rv = initialized ? CKR_CRYPTOKI_ALREADY_INITIALIZED : CKR_OK;
+    if (!initialized) {
+        mode_read();
+        inits++;
+        open_now = 0;
+        open_peak = 0;
+    }
     initialized = 1;
     pthread_mutex_unlock(&mu);
     return rv;
@@ -79,6 +126,7 @@ static CK_RV fake_Finalize(CK_VOID_PTR reserved)
     pthread_mutex_lock(&mu);
     initialized = 0;
     logged_in = 0;
+    open_now = 0;
     memset(sessions, 0, sizeof(sessions));
     pthread_mutex_unlock(&mu);
     return CKR_OK;
@@ -131,6 +179,9 @@ static CK_RV fake_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
     padcpy(info->model, sizeof(info->model), "slow token");
     padcpy(info->serialNumber, sizeof(info->serialNumber), "0001");
     info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_LOGIN_REQUIRED;
+    info->ulMaxSessionCount =
+        mode_max_sessions == 0 || mode_hide_max ? CK_EFFECTIVELY_INFINITE : mode_max_sessions;
+    info->ulSessionCount = open_now;
     return CKR_OK;
 }
 
@@ -142,11 +193,15 @@ static CK_RV fake_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, 
         return CKR_SLOT_ID_INVALID;
     pthread_mutex_lock(&mu);
     for (CK_SESSION_HANDLE h = 1; h < MAX_SESSIONS; h++) {
+        if (mode_max_sessions != 0 && open_now >= mode_max_sessions)
+            break;
         if (!sessions[h].open) {
             memset(&sessions[h], 0, sizeof(sessions[h]));
             sessions[h].open = 1;
             *out = h;
             rv = CKR_OK;
+            if (++open_now > open_peak)
+                open_peak = open_now;
             break;
         }
     }
@@ -160,6 +215,7 @@ static CK_RV fake_CloseSession(CK_SESSION_HANDLE h)
     pthread_mutex_lock(&mu);
     if (sess(h) != NULL) {
         sessions[h].open = 0;
+        open_now--;
         rv = CKR_OK;
     }
     pthread_mutex_unlock(&mu);
@@ -170,6 +226,7 @@ static CK_RV fake_CloseAllSessions(CK_SLOT_ID slot)
 {
     pthread_mutex_lock(&mu);
     memset(sessions, 0, sizeof(sessions));
+    open_now = 0;
     pthread_mutex_unlock(&mu);
     return CKR_OK;
 }
@@ -318,6 +375,15 @@ static CK_RV crypt_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
     gp = m->pParameter;
     if (gp->ulIvLen != 12 || gp->ulAADLen > sizeof(s->aad) || gp->ulTagBits != 128)
         return CKR_MECHANISM_PARAM_INVALID;
+    if (mode_iv_bits && gp->ulIvBits != 96)
+        return CKR_MECHANISM_PARAM_INVALID;
+    if (mode_token_iv && op == 1) {
+        static const unsigned char zero[12];
+        if (memcmp(gp->pIv, zero, 12) != 0)
+            return CKR_MECHANISM_PARAM_INVALID; /* FIPS mode: only the token chooses IVs */
+        if (RAND_bytes(gp->pIv, 12) != 1)
+            return CKR_FUNCTION_FAILED;
+    }
     memcpy(s->iv, gp->pIv, 12);
     memcpy(s->aad, gp->pAAD, gp->ulAADLen);
     s->aadlen = gp->ulAADLen;
@@ -373,6 +439,16 @@ static CK_RV fake_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen, C
     }
     if (*outlen < inlen + 16)
         return CKR_BUFFER_TOO_SMALL;
+    pthread_mutex_lock(&mu);
+    int close_now = mode_close_once;
+    mode_close_once = 0;
+    if (close_now) {
+        s->open = 0;
+        open_now--;
+    }
+    pthread_mutex_unlock(&mu);
+    if (close_now)
+        return CKR_SESSION_CLOSED;
     fake_sleep();
     return gcm(s, 1, in, inlen, out, outlen);
 }
@@ -405,9 +481,18 @@ static CK_RV ns_GetMechanismList(CK_SLOT_ID a, CK_MECHANISM_TYPE_PTR b, CK_ULONG
 {
     NS
 }
-static CK_RV ns_GetMechanismInfo(CK_SLOT_ID a, CK_MECHANISM_TYPE b, CK_MECHANISM_INFO_PTR c)
+static CK_RV fake_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+                                   CK_MECHANISM_INFO_PTR info)
 {
-    NS
+    if (slot != FAKE_SLOT)
+        return CKR_SLOT_ID_INVALID;
+    if (type != CKM_AES_GCM)
+        return CKR_MECHANISM_INVALID;
+    memset(info, 0, sizeof(*info));
+    info->ulMinKeySize = 16;
+    info->ulMaxKeySize = 32;
+    info->flags = CKF_ENCRYPT | CKF_DECRYPT;
+    return CKR_OK;
 }
 static CK_RV ns_InitToken(CK_SLOT_ID a, CK_UTF8CHAR_PTR b, CK_ULONG c, CK_UTF8CHAR_PTR d)
 {
@@ -538,7 +623,7 @@ static CK_FUNCTION_LIST fake_list = {
     .C_GetSlotInfo = fake_GetSlotInfo,
     .C_GetTokenInfo = fake_GetTokenInfo,
     .C_GetMechanismList = ns_GetMechanismList,
-    .C_GetMechanismInfo = ns_GetMechanismInfo,
+    .C_GetMechanismInfo = fake_GetMechanismInfo,
     .C_InitToken = ns_InitToken,
     .C_InitPIN = ns_InitPIN,
     .C_SetPIN = ns_SetPIN,

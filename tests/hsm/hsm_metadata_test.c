@@ -99,7 +99,7 @@ static void test_malformed(void **state)
         json_decref(c);
     }
     json_t *c = json_deep_copy(good);
-    json_object_set_new(c, "mechanism", json_string("CKM_AES_KEY_WRAP_PAD"));
+    json_object_set_new(c, "mechanism", json_string("CKM_AES_CBC"));
     expect_bad(c, "not supported");
     json_object_set_new(c, "mechanism", json_string("CKM_AES_GCM"));
     json_object_set_new(c, "iv", json_string("AAAAAAAAAAAAAAAAAAAA")); /* 15 bytes */
@@ -124,6 +124,70 @@ static void test_malformed(void **state)
     expect_bad(c, "token");
     json_decref(c);
     json_decref(good);
+}
+
+/* The other mechanisms: what they store, and that it parses back to the same blob. */
+static void test_other_mechanisms(void **state)
+{
+    hsm_wrapped w;
+    hsm_metadata_config mc;
+    char detail[256];
+    char *t;
+
+    /* RFC 5649 key wrap: no iv, 40 bytes */
+    memset(&w, 0, sizeof(w));
+    snprintf(w.key_label, sizeof(w.key_label), "kwp-kek");
+    w.mech = HSM_MECH_KWP;
+    w.kwp_ckm = CKM_AES_KEY_WRAP_KWP;
+    w.wrapped_len = HSM_KWP_LEN;
+    for (int i = 0; i < HSM_KWP_LEN; i++)
+        w.wrapped[i] = (uint8_t)(i + 1);
+    json_t *cfg = hsm_metadata_config_new("m", "t", &w);
+    t = json_dumps(cfg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(t, "{\"module\":\"m\",\"token\":\"t\",\"keyLabel\":\"kwp-kek\","
+                           "\"mechanism\":\"CKM_AES_KEY_WRAP_KWP\",\"wrappedKey\":"
+                           "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKA==\"}");
+    free(t);
+    assert_int_equal(hsm_metadata_config_parse(cfg, &mc, detail, sizeof(detail)), 0);
+    assert_memory_equal(&mc.wrapped, &w, sizeof(w));
+    json_object_set_new(cfg, "mechanism", json_string("CKM_AES_KEY_WRAP_PAD"));
+    assert_int_equal(hsm_metadata_config_parse(cfg, &mc, detail, sizeof(detail)), 0);
+    assert_int_equal(mc.wrapped.kwp_ckm, CKM_AES_KEY_WRAP_PAD);
+    /* a GCM-sized blob under a key-wrap mechanism is refused */
+    json_object_set_new(cfg, "wrappedKey",
+                        json_string("AQgPFh0kKzI5QEdOVVxjanF4f4aNlJuiqbC3vsXM09rh6O/2/QQLEhkgJy41"
+                                    "PENK"));
+    assert_int_equal(hsm_metadata_config_parse(cfg, &mc, detail, sizeof(detail)),
+                     COFFER_ERR_METADATA);
+    assert_non_null(strstr(detail, "40 bytes"));
+    json_decref(cfg);
+
+    /* encrypt-then-MAC: 16-byte iv, 48 bytes, the HMAC key's label and the MAC */
+    memset(&w, 0, sizeof(w));
+    snprintf(w.key_label, sizeof(w.key_label), "etm-kek");
+    snprintf(w.mac_key_label, sizeof(w.mac_key_label), "etm-kek-hmac");
+    w.mech = HSM_MECH_CBC_HMAC;
+    w.iv_len = HSM_IV_MAX;
+    w.wrapped_len = HSM_CBC_LEN;
+    ts_fill(w.iv, HSM_IV_MAX, 1);
+    ts_fill(w.wrapped, HSM_CBC_LEN, 2);
+    ts_fill(w.mac, HSM_MAC_LEN, 3);
+    cfg = hsm_metadata_config_new("m", "t", &w);
+    assert_string_equal(json_string_value(json_object_get(cfg, "mechanism")),
+                        "CKM_AES_CBC_PAD+CKM_SHA256_HMAC");
+    assert_string_equal(json_string_value(json_object_get(cfg, "macKeyLabel")), "etm-kek-hmac");
+    assert_int_equal(strlen(json_string_value(json_object_get(cfg, "iv"))), 24);
+    assert_int_equal(strlen(json_string_value(json_object_get(cfg, "mac"))), 44);
+    assert_int_equal(hsm_metadata_config_parse(cfg, &mc, detail, sizeof(detail)), 0);
+    assert_memory_equal(&mc.wrapped, &w, sizeof(w));
+    static const char *need[] = {"mac", "macKeyLabel", "iv"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *c = json_deep_copy(cfg);
+        json_object_del(c, need[i]);
+        expect_bad(c, need[i]);
+        json_decref(c);
+    }
+    json_decref(cfg);
 }
 
 static void test_fallback_note(void **state)
@@ -155,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_parse),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_other_mechanisms),
         cmocka_unit_test(test_fallback_note),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
