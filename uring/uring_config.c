@@ -329,6 +329,14 @@ static const struct config_opt config_opts[] = {
      "the data-key cache off.",
      FN(set_hsm), 1},
     {"hsm-cache-max-entries", "N", "256", "Unwrapped data keys kept for restores.", FN(set_hsm), 1},
+    {"hsm-mechanism", "auto|gcm|gcm-token-iv|kwp|cbc-hmac", "auto",
+     "How data keys are wrapped: auto takes the first the token offers of gcm (AES-GCM, our IV), "
+     "gcm-token-iv (AES-GCM, the token's IV), kwp (RFC 5649 key wrap) and cbc-hmac (AES-CBC-PAD "
+     "then HMAC-SHA-256 under a second token key); naming one forces it. Restores use what each "
+     "backup records.",
+     FN(set_hsm), 1},
+    {"hsm-max-sessions", "N", NULL,
+     "PKCS#11 sessions at most (default: as many as the token allows).", FN(set_hsm), 1},
     /* ---- acting at once, command line only ---- */
     {"check-config", NULL, NULL,
      "Parse the command line and the config file, report every problem with its file and line, "

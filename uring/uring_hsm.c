@@ -98,30 +98,6 @@ void uring_hsm_config_defaults(struct uring_hsm_config *h)
     h->cache_max_entries = HSM_CACHE_DEFAULT_ENTRIES;
 }
 
-void uring_hsm_config_usage(FILE *f)
-{
-    fputs(
-        "  --hsm-module PATH|NAME    PKCS#11 module of the HSM (a path, or a p11-kit name such as\n"
-        "                            softhsm2): new coffer-v1 backups get a data key wrapped by\n"
-        "                            the token's key-encryption key (keyRetrieverType pkcs11)\n"
-        "  --hsm-token LABEL         the token's label\n"
-        "  --hsm-key LABEL           label of the key-encryption key for new backups (without\n"
-        "                            it the HSM serves restores only)\n"
-        "  --hsm-pin-file FILE       the token's user PIN (default: the environment variable\n"
-        "                            COFFER_HSM_PIN; a PIN is never taken from a flag)\n"
-        "  --hsm-fallback secret|none  when the HSM cannot serve a new backup: encrypt it with\n"
-        "                            the Secret and say so in its metadata (default), or fail\n"
-        "  --hsm-timeout MS          longest wait for the HSM per call (default 5000)\n"
-        "  --hsm-cache-max-age S     reuse a data key for at most S seconds (default 300)\n"
-        "  --hsm-cache-max-uses N    backups sharing one data key (default 1000)\n"
-        "  --hsm-cache-max-bytes B   bytes encrypted under one data key; K, M, G, T suffixes\n"
-        "                            (default 64G); 0 for age, uses or bytes: no cache\n"
-        "  --hsm-cache-max-entries N unwrapped data keys kept for restores (default 256)\n"
-        "  --hsm-mechanism M         how data keys are wrapped: auto (default: the first the\n"
-        "                            token offers of gcm, gcm-token-iv, kwp, cbc-hmac), or one\n"
-        "  --hsm-max-sessions N      PKCS#11 sessions at most (default: as the token allows)\n",
-        f);
-}
 
 /* A label or path of 1..cap-1 bytes without control characters. */
 static int copy_text(char *dst, size_t cap, const char *v)

@@ -51,7 +51,6 @@ int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const cha
 /* Cross-option checks after everything is parsed: 0 or COFFER_ERR_CONFIG with a sentence. */
 int uring_hsm_config_check(const struct uring_hsm_config *h, char *err, size_t errlen)
     __attribute__((warn_unused_result));
-void uring_hsm_config_usage(FILE *f);
 
 /*
  * One HSM client and retriever (with its data-key cache) for one set of settings, shared by every
