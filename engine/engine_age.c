@@ -236,20 +236,20 @@ int engine_age_recipient_parse(engine_age_recipient *out, const char *text, size
         return r;
     }
     if (len < 4 || strncasecmp(text, "age1", 4) != 0) {
-        AGE_DETAIL("'%.8s...' is not an age X25519 recipient: it must start with 'age1' "
+        AGE_DETAIL("'%.*s...' is not an age X25519 recipient: it must start with 'age1' "
                    "(age-keygen or 'coffer recovery keygen' makes one)",
-                   text);
+                   (int)(len < 8 ? len : 8), text);
         return r;
     }
     if (len != ENGINE_AGE_RECIPIENT_TEXT) {
-        AGE_DETAIL("'%.12s...' is %zu characters long; an age X25519 recipient has %d "
+        AGE_DETAIL("'%.*s...' is %zu characters long; an age X25519 recipient has %d "
                    "(a plugin recipient 'age1<name>1...' is not supported)",
-                   text, len, ENGINE_AGE_RECIPIENT_TEXT);
+                   (int)(len < 12 ? len : 12), text, len, ENGINE_AGE_RECIPIENT_TEXT);
         return r;
     }
     r = age_key_decode(text, len, AGE_HRP_RECIPIENT, key, why, sizeof(why));
     if (r != 0) {
-        AGE_DETAIL("recipient '%.12s...' is not valid: %s", text, why);
+        AGE_DETAIL("recipient '%.12s...' is not valid: %s", text, why); /* len is 62 here */
         return r;
     }
     return age_recipient_set(out, key);

@@ -53,7 +53,12 @@ void uring_config_usage(FILE *f)
         "  --log-level debug|info|warn|error (default info)\n"
         "  --dev                     development mode: creates a key under ./.coffer-dev and\n"
         "                            uses ./.coffer-dev/cofferd.sock (never in production)\n"
-        "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n",
+        "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n"
+        "  --recovery-recipient FILE age recipients ('age1...' one a line, '#' comments, as\n"
+        "                            age -R reads; repeatable): every new coffer-v1 backup\n"
+        "                            carries its key encrypted to each, in its authenticated\n"
+        "                            header, so their identities restore it without the\n"
+        "                            Secret or the HSM (docs/recovery.md; at most 64)\n",
         f);
     uring_hsm_config_usage(f);
     fputs("  --help, --version\n"
@@ -202,6 +207,21 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
     } else if (strcmp(name, "echo-baseline") == 0) {
         if (parse_bool(v, &cfg->echo) != 0)
             goto bad;
+    } else if (strcmp(name, "recovery-recipient") == 0) {
+        /* repeatable; the command line replaces the file's list (bit 4 of cleared) */
+        if (src == SRC_CMDLINE && !(*cleared & 4)) {
+            *cleared |= 4;
+            cfg->n_recovery_recipient = 0;
+        }
+        if (cfg->n_recovery_recipient >= URING_RECOVERY_FILES) {
+            snprintf(err, errlen, "too many --recovery-recipient files (at most %d; a file may "
+                     "hold many recipients)", URING_RECOVERY_FILES);
+            return COFFER_ERR_CONFIG;
+        }
+        if (v[0] == '\0' || strlen(v) >= sizeof(cfg->recovery_recipient[0]))
+            goto bad;
+        snprintf(cfg->recovery_recipient[cfg->n_recovery_recipient++],
+                 sizeof(cfg->recovery_recipient[0]), "%s", v);
     } else if ((n = uring_hsm_config_set(&cfg->hsm, name, v, err, errlen)) != 1) {
         return (int)n; /* --hsm-* */
     } else {
@@ -376,6 +396,9 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
             strcpy(cfg->secrets_dir, "./.coffer-dev/secrets");
     }
     if ((r = uring_hsm_config_check(&cfg->hsm, err, errlen)) != 0)
+        return r;
+    if ((r = uring_recovery_check(cfg->recovery_recipient, cfg->n_recovery_recipient, err,
+                                  errlen)) != 0)
         return r;
     if (cfg->n_allow_uid == 0 && cfg->n_allow_gid == 0)
         cfg->allow_uid[cfg->n_allow_uid++] = geteuid();

@@ -5,6 +5,7 @@
 
 #include "engine_stream.h"
 #include "uring_hsm.h"
+#include "uring_recovery.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -41,6 +42,9 @@ struct uring_config {
     int n_allow_gid;
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
     struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
+    /* --recovery-recipient FILE (repeatable): age recipients of every new coffer-v1 backup */
+    char recovery_recipient[URING_RECOVERY_FILES][4096];
+    int n_recovery_recipient;
 };
 
 /*

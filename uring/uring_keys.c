@@ -25,6 +25,7 @@ static void runtime_free(struct uring_runtime *rt)
     engine_key_free(rt->key);
     free(rt->metadata);
     uring_hsm_put(rt->hsm);
+    uring_recovery_free(rt->recovery);
     free(rt);
 }
 
@@ -61,6 +62,12 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
     }
     if ((r = uring_hsm_acquire(&cfg->hsm, &rt->hsm, detail, detaillen)) != 0)
         goto out;
+    if ((r = uring_recovery_new(&rt->recovery, cfg->recovery_recipient, cfg->n_recovery_recipient,
+                                detail, detaillen)) != 0)
+        goto out; /* the sentence names the file and line */
+    if (rt->recovery != NULL)
+        uring_log(URING_LOG_INFO, "recovery_recipients", "count=%zu",
+                  uring_recovery_count(rt->recovery));
     if (rt->encryption) {
         r = engine_secret_load(&rt->key, rt->secrets_dir, rt->ns, rt->secret,
                                engine_format_key_rule(rt->format), detail, detaillen);
