@@ -9,6 +9,7 @@
 #include "engine_recovery.h"
 #include "engine_secmem.h"
 #include "hsm_client.h"
+#include "hsm_metadata.h"
 #include "hsm_retriever.h"
 
 #include <getopt.h>
@@ -202,6 +203,26 @@ int cli_recovery_hsm_open(engine_key **key, const struct cli_args *a, const engi
                  m->retriever != NULL ? m->retriever : "");
         cli_report_error(what, r, detail);
         return r;
+    }
+    /* the backup names its token and key label: a different --hsm-token is said plainly */
+    {
+        hsm_metadata_config *mc = malloc(sizeof(*mc));
+        char why[256] = "";
+        r = mc == NULL ? COFFER_ERR_NOMEM
+                       : hsm_metadata_config_parse(json_object_get(m->json, "keyRetrieverConfig"),
+                                                   mc, why, sizeof(why));
+        if (r == 0 && strcmp(mc->token, a->hsm_token) != 0) {
+            r = COFFER_ERR_HSM_UNAVAILABLE;
+            snprintf(why, sizeof(why),
+                     "this backup's data key is wrapped by key '%.64s' on token '%.64s', but "
+                     "--hsm-token names '%.64s'",
+                     mc->wrapped.key_label, mc->token, a->hsm_token);
+        }
+        free(mc);
+        if (r != 0) {
+            cli_report_error(what, r, why);
+            return r;
+        }
     }
     memset(&cfg, 0, sizeof(cfg));
     cfg.module = a->hsm_module;
