@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,13 +85,23 @@ out:
 
 /* ---- primitives ---- */
 
+static pthread_once_t age_kdf_once = PTHREAD_ONCE_INIT;
+static EVP_KDF *age_kdf; /* fetched once: a fetch costs more than the derivation */
+
+static void age_kdf_fetch(void)
+{
+    age_kdf = EVP_KDF_fetch(NULL, "HKDF", "provider=default");
+}
+
 static int age_hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
                     const char *info, uint8_t out[32])
 {
     int r = COFFER_ERR_INTERNAL;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_CTX *kctx;
     OSSL_PARAM params[5], *p = params;
+
+    pthread_once(&age_kdf_once, age_kdf_fetch);
+    kctx = age_kdf != NULL ? EVP_KDF_CTX_new(age_kdf) : NULL;
 
     *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
     *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen);
@@ -102,7 +113,6 @@ static int age_hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size
     if (kctx != NULL && EVP_KDF_derive(kctx, out, 32, params) == 1)
         r = 0;
     EVP_KDF_CTX_free(kctx);
-    EVP_KDF_free(kdf);
     return r;
 }
 
@@ -225,7 +235,8 @@ int engine_age_recipient_parse(engine_age_recipient *out, const char *text, size
                    "identity offline");
         return r;
     }
-    if (len >= 4 && (strncmp(text, "ssh-", 4) == 0 || strncmp(text, "ecdsa-", 6) == 0)) {
+    if ((len >= 4 && strncmp(text, "ssh-", 4) == 0) ||
+        (len >= 6 && strncmp(text, "ecdsa-", 6) == 0)) {
         AGE_DETAIL("SSH public keys are not supported as recovery recipients: give an X25519 "
                    "recipient 'age1...' (age-keygen or 'coffer recovery keygen' makes one)");
         return r;

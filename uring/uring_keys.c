@@ -92,6 +92,8 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
         goto out;
     }
     rt->metadata_len = strlen(rt->metadata);
+    if (rt->format == COFFER_FORMAT_COFFER_V1)
+        uring_recovery_warm(rt->recovery, rt->key); /* the Secret's entries, off the rings */
     *out = rt;
     rt = NULL;
     r = 0;

@@ -142,6 +142,15 @@ out:
     return rc;
 }
 
+void uring_recovery_warm(struct uring_recovery *r, const engine_key *key)
+{
+    char *entries = NULL, detail[256];
+    size_t len = 0;
+    if (r != NULL && key != NULL && recovery_entries(r, key, &entries, &len, detail,
+                                                     sizeof(detail)) == 0)
+        free(entries);
+}
+
 int uring_recovery_seal(struct uring_recovery *r, const engine_key *key, char **meta, size_t *len,
                         char *detail, size_t detaillen)
 {

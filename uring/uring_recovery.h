@@ -34,6 +34,10 @@ int uring_recovery_check(const char (*files)[4096], int n, char *err, size_t err
 /* How many recipients (0 for NULL). */
 size_t uring_recovery_count(const struct uring_recovery *r);
 
+/* Make and cache the entries of key now (the runtime's Secret key, on the main thread at start
+ * and reload), so that no ring thread pays for them. Best effort: a failure shows at seal. */
+void uring_recovery_warm(struct uring_recovery *r, const engine_key *key);
+
 /*
  * Add the "recovery" field for key (the backup's input key: the Secret's key or the HSM data key
  * before wrapping) to the metadata text *meta (malloc'd, *len bytes, a compact JSON object made by
