@@ -270,6 +270,29 @@ static void test_recovery_bad_recipients(void **state)
                      2);
 }
 
+/* cofferd refuses a bad recipients file at start, naming the file, the line and the problem. */
+static void test_recovery_daemon_refuses_bad_recipients(void **state)
+{
+    static const char *bad[] = {
+        "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwq", /* checksum */
+        "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",
+        "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equ", /* length */
+    };
+    static const char *why[] = {"checksum", "is an identity", "characters long"};
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        char text[200];
+        snprintf(text, sizeof(text), "# recovery\n%s\n", bad[i]);
+        h_write(h_p("bad.rcpt"), text, strlen(text));
+        const char *argv[] = {ts_bin("cofferd"), "--socket", h_p("d.sock"), "--secrets-dir",
+                              h_dir(), "--recovery-recipient", h_p("bad.rcpt"), NULL};
+        assert_int_equal(h_run(argv, NULL, h_p("d.err")), 2);
+        if (!h_contains(h_p("d.err"), why[i]) || !h_contains(h_p("d.err"), "line 2"))
+            fail_msg("cofferd refused '%s' without '%s' and the line", bad[i], why[i]);
+        assert_false(h_contains(h_p("d.err"), "GFPQ4EGAEX")); /* never the secret */
+    }
+}
+
 static void test_recovery_too_many(void **state)
 {
     char *text = malloc(70 * 64);
@@ -314,6 +337,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_entries_are_authenticated, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_bad_recipients, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_daemon_refuses_bad_recipients, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_too_many, h_setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
