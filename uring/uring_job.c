@@ -354,6 +354,8 @@ int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *de
     }
     if (req->err != 0) {
         snprintf(detail, detaillen, "Secret %s/%s: %s", req->ns, req->name, req->detail);
+        if (j->op == PROTO_OP_DECRYPT && j->format == COFFER_FORMAT_COFFER_V1)
+            uring_recovery_hint(j->hdr.meta.json, detail, detaillen);
         return req->err;
     }
     return job_stream_new(j, req->key, detail, detaillen);

@@ -196,3 +196,16 @@ int uring_recovery_seal(struct uring_recovery *r, const engine_key *key, char **
     *len = total;
     return 0;
 }
+
+void uring_recovery_hint(const json_t *meta, char *detail, size_t detaillen)
+{
+    const char *names[1];
+    int n = meta != NULL ? engine_recovery_recipients(meta, names, 1) : 0;
+    size_t o = strlen(detail);
+
+    if (n > 0 && o < detaillen)
+        snprintf(detail + o, detaillen - o,
+                 "; this backup has %d recovery recipient%s (%.62s%s): 'coffer decrypt --offline "
+                 "--recovery-identity FILE' opens it with one of their identities",
+                 n, n > 1 ? "s" : "", names[0], n > 1 ? ", ..." : "");
+}

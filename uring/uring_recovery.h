@@ -5,6 +5,8 @@
 
 #include "engine_key.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 
 #define URING_RECOVERY_FILES 8 /* --recovery-recipient files */
@@ -47,5 +49,11 @@ void uring_recovery_warm(struct uring_recovery *r, const engine_key *key);
  */
 int uring_recovery_seal(struct uring_recovery *r, const engine_key *key, char **meta, size_t *len,
                         char *detail, size_t detaillen) __attribute__((warn_unused_result));
+
+/*
+ * A restore whose key cannot be found: when the backup's metadata (untrusted, NULL allowed) names
+ * recovery recipients, append to detail that an identity of one of them opens it offline.
+ */
+void uring_recovery_hint(const json_t *meta, char *detail, size_t detaillen);
 
 #endif

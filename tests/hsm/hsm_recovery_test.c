@@ -147,6 +147,13 @@ static void test_runbook(void **state)
     assert_int_equal(COFFER(NULL, "encrypt", "--socket", hd.sock, "--in", p("backup.tar.gz"),
                             "--out", p("hsm.tar.gz.coffer")),
                      0);
+    /* second backups: the entries of a key already used come from cofferd's cache */
+    assert_int_equal(COFFER(NULL, "encrypt", "--socket", sd.sock, "--in", p("backup.tar.gz"),
+                            "--out", p("secret2.tar.gz.coffer")),
+                     0);
+    assert_int_equal(COFFER(NULL, "encrypt", "--socket", hd.sock, "--in", p("backup.tar.gz"),
+                            "--out", p("hsm2.tar.gz.coffer")),
+                     0);
     /* check a new backup: both recipients, and each backup names its own retriever */
     runbook_has("coffer inspect --recipients --in backup.tar.gz.coffer");
     assert_int_equal(COFFER(p("list"), "inspect", "--recipients", "--in", p("hsm.tar.gz.coffer")),
@@ -189,13 +196,29 @@ static void test_runbook(void **state)
                      1);
     assert_true(err_has("kek-1"));
 
-    /* 3. Restore with an identity alone: either identity opens either backup. */
+    /* A new cofferd cannot find the Secret, and says a recovery identity would open it. */
+    {
+        struct ts_daemon nd;
+        char *flags[] = {"--secrets-dir", (char *)p("empty"), "--encryption", "off", "--workers",
+                         "1", NULL};
+        assert_int_equal(mkdir(p("empty"), 0700), 0);
+        ts_daemon_paths(&nd, env.dir, "newd");
+        assert_int_equal(start(&nd, flags, NULL), 0);
+        assert_int_equal(COFFER(NULL, "decrypt", "--socket", nd.sock, "--in",
+                                p("secret.tar.gz.coffer"), "--out", p("out.newd")),
+                         1);
+        assert_true(err_has("--recovery-identity"));
+        assert_int_equal(ts_daemon_stop(&nd), 0);
+    }
+
+    /* 3. Restore with an identity alone: either identity opens every backup. */
     runbook_has("coffer decrypt --offline --recovery-identity alice.key --in backup.tar.gz.coffer "
                 "--out backup.tar.gz");
     const char *ids[] = {"alice.key", "bob.key"};
-    const char *backups[] = {"secret.tar.gz.coffer", "hsm.tar.gz.coffer"};
+    const char *backups[] = {"secret.tar.gz.coffer", "hsm.tar.gz.coffer", "secret2.tar.gz.coffer",
+                             "hsm2.tar.gz.coffer"};
     for (int i = 0; i < 2; i++)
-        for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < 4; b++) {
             char out[64];
             snprintf(out, sizeof(out), "restored.%d.%d", i, b);
             assert_int_equal(COFFER(NULL, "decrypt", "--offline", "--recovery-identity", p(ids[i]),
