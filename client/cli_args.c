@@ -320,10 +320,10 @@ static int args_store(struct cli_args *a, int opt, const char *v)
         break;
     case OPT_RECOVERY_RECIPIENT:
     case OPT_RECOVERY_IDENTITY: {
-        const char **list = opt == OPT_RECOVERY_RECIPIENT ? a->recovery_recipient
-                                                          : a->recovery_identity;
-        size_t *n = opt == OPT_RECOVERY_RECIPIENT ? &a->n_recovery_recipient
-                                                  : &a->n_recovery_identity;
+        const char **list =
+            opt == OPT_RECOVERY_RECIPIENT ? a->recovery_recipient : a->recovery_identity;
+        size_t *n =
+            opt == OPT_RECOVERY_RECIPIENT ? &a->n_recovery_recipient : &a->n_recovery_identity;
         if (*n == CLI_RECOVERY_FILES_MAX)
             return cli_args_usage_error(a->cmd, "--%s given more than %d times",
                                         args_longopts[opt].name, CLI_RECOVERY_FILES_MAX);
@@ -414,13 +414,14 @@ static int args_check_mode(const struct cli_args *a, unsigned seen)
 /* Recovery recipients, identities and the offline HSM restore: coffer-v1 only, one key source. */
 static int args_check_recovery(const struct cli_args *a)
 {
-    int sources = (a->key_file != NULL) + (a->secrets_dir != NULL) +
-                  (a->n_recovery_identity > 0) + (a->hsm_module != NULL);
+    int sources = (a->key_file != NULL) + (a->secrets_dir != NULL) + (a->n_recovery_identity > 0) +
+                  (a->hsm_module != NULL);
 
     if ((a->n_recovery_recipient > 0 || a->n_recovery_identity > 0 || a->hsm_module != NULL) &&
         a->format != COFFER_FORMAT_COFFER_V1)
-        return cli_args_usage_error(a->cmd, "recovery recipients and pkcs11 keys live in the "
-                                            "coffer-v1 header: not with --format %s",
+        return cli_args_usage_error(a->cmd,
+                                    "recovery recipients and pkcs11 keys live in the "
+                                    "coffer-v1 header: not with --format %s",
                                     engine_format_name(a->format));
     if (sources > 1 && (a->n_recovery_identity > 0 || a->hsm_module != NULL))
         return cli_args_usage_error(a->cmd, "give one key source: --key-file, --secrets-dir, "

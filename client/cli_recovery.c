@@ -228,7 +228,7 @@ int cli_recovery_hsm_open(engine_key **key, const struct cli_args *a, const engi
     cfg.module = a->hsm_module;
     cfg.token = a->hsm_token;
     cfg.pin.file = a->hsm_pin_file;
-    cfg.threads = 1; /* no log: a failure is reported once, below */
+    cfg.threads = 1;              /* no log: a failure is reported once, below */
     memset(&lim, 0, sizeof(lim)); /* no cache: one unwrap */
     if ((r = hsm_client_open(&c, &cfg, &st)) != 0 ||
         (r = hsm_retriever_new(&rt, c, &lim, NULL, NULL)) != 0) {

@@ -128,8 +128,8 @@ static int age_aead(int seal, const uint8_t key[32], const uint8_t nonce[12], co
         goto out;
     if (EVP_CipherInit_ex(c, EVP_chacha20_poly1305(), NULL, key, nonce, seal) != 1)
         goto out;
-    if (!seal && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, AGE_TAG_LEN,
-                                     (void *)(in + body)) != 1)
+    if (!seal &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, AGE_TAG_LEN, (void *)(in + body)) != 1)
         goto out;
     if (body > 0 && EVP_CipherUpdate(c, out, &len, in, (int)body) != 1)
         goto out;
@@ -205,8 +205,7 @@ static int age_key_decode(const char *text, size_t len, const char *want_hrp, ui
     size_t n = 0, klen = 0;
     int r;
 
-    r = engine_bech32_decode(text, len, hrp, sizeof(hrp), five, sizeof(five), &n, why,
-                             sizeof(why));
+    r = engine_bech32_decode(text, len, hrp, sizeof(hrp), five, sizeof(five), &n, why, sizeof(why));
     if (r == 0 && strcmp(hrp, want_hrp) != 0) {
         snprintf(why, sizeof(why), "its prefix is '%.20s1', not '%s1'", hrp, want_hrp);
         r = COFFER_ERR_KEY_FORM;
@@ -285,8 +284,8 @@ static int age_identity_from_secret(engine_age_identity **out, const uint8_t sec
     return 0;
 }
 
-int engine_age_identity_parse(engine_age_identity **out, const char *text, size_t len,
-                              char *detail, size_t detaillen)
+int engine_age_identity_parse(engine_age_identity **out, const char *text, size_t len, char *detail,
+                              size_t detaillen)
 {
     uint8_t secret[32];
     char why[160] = "";
@@ -372,8 +371,7 @@ static int age_file_read(const char *path, char *buf, size_t cap, size_t *len, c
         have += (size_t)n;
         if (have > ENGINE_AGE_KEYFILE_MAX) {
             close(fd);
-            AGE_DETAIL("%s is larger than %u bytes: not a key file", path,
-                       ENGINE_AGE_KEYFILE_MAX);
+            AGE_DETAIL("%s is larger than %u bytes: not a key file", path, ENGINE_AGE_KEYFILE_MAX);
             return COFFER_ERR_TOO_LARGE;
         }
     }
@@ -534,7 +532,8 @@ static int age_stanza_x25519(const engine_age_recipient *rc, const uint8_t file_
                              size_t *outlen)
 {
     static const uint8_t zero_nonce[12];
-    uint8_t eph[32], share[32], shared[32], salt[64], wrap[32], body[AGE_FILE_KEY_LEN + AGE_TAG_LEN];
+    uint8_t eph[32], share[32], shared[32], salt[64], wrap[32],
+        body[AGE_FILE_KEY_LEN + AGE_TAG_LEN];
     int r = COFFER_ERR_INTERNAL;
     size_t o = 0;
 
@@ -562,8 +561,8 @@ out:
     return r;
 }
 
-int engine_age_encrypt(const engine_age_recipient *rcpt, size_t nr, const uint8_t *pt,
-                       size_t ptlen, uint8_t **out, size_t *outlen)
+int engine_age_encrypt(const engine_age_recipient *rcpt, size_t nr, const uint8_t *pt, size_t ptlen,
+                       uint8_t **out, size_t *outlen)
 {
     int r = COFFER_ERR_INVALID_ARG;
     uint8_t file_key[AGE_FILE_KEY_LEN], mac_key[32], mac[32], payload_key[32], nonce[12];
@@ -686,8 +685,7 @@ int engine_age_decrypt(const engine_age_identities *ids, const uint8_t *in, size
 {
     int r = COFFER_ERR_BAD_HEADER, found = 0, x25519 = 0;
     struct age_cursor c = {in, inlen, 0};
-    uint8_t file_key[AGE_FILE_KEY_LEN], mac_key[32], mac[32], want[32], payload_key[32],
-        nonce[12];
+    uint8_t file_key[AGE_FILE_KEY_LEN], mac_key[32], mac[32], want[32], payload_key[32], nonce[12];
     uint8_t *body = NULL;
     size_t ll = 0, mac_end = 0, stanzas = 0, outlen = 0;
     unsigned maclen = 0;
@@ -833,8 +831,7 @@ int engine_age_decrypt(const engine_age_identities *ids, const uint8_t *in, size
         age_chunk_nonce(i, last, nonce);
         if (age_aead(0, payload_key, nonce, in + c.off, n, pt + outlen) != 0) {
             r = COFFER_ERR_TAMPERED;
-            AGE_DETAIL("chunk %llu of the age payload fails authentication",
-                       (unsigned long long)i);
+            AGE_DETAIL("chunk %llu of the age payload fails authentication", (unsigned long long)i);
             goto out;
         }
         outlen += n - AGE_TAG_LEN;

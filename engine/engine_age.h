@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* age (age-encryption.org/v1) with X25519 recipients: keys, key files, and whole files in memory. */
+/* age (age-encryption.org/v1) with X25519 recipients: keys, key files, and whole files in memory.
+ */
 #ifndef ENGINE_AGE_H
 #define ENGINE_AGE_H
 
@@ -22,8 +23,8 @@
  */
 
 #define ENGINE_AGE_KEY_LEN        32
-#define ENGINE_AGE_RECIPIENT_TEXT 62 /* "age1" + 52 data + 6 checksum characters */
-#define ENGINE_AGE_IDENTITY_TEXT  74 /* "AGE-SECRET-KEY-1" + 52 + 6 */
+#define ENGINE_AGE_RECIPIENT_TEXT 62         /* "age1" + 52 data + 6 checksum characters */
+#define ENGINE_AGE_IDENTITY_TEXT  74         /* "AGE-SECRET-KEY-1" + 52 + 6 */
 #define ENGINE_AGE_FILE_MAX       (1u << 20) /* the largest age file engine_age_decrypt reads */
 #define ENGINE_AGE_KEYFILE_MAX    65536      /* the largest recipients or identity file read */
 #define ENGINE_AGE_LIST_MAX       64         /* recipients or identities in one list */
@@ -54,8 +55,8 @@ int engine_age_recipient_parse(engine_age_recipient *out, const char *text, size
  * Parse one identity string into a new identity in locked memory (engine_age_identity_free it).
  * Errors as engine_age_recipient_parse (the sentence never contains the secret).
  */
-int engine_age_identity_parse(engine_age_identity **out, const char *text, size_t len,
-                              char *detail, size_t detaillen) COFFER_WUR;
+int engine_age_identity_parse(engine_age_identity **out, const char *text, size_t len, char *detail,
+                              size_t detaillen) COFFER_WUR;
 /* A new random identity (OpenSSL RAND_priv_bytes). */
 int engine_age_identity_generate(engine_age_identity **out) COFFER_WUR;
 /* Its "AGE-SECRET-KEY-1..." text and a NUL; out is secret: wipe it after use. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The "recovery" field of the status metadata: build it for a new backup, open it with identities. */
+/* The "recovery" field of the status metadata: build it for a new backup, open it with identities.
+ */
 #include "engine_recovery.h"
 
 #include "coffer_error.h"
@@ -202,8 +203,8 @@ int engine_recovery_open(const json_t *meta, const engine_age_identities *ids, e
         }
         r = COFFER_ERR_TAMPERED;
         if (klen != ENGINE_KEY_MAX) {
-            RECOVERY_DETAIL("the recovery entry for %s holds %zu bytes, not a 32-byte key",
-                            rc.text, klen);
+            RECOVERY_DETAIL("the recovery entry for %s holds %zu bytes, not a 32-byte key", rc.text,
+                            klen);
             goto out;
         }
         if ((r = engine_key_from_bytes(out, key, klen)) != 0)

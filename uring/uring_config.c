@@ -214,8 +214,10 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
             cfg->n_recovery_recipient = 0;
         }
         if (cfg->n_recovery_recipient >= URING_RECOVERY_FILES) {
-            snprintf(err, errlen, "too many --recovery-recipient files (at most %d; a file may "
-                     "hold many recipients)", URING_RECOVERY_FILES);
+            snprintf(err, errlen,
+                     "too many --recovery-recipient files (at most %d; a file may "
+                     "hold many recipients)",
+                     URING_RECOVERY_FILES);
             return COFFER_ERR_CONFIG;
         }
         if (v[0] == '\0' || strlen(v) >= sizeof(cfg->recovery_recipient[0]))

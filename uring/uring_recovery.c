@@ -146,8 +146,8 @@ void uring_recovery_warm(struct uring_recovery *r, const engine_key *key)
 {
     char *entries = NULL, detail[256];
     size_t len = 0;
-    if (r != NULL && key != NULL && recovery_entries(r, key, &entries, &len, detail,
-                                                     sizeof(detail)) == 0)
+    if (r != NULL && key != NULL &&
+        recovery_entries(r, key, &entries, &len, detail, sizeof(detail)) == 0)
         free(entries);
 }
 

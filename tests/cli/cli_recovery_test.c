@@ -73,9 +73,9 @@ static void make_keys(void)
     h_file_check_0600(h_p("coffer.id"));
     /* age-keygen -y reads coffer's identity file and finds the recipient coffer printed */
     assert_int_equal(run(cy, h_p("coffer.rcpt.age")), 0);
-    assert_int_equal(h_coffer(NULL, h_p("coffer.rcpt"), "recovery", "recipient", "--in",
-                              h_p("coffer.id"), NULL),
-                     0);
+    assert_int_equal(
+        h_coffer(NULL, h_p("coffer.rcpt"), "recovery", "recipient", "--in", h_p("coffer.id"), NULL),
+        0);
     size_t a = 0, b = 0;
     uint8_t *x = h_read(h_p("coffer.rcpt"), &a), *y = h_read(h_p("coffer.rcpt.age"), &b);
     assert_int_equal(a, b);
@@ -95,13 +95,12 @@ static void test_recovery_with_real_age(void **state)
     uint8_t *pt = h_write_random(h_p("pt"), 300000, 7);
     assert_int_equal(h_coffer(NULL, NULL, "encrypt", "--offline", "--key-file", h_p("key"),
                               "--recovery-recipient", h_p("coffer.rcpt"), "--recovery-recipient",
-                              h_p("age.rcpt"), "--in", h_p("pt"), "--out", h_p("ct"), "--status-out",
-                              h_p("status"), NULL),
+                              h_p("age.rcpt"), "--in", h_p("pt"), "--out", h_p("ct"),
+                              "--status-out", h_p("status"), NULL),
                      0);
     /* inspect lists the two recipients, in the order given */
-    assert_int_equal(h_coffer(NULL, h_p("list"), "inspect", "--recipients", "--in", h_p("ct"),
-                              NULL),
-                     0);
+    assert_int_equal(
+        h_coffer(NULL, h_p("list"), "inspect", "--recipients", "--in", h_p("ct"), NULL), 0);
     {
         size_t cn = 0, gn = 0;
         uint8_t *l = h_read(h_p("list"), &n), *c = h_read(h_p("coffer.rcpt"), &cn);
@@ -125,8 +124,8 @@ static void test_recovery_with_real_age(void **state)
         assert_int_equal(run(d, NULL), 0);
         uint8_t *k = h_read(h_p("age.key"), &klen);
         assert_int_equal(klen, 32);
-        assert_int_equal(h_coffer(NULL, NULL, "decrypt", "--offline", "--key-file",
-                                  h_p("age.key"), "--in", h_p("ct"), "--out", h_p("pt.k"), NULL),
+        assert_int_equal(h_coffer(NULL, NULL, "decrypt", "--offline", "--key-file", h_p("age.key"),
+                                  "--in", h_p("ct"), "--out", h_p("pt.k"), NULL),
                          0);
         uint8_t *back = h_read(h_p("pt.k"), &k2);
         assert_int_equal(k2, 300000);
@@ -284,8 +283,9 @@ static void test_recovery_daemon_refuses_bad_recipients(void **state)
         char text[200];
         snprintf(text, sizeof(text), "# recovery\n%s\n", bad[i]);
         h_write(h_p("bad.rcpt"), text, strlen(text));
-        const char *argv[] = {ts_bin("cofferd"), "--socket", h_p("d.sock"), "--secrets-dir",
-                              h_dir(), "--recovery-recipient", h_p("bad.rcpt"), NULL};
+        const char *argv[] = {ts_bin("cofferd"), "--socket", h_p("d.sock"),
+                              "--secrets-dir",   h_dir(),    "--recovery-recipient",
+                              h_p("bad.rcpt"),   NULL};
         assert_int_equal(h_run(argv, NULL, h_p("d.err")), 2);
         if (!h_contains(h_p("d.err"), why[i]) || !h_contains(h_p("d.err"), "line 2"))
             fail_msg("cofferd refused '%s' without '%s' and the line", bad[i], why[i]);

@@ -39,8 +39,7 @@ static int runv(const char *out, const char *const *argv)
     return ts_run((char *const *)argv, NULL, NULL, out, p("err"));
 }
 
-#define RUN(out, ...)                                                                              \
-    runv(out, (const char *const[]){__VA_ARGS__, NULL})
+#define RUN(out, ...)    runv(out, (const char *const[]){__VA_ARGS__, NULL})
 #define COFFER(out, ...) RUN(out, ts_bin("coffer"), __VA_ARGS__)
 
 static int err_has(const char *needle)
@@ -104,14 +103,14 @@ static void test_runbook(void **state)
     runbook_has("age-keygen -o bob.key");
     runbook_has("age-keygen -y bob.key >> recovery-recipients.txt");
     assert_int_equal(COFFER(NULL, "recovery", "keygen", "--out", p("alice.key")), 0);
-    assert_int_equal(COFFER(p("recovery-recipients.txt"), "recovery", "recipient", "--in",
-                            p("alice.key")),
-                     0);
+    assert_int_equal(
+        COFFER(p("recovery-recipients.txt"), "recovery", "recipient", "--in", p("alice.key")), 0);
     assert_int_equal(RUN(NULL, AGE_KEYGEN, "-o", p("bob.key")), 0);
     assert_int_equal(RUN(p("bob.rcpt"), AGE_KEYGEN, "-y", p("bob.key")), 0);
     {
         size_t a = 0, b = 0;
-        uint8_t *x = ts_read_file(p("recovery-recipients.txt"), &a), *y = ts_read_file(p("bob.rcpt"), &b);
+        uint8_t *x = ts_read_file(p("recovery-recipients.txt"), &a),
+                *y = ts_read_file(p("bob.rcpt"), &b);
         uint8_t *both = malloc(a + b);
         memcpy(both, x, a);
         memcpy(both + a, y, b);
@@ -134,10 +133,23 @@ static void test_runbook(void **state)
     }
     ts_daemon_paths(&hd, env.dir, "hsmd");
     {
-        char *flags[] = {"--secrets-dir", (char *)p("secrets"), "--workers", "1", "--hsm-module",
-                         env.module, "--hsm-token", "coffer", "--hsm-key", "kek-1",
-                         "--hsm-pin-file", env.pin_file, "--hsm-fallback", "none",
-                         "--recovery-recipient", (char *)p("recovery-recipients.txt"), NULL};
+        char *flags[] = {"--secrets-dir",
+                         (char *)p("secrets"),
+                         "--workers",
+                         "1",
+                         "--hsm-module",
+                         env.module,
+                         "--hsm-token",
+                         "coffer",
+                         "--hsm-key",
+                         "kek-1",
+                         "--hsm-pin-file",
+                         env.pin_file,
+                         "--hsm-fallback",
+                         "none",
+                         "--recovery-recipient",
+                         (char *)p("recovery-recipients.txt"),
+                         NULL};
         assert_int_equal(start(&hd, flags, NULL), 0);
     }
     assert_true(ts_daemon_log_has(&sd, "event=recovery_recipients count=2"));
@@ -180,8 +192,8 @@ static void test_runbook(void **state)
     same_as(p("out.hsm-offline"), pt);
     /* the wrong token: said clearly */
     assert_int_equal(COFFER(NULL, "decrypt", "--offline", "--hsm-module", env.module, "--hsm-token",
-                            "other", "--hsm-pin-file", env.pin_file, "--in",
-                            p("hsm.tar.gz.coffer"), "--out", p("out.x")),
+                            "other", "--hsm-pin-file", env.pin_file, "--in", p("hsm.tar.gz.coffer"),
+                            "--out", p("out.x")),
                      1);
     assert_true(err_has("--hsm-token names 'other'"));
 
@@ -199,8 +211,8 @@ static void test_runbook(void **state)
     /* A new cofferd cannot find the Secret, and says a recovery identity would open it. */
     {
         struct ts_daemon nd;
-        char *flags[] = {"--secrets-dir", (char *)p("empty"), "--encryption", "off", "--workers",
-                         "1", NULL};
+        char *flags[] = {
+            "--secrets-dir", (char *)p("empty"), "--encryption", "off", "--workers", "1", NULL};
         assert_int_equal(mkdir(p("empty"), 0700), 0);
         ts_daemon_paths(&nd, env.dir, "newd");
         assert_int_equal(start(&nd, flags, NULL), 0);
@@ -233,9 +245,8 @@ static void test_runbook(void **state)
     runbook_has("coffer decrypt --offline --key-file encryptionKey");
     if (access("/usr/bin/jq", X_OK) == 0) {
         char cmd[8192];
-        snprintf(cmd, sizeof(cmd),
-                 "%s inspect --in %s | jq -r '.recovery[0].age' | base64 -d > %s", ts_bin("coffer"),
-                 p("secret.tar.gz.coffer"), p("entry.age"));
+        snprintf(cmd, sizeof(cmd), "%s inspect --in %s | jq -r '.recovery[0].age' | base64 -d > %s",
+                 ts_bin("coffer"), p("secret.tar.gz.coffer"), p("entry.age"));
         assert_int_equal(RUN(NULL, "/bin/sh", "-c", cmd), 0);
     } else {
         /* jq is not among coffer's dependencies: the same pipeline with python3's json */
@@ -246,9 +257,8 @@ static void test_runbook(void **state)
                  ts_bin("coffer"), p("secret.tar.gz.coffer"), p("entry.age"));
         assert_int_equal(RUN(NULL, "/bin/sh", "-c", cmd), 0);
     }
-    assert_int_equal(RUN(NULL, AGE, "-d", "-i", p("alice.key"), "-o", p("encryptionKey"),
-                         p("entry.age")),
-                     0);
+    assert_int_equal(
+        RUN(NULL, AGE, "-d", "-i", p("alice.key"), "-o", p("encryptionKey"), p("entry.age")), 0);
     assert_int_equal(COFFER(NULL, "decrypt", "--offline", "--key-file", p("encryptionKey"), "--in",
                             p("secret.tar.gz.coffer"), "--out", p("restored.key")),
                      0);

@@ -35,9 +35,11 @@ static const char *const bip173_valid[] = {
 };
 
 static const char *const bip173_invalid[] = {
-    " 1nwldj5",     /* HRP character out of range (0x20) */
-    "\x7f" "1axkwrx", /* HRP character out of range (0x7f) */
-    "\x80" "1eym55h", /* HRP character out of range (0x80) */
+    " 1nwldj5", /* HRP character out of range (0x20) */
+    "\x7f"
+    "1axkwrx", /* HRP character out of range (0x7f) */
+    "\x80"
+    "1eym55h", /* HRP character out of range (0x80) */
     "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharactersbio1569pvx",
     "pzry9x0s0muk",  /* no separator */
     "1pzry9x0s0muk", /* empty HRP */
@@ -58,18 +60,16 @@ static void test_bech32_bip173_valid(void **state)
         uint8_t data[90];
         size_t n = 0, len = strlen(s);
         int upper = s[0] >= 'A' && s[0] <= 'Z';
-        assert_int_equal(engine_bech32_decode(s, len, hrp, sizeof(hrp), data, sizeof(data), &n,
-                                              NULL, 0),
-                         0);
+        assert_int_equal(
+            engine_bech32_decode(s, len, hrp, sizeof(hrp), data, sizeof(data), &n, NULL, 0), 0);
         /* encoding back gives the same string (in its case) */
         assert_int_equal(engine_bech32_encode(hrp, data, n, upper, again, sizeof(again)), 0);
         assert_string_equal(again, s);
         /* any one changed character breaks the checksum */
         memcpy(lower, s, len + 1);
         lower[len - 1] = lower[len - 1] == 'q' ? 'p' : (upper ? 'Q' : 'q');
-        assert_int_not_equal(engine_bech32_decode(lower, len, hrp, sizeof(hrp), data,
-                                                  sizeof(data), &n, NULL, 0),
-                             0);
+        assert_int_not_equal(
+            engine_bech32_decode(lower, len, hrp, sizeof(hrp), data, sizeof(data), &n, NULL, 0), 0);
     }
 }
 
@@ -91,9 +91,9 @@ static void test_bech32_bip173_invalid(void **state)
     char hrp[91];
     uint8_t data[90];
     size_t n = 0;
-    assert_int_equal(engine_bech32_decode("a12UEL5L", 8, hrp, sizeof(hrp), data, sizeof(data), &n,
-                                          NULL, 0),
-                     COFFER_ERR_KEY_FORM);
+    assert_int_equal(
+        engine_bech32_decode("a12UEL5L", 8, hrp, sizeof(hrp), data, sizeof(data), &n, NULL, 0),
+        COFFER_ERR_KEY_FORM);
 }
 
 /* BIP-173's data: "abcdef1qpzry9..." holds the 32 values 0..31; the first segwit example's
@@ -169,8 +169,9 @@ static void test_age_bad_recipients(void **state)
     expect_bad_recipient(s, "checksum");
     /* wrong prefix: the same key under another hrp (valid bech32) */
     expect_bad_recipient("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "must start with 'age1'");
-    expect_bad_recipient("AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",
-                         "is an identity");
+    expect_bad_recipient(
+        "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",
+        "is an identity");
     expect_bad_recipient("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", "SSH");
     /* wrong length: truncated, or one character more */
     snprintf(s, sizeof(s), "%.50s", good);
@@ -254,7 +255,8 @@ static void test_age_coffer_to_age(void **state)
         ts_fill(pt, sizes[i], 70 + i);
         assert_int_equal(engine_age_encrypt(&ids.v[0]->recipient, 1, pt, sizes[i], &ct, &ctlen), 0);
         assert_int_equal(ts_write_file(path("ct.age"), ct, ctlen), 0);
-        const char *d[] = {AGE, "-d", "-i", path("id1"), "-o", path("pt.out"), path("ct.age"), NULL};
+        const char *d[] = {AGE,  "-d",           "-i",           path("id1"),
+                           "-o", path("pt.out"), path("ct.age"), NULL};
         assert_int_equal(run(d, NULL), 0);
         back = ts_read_file(path("pt.out"), &backlen);
         assert_int_equal(backlen, sizes[i]);
@@ -281,13 +283,20 @@ static void test_age_age_to_coffer(void **state)
         ts_fill(pt, sizes[i], 90 + i);
         assert_int_equal(ts_write_file(path("pt"), pt, sizes[i]), 0);
         /* two recipients, ours second: the engine must skip the stanza it cannot open */
-        const char *e[] = {AGE, "-r", other.v[0]->recipient.text, "-r", ids.v[0]->recipient.text,
-                           "-o", path("ct.age"), path("pt"), NULL};
+        const char *e[] = {AGE,
+                           "-r",
+                           other.v[0]->recipient.text,
+                           "-r",
+                           ids.v[0]->recipient.text,
+                           "-o",
+                           path("ct.age"),
+                           path("pt"),
+                           NULL};
         assert_int_equal(run(e, NULL), 0);
         ct = ts_read_file(path("ct.age"), &ctlen);
-        assert_int_equal(engine_age_decrypt(&ids, ct, ctlen, out, sizes[i] + 1, &outlen, detail,
-                                            sizeof(detail)),
-                         0);
+        assert_int_equal(
+            engine_age_decrypt(&ids, ct, ctlen, out, sizes[i] + 1, &outlen, detail, sizeof(detail)),
+            0);
         assert_int_equal(outlen, sizes[i]);
         assert_true(sizes[i] == 0 || memcmp(out, pt, sizes[i]) == 0);
         if (sizes[i] == 32) {
@@ -314,8 +323,8 @@ static void test_age_age_to_coffer(void **state)
         uint8_t *ct, out[64];
         size_t ctlen = 0, outlen = 0;
         char detail[300] = "";
-        const char *e[] = {AGE, "-r", other.v[0]->recipient.text, "-o", path("ct2.age"), path("pt"),
-                           NULL};
+        const char *e[] = {AGE,        "-r", other.v[0]->recipient.text, "-o", path("ct2.age"),
+                           path("pt"), NULL};
         assert_int_equal(run(e, NULL), 0);
         ct = ts_read_file(path("ct2.age"), &ctlen);
         assert_int_equal(
@@ -385,9 +394,8 @@ static void test_recovery_roundtrip_and_limit(void **state)
     rs.n = 1;
     m = engine_metadata_new_secret("velero", "coffer-key", "coffer-v1", key->id);
     char *base = engine_metadata_dump(m);
-    assert_int_equal(engine_recovery_add_text(base, strlen(base), &rs, key, &text, detail,
-                                              sizeof(detail)),
-                     0);
+    assert_int_equal(
+        engine_recovery_add_text(base, strlen(base), &rs, key, &text, detail, sizeof(detail)), 0);
     /* one entry costs what the header documents */
     assert_int_equal(strlen(text) - strlen(base), ENGINE_RECOVERY_ENTRY_BYTES + 13);
     json_decref(m);
@@ -410,9 +418,8 @@ static void test_recovery_roundtrip_and_limit(void **state)
         rs.v[rs.n++] = x->recipient;
         engine_age_identity_free(x);
     }
-    assert_int_equal(engine_recovery_add_text(base, strlen(base), &rs, key, &text, detail,
-                                              sizeof(detail)),
-                     0);
+    assert_int_equal(
+        engine_recovery_add_text(base, strlen(base), &rs, key, &text, detail, sizeof(detail)), 0);
     assert_true(strlen(text) < ENGINE_METADATA_MAX - 6000);
     free(text);
     /* past the limit: refused with the sizes (metadata that is already large) */
@@ -420,9 +427,9 @@ static void test_recovery_roundtrip_and_limit(void **state)
         size_t big = ENGINE_METADATA_MAX - ENGINE_AGE_LIST_MAX * ENGINE_RECOVERY_ENTRY_BYTES;
         char *pad = malloc(big + 64);
         snprintf(pad, big + 64, "{\"isEncrypted\":true,\"x\":\"%0*d\"}", (int)big, 0);
-        assert_int_equal(engine_recovery_add_text(pad, strlen(pad), &rs, key, &text, detail,
-                                                  sizeof(detail)),
-                         COFFER_ERR_TOO_LARGE);
+        assert_int_equal(
+            engine_recovery_add_text(pad, strlen(pad), &rs, key, &text, detail, sizeof(detail)),
+            COFFER_ERR_TOO_LARGE);
         assert_non_null(strstr(detail, "31988"));
         free(pad);
     }
