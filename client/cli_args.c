@@ -29,10 +29,17 @@ enum args_opt {
     OPT_METADATA,
     OPT_SECRET_SOURCE,
     OPT_KUBECONFIG,
+    OPT_RECOVERY_RECIPIENT,
+    OPT_RECOVERY_IDENTITY,
+    OPT_RECIPIENTS,
+    OPT_HSM_MODULE,
+    OPT_HSM_TOKEN,
+    OPT_HSM_PIN_FILE,
     OPT_COUNT
 };
 
 #define BIT(o) (1u << (o))
+_Static_assert(OPT_COUNT <= 32, "the options' bit masks are unsigned int");
 
 static const struct option args_longopts[] = {
     {"offline", no_argument, NULL, OPT_OFFLINE},
@@ -53,6 +60,12 @@ static const struct option args_longopts[] = {
     {"metadata", required_argument, NULL, OPT_METADATA},
     {"secret-source", required_argument, NULL, OPT_SECRET_SOURCE},
     {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+    {"recovery-recipient", required_argument, NULL, OPT_RECOVERY_RECIPIENT},
+    {"recovery-identity", required_argument, NULL, OPT_RECOVERY_IDENTITY},
+    {"recipients", no_argument, NULL, OPT_RECIPIENTS},
+    {"hsm-module", required_argument, NULL, OPT_HSM_MODULE},
+    {"hsm-token", required_argument, NULL, OPT_HSM_TOKEN},
+    {"hsm-pin-file", required_argument, NULL, OPT_HSM_PIN_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -63,8 +76,13 @@ static const struct option args_longopts[] = {
     (BIT(OPT_OFFLINE) | KEY_OPTS | BIT(OPT_FORMAT) | BIT(OPT_CONTEXT) | BIT(OPT_IN) |              \
      BIT(OPT_OUT) | BIT(OPT_STATUS_OUT) | BIT(OPT_BACKEND) | BIT(OPT_PROGRESS) | BIT(OPT_HELP) |   \
      BIT(OPT_SOCKET))
+/* Recovery: recipients for offline encryption; identities or the HSM for offline decryption. */
+#define HSM_OPTS      (BIT(OPT_HSM_MODULE) | BIT(OPT_HSM_TOKEN) | BIT(OPT_HSM_PIN_FILE))
+#define RECOVERY_OPTS (BIT(OPT_RECOVERY_RECIPIENT) | BIT(OPT_RECOVERY_IDENTITY) | HSM_OPTS)
+/* Options that may be given more than once. */
+#define REPEATABLE (BIT(OPT_RECOVERY_RECIPIENT) | BIT(OPT_RECOVERY_IDENTITY))
 /* Options of one mode only: the engine in this process, or cofferd. */
-#define OFFLINE_ONLY (KEY_OPTS | BIT(OPT_BACKEND) | BIT(OPT_SPOOL_DIR))
+#define OFFLINE_ONLY (KEY_OPTS | BIT(OPT_BACKEND) | BIT(OPT_SPOOL_DIR) | RECOVERY_OPTS)
 #define DAEMON_ONLY  (BIT(OPT_SOCKET) | BIT(OPT_METADATA))
 
 struct args_cmd {
@@ -91,13 +109,13 @@ static const struct args_cmd args_cmds[] = {
     [CLI_CMD_ENCRYPT] =
         {
             "encrypt",
-            JOB_OPTS,
+            JOB_OPTS | BIT(OPT_RECOVERY_RECIPIENT),
             {"coffer encrypt [--socket PATH] [--format FMT] [--context TEXT] [--in FILE] "
              "[--out FILE] [--status-out FILE]",
              "coffer encrypt --offline (--key-file FILE | --secrets-dir DIR --namespace NS "
              "--secret NAME | --secret-source kubernetes [--kubeconfig FILE] --namespace NS "
-             "--secret NAME) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
-             "[--status-out FILE]"},
+             "--secret NAME) [--recovery-recipient FILE]... [--format FMT] [--context TEXT] "
+             "[--in FILE] [--out FILE] [--status-out FILE]"},
             "Encrypt a backup archive. cofferd does the work, with the key it is configured\n"
             "with (its --secrets-dir, --namespace and --encryption-secret); with --offline the\n"
             "engine runs in this process with the key named here.\n"
@@ -122,17 +140,24 @@ static const struct args_cmd args_cmds[] = {
             "  --secret-source kubernetes  read that Secret through the Kubernetes API instead\n"
             "                       of --secrets-dir (with --namespace and --secret)\n"
             "  --kubeconfig FILE    the API and credential (default: in-cluster)\n"
-            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
+            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n"
+            "  --recovery-recipient FILE\n"
+            "                       coffer-v1: also encrypt the key to the age recipients in\n"
+            "                       FILE (one 'age1...' a line, '#' comments, as age -R reads),\n"
+            "                       inside the authenticated header; repeatable. Their\n"
+            "                       identities open the backup alone (docs/recovery.md)\n",
         },
     [CLI_CMD_DECRYPT] =
         {
             "decrypt",
-            JOB_OPTS | BIT(OPT_SPOOL_DIR) | BIT(OPT_METADATA),
+            JOB_OPTS | BIT(OPT_SPOOL_DIR) | BIT(OPT_METADATA) | BIT(OPT_RECOVERY_IDENTITY) |
+                HSM_OPTS,
             {"coffer decrypt [--socket PATH] [--metadata FILE] [--format FMT] [--context TEXT] "
              "[--in FILE] [--out FILE] [--status-out FILE]",
              "coffer decrypt --offline (--key-file FILE | --secrets-dir DIR [--namespace NS "
              "--secret NAME] | --secret-source kubernetes [--kubeconfig FILE] [--namespace NS "
-             "--secret NAME]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
+             "--secret NAME] | --recovery-identity FILE... | --hsm-module M --hsm-token T "
+             "[--hsm-pin-file F]) [--format FMT] [--context TEXT] [--in FILE] [--out FILE] "
              "[--spool-dir DIR]"},
             "Decrypt a backup archive. Only authenticated data is ever written; with --out the\n"
             "file appears only when the whole archive was authentic and complete. cofferd finds\n"
@@ -163,17 +188,28 @@ static const struct args_cmd args_cmds[] = {
             "  --kubeconfig FILE    the API and credential (default: in-cluster)\n"
             "  --spool-dir DIR      velero-v1: where to spool the ciphertext until its tag is\n"
             "                       verified (default $TMPDIR or /tmp)\n"
-            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n",
+            "  --backend B          AES-GCM implementation: auto, ipsec-mb or openssl\n"
+            "  --recovery-identity FILE\n"
+            "                       coffer-v1: open the backup with an age identity file\n"
+            "                       (age-keygen or 'coffer recovery keygen'; several identities\n"
+            "                       a file and several files allowed) named by its recovery\n"
+            "                       recipients: no Secret, HSM or cofferd needed\n"
+            "  --hsm-module M       a pkcs11 backup: unwrap its data key on the token itself\n"
+            "  --hsm-token T        (module path or p11-kit name, token label), with the user PIN\n"
+            "  --hsm-pin-file F     from F or else $COFFER_HSM_PIN; the key label comes from the\n"
+            "                       backup's header\n",
         },
     [CLI_CMD_INSPECT] =
         {
             "inspect",
-            BIT(OPT_OFFLINE) | BIT(OPT_IN) | BIT(OPT_HELP),
-            {"coffer inspect [--in FILE]", NULL},
+            BIT(OPT_OFFLINE) | BIT(OPT_IN) | BIT(OPT_HELP) | BIT(OPT_RECIPIENTS),
+            {"coffer inspect [--in FILE] [--recipients]", NULL},
             "Print the status metadata in a coffer-v1 file's header as JSON. Needs no key; the\n"
             "header is authenticated only when the file is decrypted.\n"
             "\n"
-            "  --in FILE   read FILE instead of standard input\n",
+            "  --in FILE      read FILE instead of standard input\n"
+            "  --recipients   print only the backup's recovery recipients, one 'age1...' a line\n"
+            "                 (nothing when it has none): the recipients file of age's -R\n",
         },
     [CLI_CMD_HEALTH] =
         {
@@ -232,6 +268,7 @@ static void args_print_top_usage(FILE *f)
         for (size_t u = 0; u < 2 && args_cmds[i].usage[u] != NULL; u++)
             fprintf(f, "  %s\n", args_cmds[i].usage[u]);
     fprintf(f, "  coffer hsm init-kek|list|check ...   (HSM key administration)\n");
+    fprintf(f, "  coffer recovery keygen|recipient ...  (age recovery identities)\n");
     fprintf(f, "  coffer --version\n");
     fprintf(f, "\n'coffer <command> --help' describes a command's options.\n");
 }
@@ -307,6 +344,30 @@ static int args_store(struct cli_args *a, int opt, const char *v)
     case OPT_KUBECONFIG:
         a->kubeconfig = v;
         break;
+    case OPT_RECOVERY_RECIPIENT:
+    case OPT_RECOVERY_IDENTITY: {
+        const char **list =
+            opt == OPT_RECOVERY_RECIPIENT ? a->recovery_recipient : a->recovery_identity;
+        size_t *n =
+            opt == OPT_RECOVERY_RECIPIENT ? &a->n_recovery_recipient : &a->n_recovery_identity;
+        if (*n == CLI_RECOVERY_FILES_MAX)
+            return cli_args_usage_error(a->cmd, "--%s given more than %d times",
+                                        args_longopts[opt].name, CLI_RECOVERY_FILES_MAX);
+        list[(*n)++] = v;
+        break;
+    }
+    case OPT_RECIPIENTS:
+        a->recipients = 1;
+        break;
+    case OPT_HSM_MODULE:
+        a->hsm_module = v;
+        break;
+    case OPT_HSM_TOKEN:
+        a->hsm_token = v;
+        break;
+    case OPT_HSM_PIN_FILE:
+        a->hsm_pin_file = v;
+        break;
     case OPT_BACKEND:
         if (engine_gcm_backend_parse(v, &a->backend) != 0)
             return cli_args_usage_error(a->cmd, "unknown backend '%s' (auto, ipsec-mb or openssl)",
@@ -344,6 +405,15 @@ static const char *args_mode_reason(int opt)
         return "cofferd chooses its own AES-GCM implementation";
     case OPT_SPOOL_DIR:
         return "cofferd spools velero-v1 restores in its own --spool-dir";
+    case OPT_RECOVERY_RECIPIENT:
+        return "cofferd adds the recovery recipients it is configured with (its "
+               "--recovery-recipient)";
+    case OPT_RECOVERY_IDENTITY:
+    case OPT_HSM_MODULE:
+    case OPT_HSM_TOKEN:
+    case OPT_HSM_PIN_FILE:
+        return "a restore with a recovery identity or straight from the HSM runs in this "
+               "process, without cofferd";
     default:
         return "";
     }
@@ -366,6 +436,29 @@ static int args_check_mode(const struct cli_args *a, unsigned seen)
         return cli_args_usage_error(a->cmd, "'coffer decrypt --offline' does not take "
                                             "--status-out (only cofferd reports a restore's "
                                             "metadata)");
+    return CLI_ARGS_RUN;
+}
+
+/* Recovery recipients, identities and the offline HSM restore: coffer-v1 only, one key source. */
+static int args_check_recovery(const struct cli_args *a)
+{
+    int sources = (a->key_file != NULL) + (a->secrets_dir != NULL) + (a->kube != 0) +
+                  (a->n_recovery_identity > 0) + (a->hsm_module != NULL);
+
+    if ((a->n_recovery_recipient > 0 || a->n_recovery_identity > 0 || a->hsm_module != NULL) &&
+        a->format != COFFER_FORMAT_COFFER_V1)
+        return cli_args_usage_error(a->cmd,
+                                    "recovery recipients and pkcs11 keys live in the "
+                                    "coffer-v1 header: not with --format %s",
+                                    engine_format_name(a->format));
+    if (sources > 1 && (a->n_recovery_identity > 0 || a->hsm_module != NULL))
+        return cli_args_usage_error(a->cmd, "give one key source: --key-file, --secrets-dir, "
+                                            "--secret-source kubernetes, --recovery-identity or "
+                                            "--hsm-module");
+    if ((a->hsm_token != NULL || a->hsm_pin_file != NULL) && a->hsm_module == NULL)
+        return cli_args_usage_error(a->cmd, "--hsm-token and --hsm-pin-file need --hsm-module");
+    if (a->hsm_module != NULL && a->hsm_token == NULL)
+        return cli_args_usage_error(a->cmd, "--hsm-module needs --hsm-token (the token's label)");
     return CLI_ARGS_RUN;
 }
 
@@ -395,7 +488,7 @@ static int args_check(const struct cli_args *a, unsigned seen)
     if ((a->ns != NULL || a->secret != NULL) && a->secrets_dir == NULL && !a->kube)
         return cli_args_usage_error(a->cmd, "--namespace and --secret need --secrets-dir "
                                             "(or --secret-source kubernetes)");
-    return CLI_ARGS_RUN;
+    return args_check_recovery(a);
 }
 
 int cli_args_parse(struct cli_args *a, int argc, char **argv)
@@ -453,7 +546,7 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             printf("\n%s", c->help);
             return CLI_EXIT_OK;
         }
-        if (seen & BIT(opt))
+        if ((seen & BIT(opt)) && !(REPEATABLE & BIT(opt)))
             return cli_args_usage_error(a->cmd, "--%s given twice", args_longopts[opt].name);
         seen |= BIT(opt);
         if (optarg != NULL && optarg[0] == '\0')

@@ -23,6 +23,8 @@ enum cli_progress_mode {
     CLI_PROGRESS_NEVER = 2,
 };
 
+#define CLI_RECOVERY_FILES_MAX 16 /* --recovery-recipient / --recovery-identity files */
+
 /*
  * What the command line asked for. Strings point into argv. A NULL path means the default
  * (standard input or output); "-" is normalised to NULL.
@@ -52,6 +54,16 @@ struct cli_args {
     enum cli_progress_mode progress; /* --progress (hidden) */
     int kube;                        /* --secret-source kubernetes: the Secret through the API */
     const char *kubeconfig;          /* --kubeconfig (NULL: in-cluster) */
+    /* Recovery (docs/recovery.md). --recovery-recipient and --recovery-identity may repeat. */
+    const char *recovery_recipient[CLI_RECOVERY_FILES_MAX]; /* encrypt --offline */
+    size_t n_recovery_recipient;
+    const char *recovery_identity[CLI_RECOVERY_FILES_MAX]; /* decrypt --offline */
+    size_t n_recovery_identity;
+    int recipients; /* inspect --recipients: only the recovery recipients, one a line */
+    /* decrypt --offline of a pkcs11 backup on the token itself, without cofferd */
+    const char *hsm_module;   /* --hsm-module */
+    const char *hsm_token;    /* --hsm-token */
+    const char *hsm_pin_file; /* --hsm-pin-file (else $COFFER_HSM_PIN) */
 };
 
 /* cli_args_parse returns this when the command should run; any other value is an exit status. */

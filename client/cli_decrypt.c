@@ -8,6 +8,7 @@
 #include "cli_output.h"
 #include "cli_progress.h"
 #include "cli_pump.h"
+#include "cli_recovery.h"
 #include "cli_report.h"
 #include "coffer_error.h"
 #include "engine_velero.h"
@@ -16,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DECRYPT_DETAIL_MAX 512
+#define DECRYPT_DETAIL_MAX 1024
 
 /*
  * Which key a coffer-v1 file needs: --namespace/--secret override what its header names. With
@@ -28,12 +29,14 @@ static int decrypt_key_for_header(engine_key **key, const struct cli_args *a,
     const char *ns = a->ns != NULL ? a->ns : m->ns;
     const char *name = a->secret != NULL ? a->secret : m->secret;
 
-    if (a->key_file == NULL && (ns == NULL || name == NULL)) {
+    if (a->n_recovery_identity > 0)
+        return cli_recovery_open(key, a, m, what);
+    if (a->hsm_module != NULL)
+        return cli_recovery_hsm_open(key, a, m, what);
+    if (a->key_file == NULL && ((a->secrets_dir == NULL && !a->kube) || ns == NULL || name == NULL)) {
+        /* say what this backup needs: its Secret, its HSM key, or a recovery identity */
         char detail[DECRYPT_DETAIL_MAX];
-        snprintf(detail, sizeof(detail),
-                 "the header names no Secret (its key retriever is '%s'): give --namespace and "
-                 "--secret, or --key-file",
-                 m->retriever != NULL ? m->retriever : "");
+        cli_recovery_needs(m, detail, sizeof(detail));
         cli_report_error(what, COFFER_ERR_KEY_MISSING, detail);
         return COFFER_ERR_KEY_MISSING;
     }

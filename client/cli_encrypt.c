@@ -7,6 +7,7 @@
 #include "cli_output.h"
 #include "cli_progress.h"
 #include "cli_pump.h"
+#include "cli_recovery.h"
 #include "cli_report.h"
 #include "cli_status.h"
 #include "coffer_error.h"
@@ -52,6 +53,8 @@ int cli_encrypt_offline(const struct cli_args *a)
     }
     r = cli_status_build(a, f, key, &meta);
     if (r != 0)
+        goto out;
+    if (f == COFFER_FORMAT_COFFER_V1 && (r = cli_recovery_seal(a, key, &meta)) != 0)
         goto out;
 
     cli_job_params_init(&params, a, f, key, detail, sizeof(detail));

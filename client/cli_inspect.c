@@ -5,6 +5,7 @@
 #include "cli_header.h"
 #include "cli_input.h"
 #include "cli_output.h"
+#include "cli_recovery.h"
 #include "cli_report.h"
 #include "coffer_error.h"
 
@@ -42,7 +43,8 @@ int cli_inspect_run(const struct cli_args *a)
     r = cli_header_read(&hdr, &in, buf, INSPECT_BUF, 0, &body_off, &body_len, what);
     if (r != 0)
         goto out;
-    r = cli_output_print_json(hdr.meta.json, what);
+    r = a->recipients ? cli_recovery_print_recipients(&hdr.meta, what)
+                      : cli_output_print_json(hdr.meta.json, what);
 out:
     cli_input_close(&in);
     engine_header_reader_clear(&hdr);

@@ -10,6 +10,12 @@ int cli_job_check_offline(const struct cli_args *a)
 
     if (a->format == COFFER_FORMAT_NONE)
         return CLI_ARGS_RUN; /* no key is used */
+    /* Decrypting coffer-v1: a recovery identity or the HSM gives the key; with no key source at
+     * all the header is read to say what the backup needs (cli_decrypt.c). */
+    if (a->cmd == CLI_CMD_DECRYPT && !named_format &&
+        (a->n_recovery_identity > 0 || a->hsm_module != NULL ||
+         (a->key_file == NULL && a->secrets_dir == NULL && !a->kube)))
+        return CLI_ARGS_RUN;
     if (a->key_file == NULL && a->secrets_dir == NULL && !a->kube)
         return cli_args_usage_error(a->cmd, "give the key with --key-file, --secrets-dir or "
                                             "--secret-source kubernetes");

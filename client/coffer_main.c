@@ -3,6 +3,7 @@
 #include "cli_args.h"
 #include "cli_hsm.h"
 #include "cli_job.h"
+#include "cli_recovery.h"
 #include "cli_report.h"
 #include "engine_secmem.h"
 
@@ -46,6 +47,9 @@ int main(int argc, char **argv)
     /* 'coffer hsm ...' (HSM key administration) has its own options: see cli_hsm.h */
     if (argc >= 2 && strcmp(argv[1], "hsm") == 0)
         return main_harden() != 0 ? CLI_EXIT_FAIL : cli_hsm_main(argc, argv);
+    /* 'coffer recovery ...' (age recovery identities): see cli_recovery.h */
+    if (argc >= 2 && strcmp(argv[1], "recovery") == 0)
+        return main_harden() != 0 ? CLI_EXIT_FAIL : cli_recovery_main(argc, argv);
     r = cli_args_parse(&a, argc, argv);
     if (r != CLI_ARGS_RUN)
         return r;

@@ -199,6 +199,28 @@ static int set_hsm(struct uring_config *cfg, const struct config_opt *o, struct 
     return r == 1 ? COFFER_ERR_INTERNAL : r;
 }
 
+/* --recovery-recipient FILE: repeatable; the command line's files replace the config file's. */
+#define CLEARED_RECOVERY 8 /* 1, 2: --allow-uid/gid; 4: --allow-secret-namespace (uring_kube.c) */
+static int set_recovery(struct uring_config *cfg, const struct config_opt *o,
+                        struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+{
+    if (ctx->src == SRC_CMDLINE && !(ctx->cleared & CLEARED_RECOVERY)) {
+        ctx->cleared |= CLEARED_RECOVERY;
+        cfg->n_recovery_recipient = 0;
+    }
+    if (cfg->n_recovery_recipient >= URING_RECOVERY_FILES) {
+        snprintf(err, errlen,
+                 "too many --recovery-recipient files (at most %d; a file may hold many "
+                 "recipients)",
+                 URING_RECOVERY_FILES);
+        return COFFER_ERR_CONFIG;
+    }
+    return copy_str(cfg->recovery_recipient[cfg->n_recovery_recipient++],
+                    sizeof(cfg->recovery_recipient[0]), v) == 0
+               ? 0
+               : (cfg->n_recovery_recipient--, -1);
+}
+
 /* The Kubernetes-API rows: uring_kube.c owns their parsing. */
 static int set_kube(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
                     const char *v, char *err, size_t errlen)
@@ -282,6 +304,12 @@ static const struct config_opt config_opts[] = {
      BOOL(dev), 1},
     {"echo-baseline", NULL, "off", "Benchmark baseline: jobs copy bytes, NOTHING IS ENCRYPTED.",
      BOOL(echo), 1},
+    {"recovery-recipient", "FILE", NULL,
+     "Age recipients ('age1...' one a line, '#' comments, as age -R reads; repeatable, at most 64 "
+     "recipients in all): every new coffer-v1 backup carries its key encrypted to each inside its "
+     "authenticated header, so their identities restore it without the Secret or the HSM "
+     "(docs/recovery.md).",
+     FN(set_recovery), 1},
     /* ---- the Secret source: parsed by uring_kube_config_set (uring_kube.c) ---- */
     {"secret-source", "dir|kubernetes", "dir",
      "Where Secrets are read: the --secrets-dir volume layout, or the Kubernetes API "
@@ -790,6 +818,10 @@ int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err
         (r = config_problem(&ctx, err, errlen)) != 0)
         return r;
     if ((r = uring_kube_config_check(&cfg->kube, err, errlen)) != 0 &&
+        (r = config_problem(&ctx, err, errlen)) != 0)
+        return r;
+    if ((r = uring_recovery_check(cfg->recovery_recipient, cfg->n_recovery_recipient, err,
+                                  errlen)) != 0 &&
         (r = config_problem(&ctx, err, errlen)) != 0)
         return r;
     if (ctx.problems > 0) {

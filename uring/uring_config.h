@@ -6,6 +6,7 @@
 #include "engine_stream.h"
 #include "uring_hsm.h"
 #include "uring_kube.h"
+#include "uring_recovery.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -46,6 +47,9 @@ struct uring_config {
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
     struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
     struct uring_kube_config kube;   /* --secret-source, --kubeconfig, ... (uring_kube.h) */
+    /* --recovery-recipient FILE (repeatable): age recipients of every new coffer-v1 backup */
+    char recovery_recipient[URING_RECOVERY_FILES][4096];
+    int n_recovery_recipient;
 };
 
 /*

@@ -80,6 +80,11 @@ static int job_stream_new(struct uring_job *j, const engine_key *key, char *deta
             if ((r = job_set_meta(j, text, strlen(text))) != 0)
                 goto out;
         }
+        /* recovery entries for the input key as it is here (the HSM data key before wrapping) */
+        if (j->format == COFFER_FORMAT_COFFER_V1 &&
+            (r = uring_recovery_seal(j->rt->recovery, key, &j->meta_out, &j->meta_out_len, detail,
+                                     detaillen)) != 0)
+            goto out;
         p.metadata = j->meta_out;
         p.metadata_len = j->meta_out_len;
         r = engine_stream_seal_new(&j->s, &p);
@@ -355,6 +360,8 @@ int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *de
     }
     if (req->err != 0) {
         snprintf(detail, detaillen, "Secret %s/%s: %s", req->ns, req->name, req->detail);
+        if (j->op == PROTO_OP_DECRYPT && j->format == COFFER_FORMAT_COFFER_V1)
+            uring_recovery_hint(j->hdr.meta.json, detail, detaillen);
         return req->err;
     }
     if (j->op == PROTO_OP_ENCRYPT)

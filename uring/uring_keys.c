@@ -26,6 +26,7 @@ static void runtime_free(struct uring_runtime *rt)
     free(rt->metadata);
     uring_hsm_put(rt->hsm);
     uring_kube_free(rt->kube);
+    uring_recovery_free(rt->recovery);
     free(rt);
 }
 
@@ -64,6 +65,12 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
         goto out;
     if ((r = uring_kube_build(&cfg->kube, rt->ns, &rt->kube, detail, detaillen)) != 0)
         goto out;
+    if ((r = uring_recovery_new(&rt->recovery, cfg->recovery_recipient, cfg->n_recovery_recipient,
+                                detail, detaillen)) != 0)
+        goto out; /* the sentence names the file and line */
+    if (rt->recovery != NULL)
+        uring_log(URING_LOG_INFO, "recovery_recipients", "count=%zu",
+                  uring_recovery_count(rt->recovery));
     if (rt->encryption) {
         if (rt->kube != NULL) /* the API: blocking, on the main thread */
             r = uring_kube_fetch(rt->kube, rt->ns, rt->secret, engine_format_key_rule(rt->format),
@@ -92,6 +99,8 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
         goto out;
     }
     rt->metadata_len = strlen(rt->metadata);
+    if (rt->format == COFFER_FORMAT_COFFER_V1)
+        uring_recovery_warm(rt->recovery, rt->key); /* the Secret's entries, off the rings */
     *out = rt;
     rt = NULL;
     r = 0;

@@ -31,6 +31,7 @@ struct uring_runtime {
     size_t metadata_len;
     struct uring_hsm *hsm;   /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
     struct uring_kube *kube; /* --secret-source kubernetes: the API source (owned), else NULL */
+    struct uring_recovery *recovery; /* --recovery-recipient, or NULL (uring_recovery.h) */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
     gid_t allow_gid[URING_MAX_ALLOW];

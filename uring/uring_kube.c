@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLEARED_ALLOW_NS 4
+#define CLEARED_ALLOW_NS 4 /* bit of uring_config.c's cleared mask: 1, 2 allow-uid/gid; 8 recovery */
 
 void uring_kube_config_defaults(struct uring_kube_config *k)
 {
