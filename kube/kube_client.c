@@ -4,6 +4,7 @@
 #include "kube_client.h"
 
 #include "coffer_error.h"
+#include "coffer_version.h"
 #include "engine_secmem.h"
 #include "engine_secret.h"
 
@@ -268,7 +269,7 @@ static int attempt_once(const struct kube_target *t, const char *url, const char
          curl_easy_setopt(c, CURLOPT_CAPATH, NULL) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_HTTPHEADER, h) == CURLE_OK &&
-         curl_easy_setopt(c, CURLOPT_USERAGENT, "cofferd/0.1.0") == CURLE_OK &&
+         curl_easy_setopt(c, CURLOPT_USERAGENT, "cofferd/" COFFER_VERSION_STRING) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms) == CURLE_OK &&
          curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write) == CURLE_OK &&
