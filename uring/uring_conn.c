@@ -198,6 +198,10 @@ static void conn_submit_send(struct uring_conn *c)
     if (c->send_off == c->send_len) {
         if (c->fill_len == 0 || conn_work_busy(c))
             return; /* a busy helper is still filling this half */
+        if (c->close_after_flush && uring_fdjob_busy(c))
+            return; /* a failed job's ERROR waits until its descriptor reads and writes have
+                     * ended: the client must not see the end of the job while output is still
+                     * landing in its file (an earlier piece after a later one leaves a hole) */
         c->send_len = c->fill_len;
         c->send_off = 0;
         c->fill ^= 1;
