@@ -4,6 +4,7 @@
 
 #include "coffer_error.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,11 @@ void uring_config_usage(FILE *f)
         "                            never on a one-CPU host)\n"
         "  --spool-dir DIR           velero-v1 restores spool here (default $TMPDIR or /tmp)\n"
         "  --log-level debug|info|warn|error (default info)\n"
+        "  --log-format logfmt|json  one `key=value` line per event (default), or one JSON\n"
+        "                            object per line (docs/observability.md)\n"
+        "  --metrics-listen ADDR:PORT|PATH  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+        "                            (PORT 0: any free port, logged as metrics_listening), or on\n"
+        "                            the Unix socket PATH (starting with / or .); default: off\n"
         "  --dev                     development mode: creates a key under ./.coffer-dev and\n"
         "                            uses ./.coffer-dev/cofferd.sock (never in production)\n"
         "  --echo-baseline           benchmark baseline: jobs copy bytes, no encryption\n",
@@ -201,6 +207,13 @@ static int config_set(struct uring_config *cfg, int src, int *cleared, const cha
             goto bad;
     } else if (strcmp(name, "echo-baseline") == 0) {
         if (parse_bool(v, &cfg->echo) != 0)
+            goto bad;
+    } else if (strcmp(name, "metrics-listen") == 0) {
+        if (!uring_metrics_addr_valid(v) ||
+            copy_str(cfg->metrics_listen, sizeof(cfg->metrics_listen), v) != 0)
+            goto bad;
+    } else if (strcmp(name, "log-format") == 0) {
+        if ((cfg->log_format = uring_log_format_parse(v)) < 0)
             goto bad;
     } else if ((n = uring_hsm_config_set(&cfg->hsm, name, v, err, errlen)) != 1) {
         return (int)n; /* --hsm-* */

@@ -41,6 +41,9 @@ struct uring_config {
     int n_allow_gid;
     int socket_set, secrets_dir_set; /* given explicitly (for --dev defaults) */
     struct uring_hsm_config hsm;     /* --hsm-*: the pkcs11 retriever (uring_hsm.h) */
+    /* observability (docs/observability.md) */
+    char metrics_listen[256]; /* --metrics-listen ADDR:PORT or a Unix path; "" = no metrics */
+    int log_format;           /* --log-format: enum uring_log_format */
 };
 
 /*

@@ -3,7 +3,9 @@
 #include "uring_server.h"
 
 #include "coffer_error.h"
+#include "uring_health.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -73,7 +75,10 @@ static void conn_free(struct uring_conn *c)
     for (int i = 0; i < c->nfds; i++)
         close(c->fds[i]);
     if (c->job != NULL) {
+        struct uring_job *j = c->job;
         atomic_fetch_add(&uring_srv.stats.jobs_failed, 1);
+        uring_metrics_count_job(j->op, j->format, 0, j->bytes_in, j->bytes_out,
+                                uring_now() - j->t_start);
         uring_job_free(c->job);
     }
     close(c->fd);
@@ -139,6 +144,7 @@ void uring_conn_fail(struct uring_conn *c, int err, const char *detail)
               (unsigned long long)(j != NULL ? j->bytes_in : 0),
               (unsigned long long)(j != NULL ? j->bytes_out : 0),
               uring_log_quote(detail != NULL ? detail : "", q, sizeof(q)));
+    uring_metrics_count_error(err);
     if (detail != NULL && detail[0] != '\0')
         snprintf(msg, sizeof(msg), "%s: %s", coffer_strerror(err), detail);
     else
@@ -245,12 +251,16 @@ out:
 static json_t *conn_health(void)
 {
     struct uring_runtime *rt = uring_runtime_get();
+    const char *reason = "";
+    enum uring_health_state hs = uring_health_get(rt, &reason); /* docs/observability.md */
     json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
-                          atomic_load(&uring_srv.stopping) ? "stopping" : "ok", "version", "0.1.0",
+                          uring_health_name(hs), "version", "0.1.0",
                           "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
                           "format", engine_format_name(rt->format), "namespace", rt->ns,
                           "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",
                           "workers", uring_srv.nworkers, "echoBaseline", rt->echo);
+    json_object_set_new(j, "reason", json_string(reason)); /* NULL j: nothing happens */
+    json_object_set_new(j, "stopping", json_boolean(atomic_load(&uring_srv.stopping)));
     uring_hsm_health_add(j, rt->hsm);
     uring_runtime_put(rt);
     return j;
@@ -611,6 +621,8 @@ int uring_conn_job_result(struct uring_conn *c)
     atomic_fetch_add(&uring_srv.stats.jobs_ok, 1);
     atomic_fetch_add(&uring_srv.stats.bytes_in, j->bytes_in);
     atomic_fetch_add(&uring_srv.stats.bytes_out, j->bytes_out);
+    uring_metrics_count_job(j->op, j->format, 1, j->bytes_in, j->bytes_out,
+                            uring_now() - j->t_start);
     uring_log(URING_LOG_INFO, "job_done",
               "conn=%llu op=%s format=%s input=%s key_id=%s bytes_in=%llu bytes_out=%llu "
               "ms=%.1f",

@@ -6,6 +6,7 @@
 #include "engine_metadata.h"
 #include "engine_secret.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -186,9 +187,11 @@ static void keys_serve(struct uring_keyreq *req)
         r = engine_secret_load(&k, req->secrets_dir, req->ns, req->name, req->rule, req->detail,
                                sizeof(req->detail));
         if (r != 0) {
+            uring_metrics_count_secret(URING_SECRET_FAILED);
             req->err = r;
             return;
         }
+        uring_metrics_count_secret(URING_SECRET_LOADED);
         e = &cache[0];
         for (int i = 0; i < KEYS_CACHE_MAX; i++) {
             if (cache[i].key == NULL) {
@@ -207,6 +210,8 @@ static void keys_serve(struct uring_keyreq *req)
         e->loaded = now;
         uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", e->ns, e->name,
                   k->id);
+    } else {
+        uring_metrics_count_secret(URING_SECRET_CACHE_HIT);
     }
     req->err = engine_key_from_bytes(&req->key, e->key->bytes, e->key->len);
 }

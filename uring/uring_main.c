@@ -5,6 +5,7 @@
 #include "coffer_error.h"
 #include "engine_secret.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,11 +181,14 @@ static void main_reload(int argc, char **argv)
         return;
     }
     if (strcmp(cfg.socket_path, uring_srv.cfg.socket_path) != 0 ||
-        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns)
+        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns ||
+        strcmp(cfg.metrics_listen, uring_srv.cfg.metrics_listen) != 0)
         uring_log(URING_LOG_WARN, "reload_partial",
-                  "detail=\"socket, workers and max-connections change only on restart\"");
+                  "detail=\"socket, workers, max-connections and metrics-listen change only on "
+                  "restart\"");
     uring_srv.cfg.io_timeout = cfg.io_timeout;
     uring_log_set_level(cfg.log_level);
+    uring_log_set_format(cfg.log_format);
     uring_log(URING_LOG_INFO, "reload_ok",
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
@@ -253,6 +257,7 @@ int main(int argc, char **argv)
         return 2;
     }
     uring_log_set_level(uring_srv.cfg.log_level);
+    uring_log_set_format(uring_srv.cfg.log_format);
     uring_srv.listen_fd = -1;
     uring_srv.started = uring_now();
     if (uring_srv.cfg.dev) {
@@ -285,6 +290,13 @@ int main(int argc, char **argv)
     for (; nstarted < uring_srv.cfg.workers; nstarted++)
         if (uring_worker_start(&uring_srv.workers[nstarted], nstarted) != 0)
             goto out;
+    /* metrics: libmicrohttpd's own thread reads the counters; no ring thread waits for it */
+    if (uring_srv.cfg.metrics_listen[0] != '\0' &&
+        uring_metrics_listen_start(uring_srv.cfg.metrics_listen, err, sizeof(err)) != 0) {
+        char q[1100];
+        uring_log(URING_LOG_ERROR, "start_failed", "detail=%s", uring_log_quote(err, q, sizeof(q)));
+        goto out;
+    }
     rt = uring_runtime_get();
     uring_log(URING_LOG_INFO, "started",
               "pid=%d socket=%s workers=%d helpers=%d max_connections=%d encryption=%s format=%s "
@@ -315,6 +327,7 @@ out:
         uring_worker_wake(&uring_srv.workers[i]);
     for (int i = 0; i < nstarted; i++)
         uring_worker_join(&uring_srv.workers[i]);
+    uring_metrics_listen_stop(); /* reads the runtime and the HSM: before they go */
     uring_pool_stop();
     uring_hsm_stop(); /* before the Secret loader: a fallback is handed on to it */
     uring_keys_stop();
