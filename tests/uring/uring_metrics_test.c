@@ -3,9 +3,9 @@
 #include "coffer_client.h"
 #include "coffer_error.h"
 #include "test_daemon.h"
+#include "test_http.h"
 #include "test_support.h"
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -76,79 +76,20 @@ static int logged_port(const struct ts_daemon *d)
     return port;
 }
 
-static size_t curl_sink(char *p, size_t size, size_t n, void *ctx)
-{
-    return ts_membuf_write(ctx, p, size * n) == 0 ? size * n : 0;
-}
-
-/* GET (or another method) url, over unix_path when not NULL; the body (malloc) and HTTP status. */
-static char *http(const char *method, const char *url, const char *unix_path, long *status)
-{
-    struct ts_membuf body = {0};
-    CURL *c = curl_easy_init();
-    CURLcode rc;
-
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (unix_path != NULL)
-        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
-    rc = curl_easy_perform(c);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    curl_easy_cleanup(c);
-    assert_int_equal(ts_membuf_write(&body, "", 1), 0); /* NUL-terminated */
-    return (char *)body.p;
-}
-
 static char *scrape_port(int port)
 {
     char url[128];
     long status = 0;
     char *text;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    text = http("GET", url, NULL, &status);
+    text = ts_http("GET", url, NULL, &status);
     assert_int_equal(status, 200);
     return text;
 }
 
-/* `promtool check metrics` (Prometheus's own linter) accepts the text. */
-static void promtool_check(const char *text, const char *name)
-{
-    char in[700], out[700];
-    char *argv[] = {"/usr/bin/promtool", "check", "metrics", NULL};
-
-    if (access(argv[0], X_OK) != 0)
-        ts_skip("promtool is not installed (Debian package prometheus)");
-    snprintf(in, sizeof(in), "%s/%s.prom", tmp, name);
-    snprintf(out, sizeof(out), "%s/%s.promtool", tmp, name);
-    assert_int_equal(ts_write_file(in, text, strlen(text)), 0);
-    if (ts_run(argv, NULL, in, out, out) != 0) {
-        size_t n = 0;
-        char *why = (char *)ts_read_file(out, &n);
-        fail_msg("promtool check metrics failed on %s:\n%s", in, why != NULL ? why : "");
-    }
-}
-
-/* The value of the sample named exactly series ("name{labels}"), or -1 when it is absent. */
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; (p = strstr(p, series)) != NULL; p += n) {
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    }
-    return -1;
-}
-
 static void must_have(const char *text, const char *series)
 {
-    if (sample(text, series) < 0)
+    if (ts_metric(text, series) < 0)
         fail_msg("no sample %s", series);
 }
 
@@ -208,7 +149,7 @@ static void test_format(void **state)
                                            "coffer_secmem_lock_failures_total",
                                            "coffer_health"};
     (void)state;
-    promtool_check(text, "format");
+    ts_promtool_check(text, tmp, "format");
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
         char help[128], type[128];
         snprintf(help, sizeof(help), "# HELP %s ", families[i]);
@@ -217,8 +158,8 @@ static void test_format(void **state)
             fail_msg("%s has no HELP or TYPE line", families[i]);
     }
     must_have(text, "coffer_health{state=\"ok\"}");
-    assert_true(sample(text, "coffer_health{state=\"ok\"}") == 1);
-    assert_true(sample(text, "coffer_hsm_configured") == 0);
+    assert_true(ts_metric(text, "coffer_health{state=\"ok\"}") == 1);
+    assert_true(ts_metric(text, "coffer_hsm_configured") == 0);
     must_have(text, "coffer_connections_refused_total{reason=\"busy\"}");
     must_have(text, "coffer_hsm_fallbacks_total{reason=\"HSM_TIMEOUT\"}");
     must_have(text, "coffer_errors_total{code=\"HSM_UNAVAILABLE\"}");
@@ -250,28 +191,30 @@ static void test_counters_move(void **state)
                      COFFER_ERR_TAMPERED);
     coffer_result_clear(&res);
     after = scrape_port(main_port);
-    promtool_check(after, "moved");
+    ts_promtool_check(after, tmp, "moved");
 
-    assert_true(sample(after, ENC_OK) == sample(before, ENC_OK) + 2);
-    assert_true(sample(after, DEC_OK) == sample(before, DEC_OK) + 1);
-    assert_true(sample(after, DEC_ERR) == sample(before, DEC_ERR) + 1);
-    assert_true(sample(after, TAMPERED) == sample(before, TAMPERED) + 1);
-    assert_true(sample(after, ENC_IN) == sample(before, ENC_IN) + 101000);
-    assert_true(sample(after, ENC_OUT) == sample(before, ENC_OUT) + (double)(ct1.len + ct2.len));
+    assert_true(ts_metric(after, ENC_OK) == ts_metric(before, ENC_OK) + 2);
+    assert_true(ts_metric(after, DEC_OK) == ts_metric(before, DEC_OK) + 1);
+    assert_true(ts_metric(after, DEC_ERR) == ts_metric(before, DEC_ERR) + 1);
+    assert_true(ts_metric(after, TAMPERED) == ts_metric(before, TAMPERED) + 1);
+    assert_true(ts_metric(after, ENC_IN) == ts_metric(before, ENC_IN) + 101000);
+    assert_true(ts_metric(after, ENC_OUT) ==
+                ts_metric(before, ENC_OUT) + (double)(ct1.len + ct2.len));
     /* the tampered restore read all its input; the good one all of it too */
-    assert_true(sample(after, DEC_IN) == sample(before, DEC_IN) + (double)(ct1.len + ct2.len));
-    assert_true(sample(after, DEC_OUT) >= sample(before, DEC_OUT) + 100000);
-    assert_true(sample(after, ENC_N) == sample(before, ENC_N) + 2);
-    assert_true(sample(after, ENC_INF) == sample(after, ENC_N));
-    assert_true(sample(after, DEC_EN) == sample(before, DEC_EN) + 1);
+    assert_true(ts_metric(after, DEC_IN) ==
+                ts_metric(before, DEC_IN) + (double)(ct1.len + ct2.len));
+    assert_true(ts_metric(after, DEC_OUT) >= ts_metric(before, DEC_OUT) + 100000);
+    assert_true(ts_metric(after, ENC_N) == ts_metric(before, ENC_N) + 2);
+    assert_true(ts_metric(after, ENC_INF) == ts_metric(after, ENC_N));
+    assert_true(ts_metric(after, DEC_EN) == ts_metric(before, DEC_EN) + 1);
     /* both restores asked the Secret loader for the key their header names */
-    assert_true(sample(after, KEYREQ) == sample(before, KEYREQ) + 2);
-    assert_true(sample(after, "coffer_secret_key_loads_total{result=\"loaded\"}") +
-                    sample(after, "coffer_secret_key_loads_total{result=\"cache_hit\"}") >=
-                sample(before, "coffer_secret_key_loads_total{result=\"loaded\"}") +
-                    sample(before, "coffer_secret_key_loads_total{result=\"cache_hit\"}") + 2);
-    assert_true(sample(after, CONNS) == sample(before, CONNS) + 4);
-    assert_true(sample(after, "coffer_connections_active") >= 0);
+    assert_true(ts_metric(after, KEYREQ) == ts_metric(before, KEYREQ) + 2);
+    assert_true(ts_metric(after, "coffer_secret_key_loads_total{result=\"loaded\"}") +
+                    ts_metric(after, "coffer_secret_key_loads_total{result=\"cache_hit\"}") >=
+                ts_metric(before, "coffer_secret_key_loads_total{result=\"loaded\"}") +
+                    ts_metric(before, "coffer_secret_key_loads_total{result=\"cache_hit\"}") + 2);
+    assert_true(ts_metric(after, CONNS) == ts_metric(before, CONNS) + 4);
+    assert_true(ts_metric(after, "coffer_connections_active") >= 0);
     free(before), free(after), free(pt), free(ct1.p), free(ct2.p), free(dec.p), free(bad.p);
 }
 
@@ -283,12 +226,12 @@ static void test_http_errors(void **state)
     char *body;
     (void)state;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/other", main_port);
-    free(http("GET", url, NULL, &status));
+    free(ts_http("GET", url, NULL, &status));
     assert_int_equal(status, 404);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", main_port);
-    free(http("POST", url, NULL, &status));
+    free(ts_http("POST", url, NULL, &status));
     assert_int_equal(status, 405);
-    body = http("GET", url, NULL, &status);
+    body = ts_http("GET", url, NULL, &status);
     assert_int_equal(status, 200);
     free(body);
 }
@@ -324,7 +267,7 @@ static void test_stalled_scraper(void **state)
     for (int i = 0; i < URING_STALL_N; i++)
         close(fds[i]);
     text = scrape_port(main_port); /* and the listener still answers */
-    assert_true(sample(text, ENC_OK) >= 1);
+    assert_true(ts_metric(text, ENC_OK) >= 1);
     free(text), free(reply), free(ct.p);
     coffer_result_clear(&res);
 }
@@ -340,7 +283,7 @@ static void *scrape_loop(void *p)
     struct scraper *s = p;
     while (!s->stop) {
         char *text = scrape_port(main_port);
-        if (sample(text, "coffer_health{state=\"ok\"}") == 1)
+        if (ts_metric(text, "coffer_health{state=\"ok\"}") == 1)
             s->n++;
         free(text);
     }
@@ -384,19 +327,19 @@ static void test_unix_socket(void **state)
 
     snprintf(path, sizeof(path), "%s/metrics.sock", tmp);
     /* uid 4242 only: this test's connections are refused as not_allowed */
-    assert_int_equal(
-        daemon_start(d, "unix", "--metrics-listen", path, "--allow-uid", "4242", NULL), 0);
+    assert_int_equal(daemon_start(d, "unix", "--metrics-listen", path, "--allow-uid", "4242", NULL),
+                     0);
     wait_logged(d, "event=metrics_listening");
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
     assert_int_equal(st.st_mode & 0777, 0660);
     assert_int_equal(coffer_client_connect(&c, d->sock, msg, sizeof(msg)), COFFER_ERR_PERMISSION);
-    text = http("GET", "http://localhost/metrics", path, &status);
+    text = ts_http("GET", "http://localhost/metrics", path, &status);
     assert_int_equal(status, 200);
-    promtool_check(text, "unix");
+    ts_promtool_check(text, tmp, "unix");
     /* ts_daemon_vstart's own probe connections were refused too */
-    assert_true(sample(text, "coffer_connections_refused_total{reason=\"not_allowed\"}") >= 1);
-    assert_true(sample(text, "coffer_connections_total") == 0);
+    assert_true(ts_metric(text, "coffer_connections_refused_total{reason=\"not_allowed\"}") >= 1);
+    assert_true(ts_metric(text, "coffer_connections_total") == 0);
     free(text);
     assert_int_equal(ts_daemon_stop(d), 0);
     assert_int_not_equal(access(path, F_OK), 0);
@@ -423,7 +366,7 @@ static int setup(void **state)
     uint8_t key[32];
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ts_http_init();
     tmp = ts_tmpdir();
     snprintf(secrets, sizeof(secrets), "%s/secrets", tmp);
     snprintf(path, sizeof(path), "%s/velero/coffer-key", secrets);
@@ -444,7 +387,7 @@ static int teardown(void **state)
     int r = ts_daemon_stop(&main_d);
     if (unix_d.pid > 0)
         ts_daemon_stop(&unix_d);
-    curl_global_cleanup();
+    ts_http_cleanup();
     if (r != 0) {
         fprintf(stderr, "cofferd exited %d (see %s)\n", r, main_d.log);
         return -1;
