@@ -276,6 +276,30 @@ static void ev_parse(struct event *e, const char *fmt, va_list *ap)
 
 /* ---- writing ---- */
 
+/* The length of the valid UTF-8 sequence at s (2..4), or 0 (an ASCII byte, or invalid). */
+static int utf8_seq(const unsigned char *s)
+{
+    int n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+            : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+            : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                           : 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (s[0] == 0xe0)
+        lo = 0xa0; /* no overlong forms */
+    else if (s[0] == 0xed)
+        hi = 0x9f; /* no surrogates */
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f; /* nothing past U+10FFFF */
+    for (int i = 1; i < n; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+            return 0;
+    }
+    return n;
+}
+
 static int needs_quotes(const char *s)
 {
     if (*s == '\0')
@@ -304,22 +328,30 @@ const char *uring_log_logfmt_value(const char *s, char *buf, unsigned long bufle
         return buf;
     }
     buf[o++] = '"';
-    for (; *s != '\0' && o + 6 < buflen; s++) {
-        unsigned char c = (unsigned char)*s;
-        const char *esc = c == '"'    ? "\\\""
-                          : c == '\\' ? "\\\\"
-                          : c == '\n' ? "\\n"
-                          : c == '\r' ? "\\r"
-                          : c == '\t' ? "\\t"
-                                      : NULL;
+    while (*s != '\0' && o + 8 < buflen) {
+        const unsigned char *u = (const unsigned char *)s;
+        const char *esc = *u == '"'    ? "\\\""
+                          : *u == '\\' ? "\\\\"
+                          : *u == '\n' ? "\\n"
+                          : *u == '\r' ? "\\r"
+                          : *u == '\t' ? "\\t"
+                                       : NULL;
+        int n = *u >= 0x80 ? utf8_seq(u) : 0;
         if (esc != NULL) {
             memcpy(buf + o, esc, 2);
             o += 2;
-        } else if (c < 0x20 || c >= 0x7f) {
-            o += (size_t)snprintf(buf + o, buflen - o, "\\x%02x", c);
+        } else if (n > 0) { /* UTF-8 stays as it is */
+            memcpy(buf + o, s, (size_t)n);
+            o += (size_t)n;
+            s += n - 1;
+        } else if (*u < 0x20 || *u == 0x7f) {
+            o += (size_t)snprintf(buf + o, buflen - o, "\\u%04x", *u);
+        } else if (*u >= 0x80) { /* not UTF-8 */
+            o += (size_t)snprintf(buf + o, buflen - o, "\\x%02x", *u);
         } else {
-            buf[o++] = (char)c;
+            buf[o++] = (char)*u;
         }
+        s++;
     }
     buf[o++] = '"';
     buf[o] = '\0';
@@ -336,18 +368,23 @@ const char *uring_log_quote(const char *s, char *buf, unsigned long buflen)
 /* A JSON string for s: s itself when it is UTF-8, else with the other bytes as \xNN text. */
 static json_t *json_text(const char *s)
 {
-    char esc[ARENA * 2];
+    char esc[ARENA * 4];
     size_t o = 0;
     json_t *j = json_string(s);
 
     if (j != NULL)
         return j;
-    for (; *s != '\0' && o + 5 < sizeof(esc); s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x80)
-            o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\x%02x", c);
-        else
-            esc[o++] = (char)c;
+    while (*s != '\0' && o + 5 < sizeof(esc)) {
+        const unsigned char *u = (const unsigned char *)s;
+        int n = *u >= 0x80 ? utf8_seq(u) : 1;
+        if (n == 0) {
+            o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\x%02x", *u);
+            n = 1;
+        } else {
+            memcpy(esc + o, s, (size_t)n);
+            o += (size_t)n;
+        }
+        s += n;
     }
     esc[o] = '\0';
     return json_string(esc);

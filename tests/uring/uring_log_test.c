@@ -82,8 +82,10 @@ static void test_logfmt_values(void **state)
         {"k=v", "\"k=v\""},
         {"back\\slash", "\"back\\\\slash\""},
         {"line\nbreak\r\ttab", "\"line\\nbreak\\r\\ttab\""},
-        {"\x01\x1f\x7f", "\"\\x01\\x1f\\x7f\""},
-        {"caf\xc3\xa9", "\"caf\\xc3\\xa9\""},
+        {"\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\""},
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+        {"bad \xff\xc3", "\"bad \\xff\\xc3\""},
+        {"\xed\xa0\x80", "\"\\xed\\xa0\\x80\""},
         {"/run/coffer/cofferd.sock", "/run/coffer/cofferd.sock"},
     };
     char buf[256];
@@ -142,7 +144,7 @@ static void test_json_line(void **state)
     j = json_loads(text, 0, &err);
     if (j == NULL)
         fail_msg("not JSON (%s): %s", err.text, text);
-    assert_string_equal(json_string_value(json_object_get(j, "detail")), "caf\\xc3\\xa9 \\xff");
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "caf\xc3\xa9 \\xff");
     assert_string_equal(json_string_value(json_object_get(j, "ctl")), "\x01\x7f");
     json_decref(j);
     free(text);
