@@ -4,6 +4,7 @@
 
 #include "coffer_error.h"
 #include "engine_secret.h"
+#include "uring_listen.h"
 #include "uring_log.h"
 #include "uring_metrics.h"
 
@@ -90,56 +91,6 @@ out:
         close(fd);
     engine_key_free(k);
     return r;
-}
-
-/* Bind the socket with mode 0660 under a tight umask; refuses to steal a live daemon's socket. */
-static int main_listen(const char *path)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    mode_t old;
-    struct stat st;
-
-    if (fd < 0)
-        return -1;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        errno = ENAMETOOLONG;
-        goto fail;
-    }
-    strcpy(sa.sun_path, path);
-    if (lstat(path, &st) == 0) {
-        int probe;
-        if (!S_ISSOCK(st.st_mode)) {
-            errno = EEXIST;
-            goto fail;
-        }
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            close(probe);
-            errno = EADDRINUSE;
-            goto fail;
-        }
-        if (probe >= 0)
-            close(probe);
-        unlink(path);
-    }
-    old = umask(0117);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        umask(old);
-        goto fail;
-    }
-    umask(old);
-    if (chmod(path, 0660) != 0 || listen(fd, 1024) != 0)
-        goto fail;
-    return fd;
-fail : {
-    int e = errno;
-    close(fd);
-    errno = e;
-}
-    return -1;
 }
 
 static void main_no_key(int r, const char *detail, const struct uring_config *cfg)
@@ -275,7 +226,7 @@ int main(int argc, char **argv)
     }
     uring_runtime_publish(rt);
 
-    if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) < 0) {
+    if ((uring_srv.listen_fd = uring_listen_unix(uring_srv.cfg.socket_path, 1024)) < 0) {
         uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;

@@ -5,6 +5,7 @@
 #include "coffer_error.h"
 #include "engine_secmem.h"
 #include "uring_health.h"
+#include "uring_listen.h"
 #include "uring_hsm.h"
 #include "uring_log.h"
 #include "uring_server.h"
@@ -260,8 +261,24 @@ static void render_work(struct text *t)
     put(t, "coffer_fd_jobs_small_buffers_total %llu\n", get(&s->fd_small));
 }
 
+/* One sample per label set: name{labels[i]} values[i]. */
+static void samples(struct text *t, const char *name, const char *const *labels,
+                    const uint64_t *values, int n)
+{
+    for (int i = 0; i < n; i++)
+        put(t, "%s{%s} %llu\n", name, labels[i], (unsigned long long)values[i]);
+}
+
 static void render_hsm(struct text *t, struct uring_hsm *h)
 {
+    static const char *const op_results[] = {
+        "op=\"encrypt\",result=\"ok\"", "op=\"encrypt\",result=\"error\"",
+        "op=\"decrypt\",result=\"ok\"", "op=\"decrypt\",result=\"error\""};
+    static const char *const op_hits[] = {
+        "op=\"encrypt\",result=\"hit\"", "op=\"encrypt\",result=\"miss\"",
+        "op=\"decrypt\",result=\"hit\"", "op=\"decrypt\",result=\"miss\""};
+    static const char *const evictions[] = {"reason=\"age\"", "reason=\"uses\"", "reason=\"bytes\"",
+                                            "reason=\"capacity\""};
     static const char *const st_names[3] = {"unavailable", "unknown", "ok"};
     struct uring_hsm_counts c;
     int st = uring_hsm_status(h);
@@ -283,35 +300,21 @@ static void render_hsm(struct text *t, struct uring_hsm *h)
     family(t, "coffer_hsm_data_keys_total", "counter",
            "Data keys of HSM backups and restores, by operation and result (a backup that fell "
            "back counts under coffer_hsm_fallbacks_total only).");
-    put(t, "coffer_hsm_data_keys_total{op=\"encrypt\",result=\"ok\"} %llu\n",
-        (unsigned long long)c.backups);
-    put(t, "coffer_hsm_data_keys_total{op=\"encrypt\",result=\"error\"} %llu\n",
-        (unsigned long long)c.backups_failed);
-    put(t, "coffer_hsm_data_keys_total{op=\"decrypt\",result=\"ok\"} %llu\n",
-        (unsigned long long)c.restores);
-    put(t, "coffer_hsm_data_keys_total{op=\"decrypt\",result=\"error\"} %llu\n",
-        (unsigned long long)c.restores_failed);
+    samples(t, "coffer_hsm_data_keys_total", op_results,
+            (uint64_t[]){c.backups, c.backups_failed, c.restores, c.restores_failed}, 4);
     family(t, "coffer_hsm_data_key_cache_total", "counter",
            "Look-ups in the HSM's data-key cache by operation and result (a miss is one HSM "
            "round trip); zero without an HSM.");
-    put(t, "coffer_hsm_data_key_cache_total{op=\"encrypt\",result=\"hit\"} %llu\n",
-        (unsigned long long)c.cache.backup_hits);
-    put(t, "coffer_hsm_data_key_cache_total{op=\"encrypt\",result=\"miss\"} %llu\n",
-        (unsigned long long)c.cache.backup_misses);
-    put(t, "coffer_hsm_data_key_cache_total{op=\"decrypt\",result=\"hit\"} %llu\n",
-        (unsigned long long)c.cache.restore_hits);
-    put(t, "coffer_hsm_data_key_cache_total{op=\"decrypt\",result=\"miss\"} %llu\n",
-        (unsigned long long)c.cache.restore_misses);
+    samples(t, "coffer_hsm_data_key_cache_total", op_hits,
+            (uint64_t[]){c.cache.backup_hits, c.cache.backup_misses, c.cache.restore_hits,
+                         c.cache.restore_misses},
+            4);
     family(t, "coffer_hsm_data_key_cache_evictions_total", "counter",
            "Data keys the cache dropped, by the bound that ended them.");
-    put(t, "coffer_hsm_data_key_cache_evictions_total{reason=\"age\"} %llu\n",
-        (unsigned long long)c.cache.evicted_age);
-    put(t, "coffer_hsm_data_key_cache_evictions_total{reason=\"uses\"} %llu\n",
-        (unsigned long long)c.cache.evicted_uses);
-    put(t, "coffer_hsm_data_key_cache_evictions_total{reason=\"bytes\"} %llu\n",
-        (unsigned long long)c.cache.evicted_bytes);
-    put(t, "coffer_hsm_data_key_cache_evictions_total{reason=\"capacity\"} %llu\n",
-        (unsigned long long)c.cache.evicted_capacity);
+    samples(t, "coffer_hsm_data_key_cache_evictions_total", evictions,
+            (uint64_t[]){c.cache.evicted_age, c.cache.evicted_uses, c.cache.evicted_bytes,
+                         c.cache.evicted_capacity},
+            4);
     family(t, "coffer_hsm_data_key_cache_restore_entries", "gauge",
            "Unwrapped data keys the cache holds for restores now.");
     put(t, "coffer_hsm_data_key_cache_restore_entries %llu\n",
@@ -449,46 +452,18 @@ int uring_metrics_addr_valid(const char *addr)
     return addr_split(addr, host, sizeof(host), port, sizeof(port)) == 0;
 }
 
-/* A Unix socket at path, mode 0660; a stale socket file (nobody answers) is replaced. */
+/* A Unix socket at path (uring_listen_unix), removed again by uring_metrics_listen_stop. */
 static int listen_unix(const char *path, char *err, size_t errlen)
 {
-    struct sockaddr_un sa;
-    struct stat st;
-    mode_t old;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = uring_listen_unix(path, 64);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    if (fd < 0)
-        goto fail;
-    if (lstat(path, &st) == 0) {
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        if (probe >= 0)
-            close(probe);
-        if (!S_ISSOCK(st.st_mode) || live) {
-            errno = live ? EADDRINUSE : EEXIST;
-            goto fail;
-        }
-        unlink(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "--metrics-listen %s: %s", path, strerror(errno));
+        return -1;
     }
-    old = umask(0117);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        umask(old);
-        goto fail;
-    }
-    umask(old);
     snprintf(unix_path, sizeof(unix_path), "%s", path);
-    if (chmod(path, 0660) != 0 || listen(fd, 64) != 0)
-        goto fail;
     uring_log(URING_LOG_INFO, "metrics_listening", "path=%s url=%s", path, "/metrics");
     return fd;
-fail:
-    snprintf(err, errlen, "--metrics-listen %s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
 }
 
 static int listen_tcp(const char *addr, char *err, size_t errlen)
