@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* coffer health and coffer stats: ask cofferd, print its JSON reply indented on standard output. */
+/* `coffer health` exits with the state (docs/observability.md): 0 ok, 1 degraded, 2 unavailable
+ * (also when cofferd cannot be reached, or answers with a status this client does not know). */
 #include "cli_job.h"
 
 #include "cli_daemon.h"
@@ -13,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { CLI_HEALTH_OK = 0, CLI_HEALTH_DEGRADED = 1, CLI_HEALTH_UNAVAILABLE = 2 };
+
 int cli_query_run(const struct cli_args *a)
 {
     int health = a->cmd == CLI_CMD_HEALTH;
@@ -23,7 +27,7 @@ int cli_query_run(const struct cli_args *a)
     json_t *j = NULL;
     char *reply = NULL;
     const char *status;
-    int r;
+    int r, state = CLI_HEALTH_OK;
 
     snprintf(what, sizeof(what), "asking cofferd at %s for its %s", sock,
              health ? "health" : "statistics");
@@ -45,12 +49,17 @@ int cli_query_run(const struct cli_args *a)
     if (r != 0)
         goto out;
     if (health) {
+        const char *reason = json_string_value(json_object_get(j, "reason"));
         status = json_string_value(json_object_get(j, "status"));
-        if (status == NULL || strcmp(status, "ok") != 0) {
-            r = COFFER_ERR_SHUTDOWN;
-            cli_report_line("cofferd at %s is not healthy: its status is '%s'", sock,
-                            status != NULL ? status : "(missing)");
-            goto out;
+        if (status != NULL && strcmp(status, "ok") == 0) {
+            state = CLI_HEALTH_OK;
+        } else {
+            state = status != NULL && strcmp(status, "degraded") == 0 ? CLI_HEALTH_DEGRADED
+                                                                      : CLI_HEALTH_UNAVAILABLE;
+            cli_report_line("cofferd at %s is %s%s%s", sock,
+                            status != NULL ? status : "in an unknown state (no status)",
+                            reason != NULL && reason[0] != '\0' ? ": " : "",
+                            reason != NULL ? reason : "");
         }
     }
     r = 0;
@@ -58,5 +67,7 @@ out:
     coffer_client_close(c);
     json_decref(j);
     free(reply);
+    if (health)
+        return r == 0 ? state : CLI_HEALTH_UNAVAILABLE;
     return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

@@ -6,6 +6,7 @@
 #include "coffer_version.h"
 #include "proto_frame.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -221,6 +222,21 @@ static int set_recovery(struct uring_config *cfg, const struct config_opt *o,
                : (cfg->n_recovery_recipient--, -1);
 }
 
+/* --metrics-listen: ADDR:PORT ([v6]:PORT, :PORT; port 0 = any) or a Unix socket path. */
+static int set_metrics_listen(struct uring_config *cfg, const struct config_opt *o,
+                              struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+{
+    if (!uring_metrics_addr_valid(v))
+        return -1;
+    return set_str(cfg, o, ctx, v, err, errlen); /* the row gives the field's offset and size */
+}
+
+static int set_log_format(struct uring_config *cfg, const struct config_opt *o,
+                          struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+{
+    return (cfg->log_format = uring_log_format_parse(v)) < 0 ? -1 : 0;
+}
+
 /* The Kubernetes-API rows: uring_kube.c owns their parsing. */
 static int set_kube(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
                     const char *v, char *err, size_t errlen)
@@ -297,7 +313,15 @@ static const struct config_opt config_opts[] = {
      STR(spool_dir), 1},
     {"log-level", "debug|info|warn|error", "info", "The lowest level logged on stderr.",
      FN(set_log_level), 1},
-    /* ---- issue 15 part B adds --metrics-listen and --log-format rows here ---- */
+    {"log-format", "logfmt|json", "logfmt",
+     "One `key=value` line per event, values quoted where needed, or one JSON object per line.",
+     FN(set_log_format), 1},
+    {"metrics-listen", "ADDR:PORT|PATH", NULL,
+     "Serve Prometheus metrics at http://ADDR:PORT/metrics (PORT 0: any free port, logged as "
+     "metrics_listening), or on the Unix socket PATH (a value starting with / or .); off when "
+     "not given. docs/observability.md lists every metric.",
+     set_metrics_listen, OFF(metrics_listen), sizeof(((struct uring_config *)0)->metrics_listen),
+     0, 0, 1},
     {"dev", NULL, "off",
      "Development mode: creates a key under ./.coffer-dev and listens on "
      "./.coffer-dev/cofferd.sock (never in production).",

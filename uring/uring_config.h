@@ -50,6 +50,9 @@ struct uring_config {
     /* --recovery-recipient FILE (repeatable): age recipients of every new coffer-v1 backup */
     char recovery_recipient[URING_RECOVERY_FILES][4096];
     int n_recovery_recipient;
+    /* observability (docs/observability.md) */
+    char metrics_listen[256]; /* --metrics-listen ADDR:PORT or a Unix path; "" = no metrics */
+    int log_format;           /* --log-format: enum uring_log_format */
 };
 
 /*

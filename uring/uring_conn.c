@@ -4,7 +4,9 @@
 
 #include "coffer_error.h"
 #include "coffer_version.h"
+#include "uring_health.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -68,13 +70,24 @@ struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid
     return c;
 }
 
+/* A failed job counts once in STATS and the metrics: when its ERROR is decided, or at close. */
+static void conn_job_count_failed(struct uring_job *j)
+{
+    if (j->failure_counted)
+        return;
+    j->failure_counted = 1;
+    atomic_fetch_add(&uring_srv.stats.jobs_failed, 1);
+    uring_metrics_count_job(j->op, j->format, 0, j->bytes_in, j->bytes_out,
+                            uring_now() - j->t_start);
+}
+
 static void conn_free(struct uring_conn *c)
 {
     struct uring_worker *w = c->w;
     for (int i = 0; i < c->nfds; i++)
         close(c->fds[i]);
     if (c->job != NULL) {
-        atomic_fetch_add(&uring_srv.stats.jobs_failed, 1);
+        conn_job_count_failed(c->job); /* a job the client left without an ERROR */
         uring_job_free(c->job);
     }
     close(c->fd);
@@ -140,6 +153,9 @@ void uring_conn_fail(struct uring_conn *c, int err, const char *detail)
               (unsigned long long)(j != NULL ? j->bytes_in : 0),
               (unsigned long long)(j != NULL ? j->bytes_out : 0),
               uring_log_quote(detail != NULL ? detail : "", q, sizeof(q)));
+    uring_metrics_count_error(err);
+    if (j != NULL)
+        conn_job_count_failed(j); /* before the client can see the ERROR */
     if (detail != NULL && detail[0] != '\0')
         snprintf(msg, sizeof(msg), "%s: %s", coffer_strerror(err), detail);
     else
@@ -250,12 +266,16 @@ out:
 static json_t *conn_health(void)
 {
     struct uring_runtime *rt = uring_runtime_get();
+    const char *reason = "";
+    enum uring_health_state hs = uring_health_get(rt, &reason); /* docs/observability.md */
     json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
-                          atomic_load(&uring_srv.stopping) ? "stopping" : "ok", "version", COFFER_VERSION_STRING,
+                          uring_health_name(hs), "version", COFFER_VERSION_STRING,
                           "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
                           "format", engine_format_name(rt->format), "namespace", rt->ns,
                           "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",
                           "workers", uring_srv.nworkers, "echoBaseline", rt->echo);
+    json_object_set_new(j, "reason", json_string(reason)); /* NULL j: nothing happens */
+    json_object_set_new(j, "stopping", json_boolean(atomic_load(&uring_srv.stopping)));
     uring_hsm_health_add(j, rt->hsm);
     uring_runtime_put(rt);
     return j;
@@ -616,6 +636,8 @@ int uring_conn_job_result(struct uring_conn *c)
     atomic_fetch_add(&uring_srv.stats.jobs_ok, 1);
     atomic_fetch_add(&uring_srv.stats.bytes_in, j->bytes_in);
     atomic_fetch_add(&uring_srv.stats.bytes_out, j->bytes_out);
+    uring_metrics_count_job(j->op, j->format, 1, j->bytes_in, j->bytes_out,
+                            uring_now() - j->t_start);
     uring_log(URING_LOG_INFO, "job_done",
               "conn=%llu op=%s format=%s input=%s key_id=%s bytes_in=%llu bytes_out=%llu "
               "ms=%.1f",

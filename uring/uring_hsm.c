@@ -38,6 +38,8 @@ struct uring_hsm {
     pthread_mutex_t meta_lock;
     hsm_wrapped meta_w;
     char *meta_text;
+    /* a probe of a failing HSM is queued or running (probe_queue_locked) */
+    atomic_int probing;
 };
 
 struct uring_hsm_job {
@@ -66,7 +68,10 @@ static pthread_t q_threads[URING_HSM_LOADERS];
 static time_t q_last_sweep;
 
 /* Counters for STATS; fallbacks by reason: HSM_MODULE (-60) .. HSM_UNAVAILABLE (-66), other. */
-#define REASONS 8
+#define REASONS URING_HSM_REASONS
+static const char *const reason_names[REASONS] = {"HSM_MODULE",      "HSM_TOKEN", "HSM_KEY",
+                                                  "HSM_LOGIN",       "HSM_CALL",  "HSM_TIMEOUT",
+                                                  "HSM_UNAVAILABLE", "OTHER"};
 static atomic_ullong n_fallbacks, n_fallback_by[REASONS], n_backups, n_backups_failed, n_restores,
     n_restores_failed;
 
@@ -277,6 +282,23 @@ static struct uring_hsm *hsm_ref(struct uring_hsm *h)
     return h;
 }
 
+/* Under q_lock: queue a probe of h unless one is out (a failed restore, or a failing HSM). */
+static void probe_queue_locked(struct uring_hsm *h)
+{
+    struct uring_hsm_req *probe;
+    int expect = 0;
+
+    if (atomic_load(&h->refs) <= 0 || !atomic_compare_exchange_strong(&h->probing, &expect, 1))
+        return;
+    if ((probe = calloc(1, sizeof(*probe))) == NULL) {
+        atomic_store(&h->probing, 0);
+        return;
+    }
+    probe->op = HSM_OP_PROBE;
+    probe->h = hsm_ref(h);
+    queue_push_locked(&probe->kr);
+}
+
 int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out, char *detail,
                       size_t detaillen)
 {
@@ -406,15 +428,30 @@ int uring_hsm_secret_optional(const struct uring_hsm *h)
 /* ---- the loader threads ---- */
 
 /*
+ * Whether a restore under the configured token shows that the HSM works as configured: with a
+ * key label, only when the backup used that key (another key proves nothing about it). A failed
+ * restore never marks the HSM down by itself, since a forged or damaged wrapped key fails too:
+ * it asks for a probe (probe_queue_locked), which decides.
+ */
+static int restore_proves(const struct uring_hsm *h, const hsm_metadata_config *mc)
+{
+    return mc != NULL && strcmp(mc->token, h->cfg.token) == 0 &&
+           (!uring_hsm_backups(h) || strcmp(mc->wrapped.key_label, h->cfg.key) == 0);
+}
+
+/*
  * Remember whether the HSM works, and log when that changes. What counts is what the HSM is
  * configured for: new backups (probes and backups) when it has a key label, else restores.
  */
-static void hsm_note(struct uring_hsm *h, int op, int r, const hsm_status *st)
+static void hsm_note(struct uring_hsm *h, int op, int r, const hsm_status *st,
+                     const hsm_metadata_config *mc)
 {
     char q[HSM_STATUS_TEXT_MAX * 2];
     int was, now;
 
-    if (op == (uring_hsm_backups(h) ? HSM_OP_RESTORE : HSM_OP_BACKUP))
+    if (op == HSM_OP_BACKUP && !uring_hsm_backups(h))
+        return;
+    if (op == HSM_OP_RESTORE && (r != 0 || !restore_proves(h, mc)))
         return;
     if (r != 0 && (!is_hsm_code(r) || r == COFFER_ERR_HSM_UNAVAILABLE))
         return; /* not about the HSM's health (a wrong key, another token, memory) */
@@ -465,7 +502,8 @@ static void serve_probe(struct uring_hsm_req *hr)
                   hsm_mech_metadata_name(neg.mech, neg.kwp_ckm), hsm_mech_option_name(neg.mech),
                   uring_log_quote(why, q, sizeof(q)));
     }
-    hsm_note(h, HSM_OP_PROBE, r, &hr->st);
+    hsm_note(h, HSM_OP_PROBE, r, &hr->st, NULL);
+    atomic_store(&h->probing, 0);
 }
 
 /* A new backup's data key; returns 1 when the request went on to the Secret loader. */
@@ -493,7 +531,7 @@ static int serve_backup(struct uring_hsm_req *hr)
     }
     json_decref(meta);
     free(text);
-    hsm_note(h, HSM_OP_BACKUP, r, &hr->st);
+    hsm_note(h, HSM_OP_BACKUP, r, &hr->st, NULL);
     if (r == 0) {
         hr->kr.key = dk;
         atomic_fetch_add(&n_backups, 1);
@@ -529,7 +567,13 @@ static void serve_restore(struct uring_hsm_req *hr)
                         : hsm_retriever_restore_key(hr->h->retriever, cfg, &dk, &hr->st);
 
     json_decref(cfg);
-    hsm_note(hr->h, HSM_OP_RESTORE, r, &hr->st);
+    hsm_note(hr->h, HSM_OP_RESTORE, r, &hr->st, &hr->mc);
+    if (r != 0 && is_hsm_code(r) && strcmp(hr->mc.token, hr->h->cfg.token) == 0) {
+        /* the HSM may be gone: a probe finds out (and HEALTH follows) */
+        pthread_mutex_lock(&q_lock);
+        probe_queue_locked(hr->h);
+        pthread_mutex_unlock(&q_lock);
+    }
     hr->kr.err = r;
     hr->kr.key = r == 0 ? dk : NULL;
     if (r != 0)
@@ -569,8 +613,11 @@ static void loader_sweep_locked(void)
     if (now.tv_sec - q_last_sweep < URING_HSM_SWEEP_S)
         return;
     q_last_sweep = now.tv_sec;
-    for (struct uring_hsm *h = live; h != NULL; h = h->next)
+    for (struct uring_hsm *h = live; h != NULL; h = h->next) {
         hsm_cache_sweep(hsm_retriever_cache(h->retriever));
+        if (uring_hsm_status(h) < 0)
+            probe_queue_locked(h); /* so that HEALTH sees it recover without traffic */
+    }
 }
 
 static void *loader_main(void *arg)
@@ -852,9 +899,6 @@ void uring_hsm_job_end(struct uring_hsm *h, struct uring_hsm_job *hj, uint64_t b
 
 void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
 {
-    static const char *const names[REASONS] = {"HSM_MODULE",      "HSM_TOKEN", "HSM_KEY",
-                                               "HSM_LOGIN",       "HSM_CALL",  "HSM_TIMEOUT",
-                                               "HSM_UNAVAILABLE", "OTHER"};
     json_t *by = json_object();
     hsm_cache_stats cs;
 
@@ -865,7 +909,7 @@ void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
     for (int i = 0; i < REASONS; i++) {
         unsigned long long n = atomic_load(&n_fallback_by[i]);
         if (n > 0)
-            json_object_set_new(by, names[i], json_integer((json_int_t)n));
+            json_object_set_new(by, reason_names[i], json_integer((json_int_t)n));
     }
     json_object_set_new(o, "fallbacks", json_integer((json_int_t)atomic_load(&n_fallbacks)));
     json_object_set_new(o, "fallbackReasons", by);
@@ -919,4 +963,37 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
                                                       h->cfg.key[0] != '\0' ? h->cfg.key : NULL,
                                                       &last));
     json_object_set_new(o, "hsm", hj);
+}
+
+int uring_hsm_status(struct uring_hsm *h)
+{
+    int state;
+    if (h == NULL)
+        return 0;
+    pthread_mutex_lock(&h->st_lock);
+    state = h->state;
+    pthread_mutex_unlock(&h->st_lock);
+    return state;
+}
+
+int uring_hsm_fallback_secret(const struct uring_hsm *h)
+{
+    return h != NULL && h->cfg.fallback == URING_HSM_FALLBACK_SECRET;
+}
+
+void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < REASONS; i++) {
+        out->reason_name[i] = reason_names[i];
+        out->fallbacks_by[i] = atomic_load_explicit(&n_fallback_by[i], memory_order_relaxed);
+    }
+    out->backups = atomic_load_explicit(&n_backups, memory_order_relaxed);
+    out->backups_failed = atomic_load_explicit(&n_backups_failed, memory_order_relaxed);
+    out->restores = atomic_load_explicit(&n_restores, memory_order_relaxed);
+    out->restores_failed = atomic_load_explicit(&n_restores_failed, memory_order_relaxed);
+    if (h == NULL)
+        return;
+    hsm_cache_stats_get(hsm_retriever_cache(h->retriever), &out->cache);
+    out->have_cache = 1;
 }

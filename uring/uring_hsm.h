@@ -5,6 +5,7 @@
 #define URING_HSM_H
 
 #include "engine_key.h"
+#include "hsm_cache.h"
 #include "hsm_client.h"
 #include "hsm_metadata.h"
 
@@ -137,5 +138,28 @@ void uring_hsm_job_end(struct uring_hsm *h, struct uring_hsm_job *hj, uint64_t b
 void uring_hsm_stats_add(json_t *o, struct uring_hsm *h);
 /* HEALTH: adds "keyRetriever" and, when an HSM is configured, "hsm" to o. */
 void uring_hsm_health_add(json_t *o, struct uring_hsm *h);
+
+/*
+ * Whether the HSM works for what it is configured for (new backups with a key label, else
+ * restores): 1 it does, -1 it failed at the last try (a probe, a backup, or a restore of a backup
+ * under its own token and key), 0 not tried yet or no HSM (h NULL). While it fails, the loader
+ * threads probe it again every URING_HSM_SWEEP_S seconds of idleness, so a recovery shows without
+ * traffic. Any thread; takes the status lock for microseconds.
+ */
+int uring_hsm_status(struct uring_hsm *h);
+/* 1 when new backups the HSM cannot serve fall back to the Secret (--hsm-fallback secret). */
+int uring_hsm_fallback_secret(const struct uring_hsm *h);
+
+/* The counters of uring_hsm_stats_add, for the metrics (uring_metrics.c). */
+#define URING_HSM_REASONS 8 /* HSM_MODULE .. HSM_UNAVAILABLE, then OTHER */
+struct uring_hsm_counts {
+    const char *reason_name[URING_HSM_REASONS];
+    uint64_t fallbacks_by[URING_HSM_REASONS];
+    uint64_t backups, backups_failed, restores, restores_failed;
+    int have_cache; /* cache below is filled (h was not NULL) */
+    hsm_cache_stats cache;
+};
+/* Any thread; h may be NULL (no cache then). Takes the cache's lock for microseconds. */
+void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out);
 
 #endif

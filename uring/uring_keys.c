@@ -6,6 +6,7 @@
 #include "engine_metadata.h"
 #include "engine_secret.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -269,6 +270,7 @@ static void keys_serve_locked(struct uring_keyreq *req)
         e = NULL;
     }
     if (e != NULL) {
+        uring_metrics_count_secret(URING_SECRET_CACHE_HIT);
         if ((r = engine_key_from_bytes(&k, e->key->bytes, e->key->len)) == 0)
             uring_log(URING_LOG_DEBUG, "key_cached", "namespace=%s secret=%s key_id=%s", e->ns,
                       e->name, e->key->id);
@@ -291,6 +293,7 @@ static void keys_serve_locked(struct uring_keyreq *req)
     gen = q_gen;
     pthread_mutex_unlock(&q_lock);
     r = keys_load(rt, req, &k);
+    uring_metrics_count_secret(r == 0 ? URING_SECRET_LOADED : URING_SECRET_FAILED);
     if (r == 0 && !kube)
         uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", req->ns,
                   req->name, k->id);

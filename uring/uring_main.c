@@ -4,8 +4,10 @@
 
 #include "coffer_error.h"
 #include "engine_secret.h"
+#include "uring_listen.h"
 #include "uring_log.h"
 #include "uring_systemd.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -126,58 +128,6 @@ static int main_socket_dir(const char *path)
     return -1;
 }
 
-/* Bind the socket with mode 0660 under a tight umask; refuses to steal a live daemon's socket. */
-static int main_listen(const char *path)
-{
-    struct sockaddr_un sa;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    mode_t old;
-    struct stat st;
-
-    if (fd < 0)
-        return -1;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        errno = ENAMETOOLONG;
-        goto fail;
-    }
-    strcpy(sa.sun_path, path);
-    if (main_socket_dir(path) != 0)
-        goto fail;
-    if (lstat(path, &st) == 0) {
-        int probe;
-        if (!S_ISSOCK(st.st_mode)) {
-            errno = EEXIST;
-            goto fail;
-        }
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            close(probe);
-            errno = EADDRINUSE;
-            goto fail;
-        }
-        if (probe >= 0)
-            close(probe);
-        unlink(path);
-    }
-    old = umask(0117);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        umask(old);
-        goto fail;
-    }
-    umask(old);
-    if (chmod(path, 0660) != 0 || listen(fd, 1024) != 0)
-        goto fail;
-    return fd;
-fail : {
-    int e = errno;
-    close(fd);
-    errno = e;
-}
-    return -1;
-}
-
 /* --dev: where the socket is and how coffer finds it. */
 static void main_dev_banner(const char *sock)
 {
@@ -235,14 +185,17 @@ static void main_reload(int argc, char **argv)
         return;
     }
     if (strcmp(cfg.socket_path, uring_srv.cfg.socket_path) != 0 ||
-        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns)
+        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns ||
+        strcmp(cfg.metrics_listen, uring_srv.cfg.metrics_listen) != 0)
         uring_log(URING_LOG_WARN, "reload_partial",
-                  "detail=\"socket, workers and max-connections change only on restart\"");
+                  "detail=\"socket, workers, max-connections and metrics-listen change only on "
+                  "restart\"");
     uring_srv.cfg.io_timeout = cfg.io_timeout;
     uring_log_set_level(cfg.log_level);
     uring_runtime_publish(rt); /* rt stays alive: only this thread replaces it */
     uring_keys_flush();
     uring_keys_seed(rt);
+    uring_log_set_format(cfg.log_format);
     uring_log(URING_LOG_INFO, "reload_ok",
               "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
@@ -319,6 +272,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cofferd: cannot initialise libcurl\n");
         return 1;
     }
+    uring_log_set_format(uring_srv.cfg.log_format);
     uring_srv.listen_fd = -1;
     uring_srv.started = uring_now();
     if (uring_srv.cfg.dev) {
@@ -344,7 +298,8 @@ int main(int argc, char **argv)
         uring_log(URING_LOG_ERROR, "start_failed", "err=%s detail=\"%s\"", coffer_errname(r),
                   listen_path);
         goto out;
-    } else if ((uring_srv.listen_fd = main_listen(uring_srv.cfg.socket_path)) >= 0) {
+    } else if (main_socket_dir(uring_srv.cfg.socket_path) == 0 &&
+               (uring_srv.listen_fd = uring_listen_unix(uring_srv.cfg.socket_path, 1024)) >= 0) {
         snprintf(listen_path, sizeof(listen_path), "%s", uring_srv.cfg.socket_path);
     } else {
         uring_log(URING_LOG_ERROR, "start_failed", "socket=%s errno=%d detail=\"%s\"",
@@ -361,6 +316,13 @@ int main(int argc, char **argv)
     for (; nstarted < uring_srv.cfg.workers; nstarted++)
         if (uring_worker_start(&uring_srv.workers[nstarted], nstarted) != 0)
             goto out;
+    /* metrics: libmicrohttpd's own thread reads the counters; no ring thread waits for it */
+    if (uring_srv.cfg.metrics_listen[0] != '\0' &&
+        uring_metrics_listen_start(uring_srv.cfg.metrics_listen, err, sizeof(err)) != 0) {
+        char q[1100];
+        uring_log(URING_LOG_ERROR, "start_failed", "detail=%s", uring_log_quote(err, q, sizeof(q)));
+        goto out;
+    }
     rt = uring_runtime_get();
     uring_log(URING_LOG_INFO, "started",
               "pid=%d socket=%s socket_activated=%s workers=%d helpers=%d max_connections=%d "
@@ -398,6 +360,7 @@ out:
         uring_worker_wake(&uring_srv.workers[i]);
     for (int i = 0; i < nstarted; i++)
         uring_worker_join(&uring_srv.workers[i]);
+    uring_metrics_listen_stop(); /* reads the runtime and the HSM: before they go */
     uring_pool_stop();
     uring_hsm_stop(); /* before the Secret loader: a fallback is handed on to it */
     uring_keys_stop();

@@ -164,6 +164,7 @@ struct uring_job {
     struct uring_hsm_job *hsm; /* pkcs11 retriever state (uring_hsm.h), NULL for the Secret */
     uint64_t bytes_in, bytes_out;
     double t_start;
+    int failure_counted; /* jobs_failed and the metrics counted it (at its ERROR) */
     struct uring_work work;
     /*
      * fd jobs: nbufs input and output buffers used as rings; in_head/out_head count

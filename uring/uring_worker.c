@@ -4,6 +4,7 @@
 
 #include "coffer_error.h"
 #include "uring_log.h"
+#include "uring_metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ static void worker_accepted(struct uring_worker *w, int fd)
     int allowed;
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        uring_metrics_count_refused(URING_REFUSED_NO_PEERCRED);
         uring_log(URING_LOG_WARN, "conn_denied", "reason=no_peercred errno=%d", errno);
         close(fd);
         return;
@@ -87,6 +89,7 @@ static void worker_accepted(struct uring_worker *w, int fd)
     uring_runtime_put(rt);
     if (!allowed) {
         atomic_fetch_add(&uring_srv.stats.conns_denied, 1);
+        uring_metrics_count_refused(URING_REFUSED_NOT_ALLOWED);
         uring_log(URING_LOG_WARN, "conn_denied", "uid=%u gid=%u pid=%d reason=not_allowed",
                   (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
         worker_refuse(fd, COFFER_ERR_PERMISSION,
@@ -95,12 +98,14 @@ static void worker_accepted(struct uring_worker *w, int fd)
         return;
     }
     if (atomic_load(&uring_srv.stopping)) {
+        uring_metrics_count_refused(URING_REFUSED_SHUTDOWN);
         worker_refuse(fd, COFFER_ERR_SHUTDOWN, coffer_strerror(COFFER_ERR_SHUTDOWN));
         return;
     }
     if (atomic_fetch_add(&uring_srv.active_conns, 1) >= uring_srv.cfg.max_conns) {
         atomic_fetch_sub(&uring_srv.active_conns, 1);
         atomic_fetch_add(&uring_srv.stats.conns_busy, 1);
+        uring_metrics_count_refused(URING_REFUSED_BUSY);
         uring_log(URING_LOG_WARN, "conn_busy", "uid=%u pid=%d max_connections=%d",
                   (unsigned)cred.uid, (int)cred.pid, uring_srv.cfg.max_conns);
         worker_refuse(fd, COFFER_ERR_BUSY, coffer_strerror(COFFER_ERR_BUSY));
@@ -108,6 +113,7 @@ static void worker_accepted(struct uring_worker *w, int fd)
     }
     if ((c = uring_conn_new(w, fd, cred.uid, cred.pid)) == NULL) {
         atomic_fetch_sub(&uring_srv.active_conns, 1);
+        uring_metrics_count_refused(URING_REFUSED_NOMEM);
         worker_refuse(fd, COFFER_ERR_NOMEM, coffer_strerror(COFFER_ERR_NOMEM));
         return;
     }

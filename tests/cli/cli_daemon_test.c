@@ -565,7 +565,8 @@ static void test_not_running(void **state)
     assert_int_equal(h_coffer(h_p("pt"), h_p("ct"), "decrypt", "--socket", h_p("dead.sock"), NULL),
                      1);
     check_one_line("cofferd is not running at", "dead.sock", "Connection refused", NULL);
-    assert_int_equal(h_coffer(NULL, NULL, "health", "--socket", h_p("dead.sock"), NULL), 1);
+    /* health exits 2 (unavailable) when cofferd cannot be reached */
+    assert_int_equal(h_coffer(NULL, NULL, "health", "--socket", h_p("dead.sock"), NULL), 2);
     check_one_line("coffer: connecting to cofferd at ", "cofferd is not running at", NULL);
     assert_int_equal(h_coffer(NULL, NULL, "stats", "--socket", h_p("dead.sock"), NULL), 1);
     /* A socket path too long for sockaddr_un. */
@@ -573,7 +574,7 @@ static void test_not_running(void **state)
     memset(longpath, 'a', sizeof(longpath) - 1);
     longpath[0] = '/';
     longpath[sizeof(longpath) - 1] = '\0';
-    assert_int_equal(h_coffer(NULL, NULL, "health", "--socket", longpath, NULL), 1);
+    assert_int_equal(h_coffer(NULL, NULL, "health", "--socket", longpath, NULL), 2);
     check_one_line("longer than", NULL);
 }
 
