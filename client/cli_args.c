@@ -35,6 +35,7 @@ enum args_opt {
     OPT_HSM_MODULE,
     OPT_HSM_TOKEN,
     OPT_HSM_PIN_FILE,
+    OPT_LIVE,
     OPT_COUNT
 };
 
@@ -66,6 +67,7 @@ static const struct option args_longopts[] = {
     {"hsm-module", required_argument, NULL, OPT_HSM_MODULE},
     {"hsm-token", required_argument, NULL, OPT_HSM_TOKEN},
     {"hsm-pin-file", required_argument, NULL, OPT_HSM_PIN_FILE},
+    {"live", no_argument, NULL, OPT_LIVE},
     {NULL, 0, NULL, 0},
 };
 
@@ -214,13 +216,18 @@ static const struct args_cmd args_cmds[] = {
     [CLI_CMD_HEALTH] =
         {
             "health",
-            BIT(OPT_SOCKET) | BIT(OPT_HELP),
-            {"coffer health [--socket PATH]", NULL},
+            BIT(OPT_SOCKET) | BIT(OPT_HELP) | BIT(OPT_LIVE),
+            {"coffer health [--socket PATH] [--live]", NULL},
             "Print cofferd's health as JSON (status, version, format, the key's Secret and id,\n"
-            "workers). Exits 0 only when cofferd answers and its status is \"ok\".\n"
+            "workers). Exits 0 when its status is \"ok\", 1 when \"degraded\" (the HSM cannot\n"
+            "serve; the Secret covers new backups), 2 when \"unavailable\" or not answering:\n"
+            "a readiness probe.\n"
             "\n"
             "  --socket PATH   cofferd's socket (default $COFFER_SOCKET, else\n"
-            "                  /run/coffer/cofferd.sock)\n",
+            "                  /run/coffer/cofferd.sock)\n"
+            "  --live          a liveness probe: exit 0 whenever cofferd answers, whatever\n"
+            "                  its state (restarting it does not bring an HSM back); 2 when\n"
+            "                  it does not answer\n",
         },
     [CLI_CMD_STATS] =
         {
@@ -367,6 +374,9 @@ static int args_store(struct cli_args *a, int opt, const char *v)
         break;
     case OPT_HSM_PIN_FILE:
         a->hsm_pin_file = v;
+        break;
+    case OPT_LIVE:
+        a->live = 1;
         break;
     case OPT_BACKEND:
         if (engine_gcm_backend_parse(v, &a->backend) != 0)

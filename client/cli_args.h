@@ -64,6 +64,7 @@ struct cli_args {
     const char *hsm_module;   /* --hsm-module */
     const char *hsm_token;    /* --hsm-token */
     const char *hsm_pin_file; /* --hsm-pin-file (else $COFFER_HSM_PIN) */
+    int live; /* health --live: exit 0 whenever cofferd answers (a liveness probe) */
 };
 
 /* cli_args_parse returns this when the command should run; any other value is an exit status. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* coffer health and coffer stats: ask cofferd, print its JSON reply indented on standard output. */
 /* `coffer health` exits with the state (docs/observability.md): 0 ok, 1 degraded, 2 unavailable
- * (also when cofferd cannot be reached, or answers with a status this client does not know). */
+ * (also when cofferd cannot be reached, or answers with a status this client does not know);
+ * with --live, 0 whenever cofferd answers (liveness), 2 when it does not. */
 #include "cli_job.h"
 
 #include "cli_daemon.h"
@@ -67,6 +68,8 @@ out:
     coffer_client_close(c);
     json_decref(j);
     free(reply);
+    if (health && a->live)
+        return r == 0 ? CLI_HEALTH_OK : CLI_HEALTH_UNAVAILABLE; /* it answered: it is alive */
     if (health)
         return r == 0 ? state : CLI_HEALTH_UNAVAILABLE;
     return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;

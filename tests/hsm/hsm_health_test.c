@@ -61,11 +61,12 @@ static void daemon_stop(struct ts_daemon *d)
     assert_int_equal(ts_daemon_stop(d), 0);
 }
 
-/* `coffer health --socket`: its exit status; the state line of stderr goes to line. */
-static int coffer_health(const struct ts_daemon *d, char *line, size_t cap)
+/* `coffer health --socket [--live]`: its exit status; the state line of stderr goes to line. */
+static int coffer_health_run(const struct ts_daemon *d, int live, char *line, size_t cap)
 {
     char out[PATH_MAX + 16], err[PATH_MAX + 16];
-    char *argv[] = {(char *)ts_bin("coffer"), "health", "--socket", (char *)d->sock, NULL};
+    char *argv[] = {(char *)ts_bin("coffer"), "health", "--socket", (char *)d->sock,
+                    live ? "--live" : NULL, NULL};
     size_t n = 0;
     char *text;
     int r;
@@ -77,6 +78,11 @@ static int coffer_health(const struct ts_daemon *d, char *line, size_t cap)
     snprintf(line, cap, "%s", text != NULL ? text : "");
     free(text);
     return r;
+}
+
+static int coffer_health(const struct ts_daemon *d, char *line, size_t cap)
+{
+    return coffer_health_run(d, 0, line, cap);
 }
 
 /* HEALTH's status and reason once the HSM's status is no longer "unknown" (the first probe). */
@@ -108,11 +114,13 @@ static void health_of(const struct ts_daemon *d, char *status, char *reason, cha
 static void expect_state(const struct ts_daemon *d, const char *status, const char *reason,
                          int exit_code)
 {
-    char st[64], rs[128], hs[64], line[1024];
+    char st[64], rs[128], hs[64], line[1024], live_line[1024];
     health_of(d, st, rs, hs);
     assert_string_equal(st, status);
     assert_string_equal(rs, reason);
     assert_int_equal(coffer_health(d, line, sizeof(line)), exit_code);
+    /* the liveness probe: it answered, so it is alive, whatever its state */
+    assert_int_equal(coffer_health_run(d, 1, live_line, sizeof(live_line)), 0);
     if (exit_code != 0) {
         assert_non_null(strstr(line, status));
         assert_non_null(strstr(line, reason));
@@ -277,6 +285,7 @@ static void test_stopping(void **state)
     for (int i = 0; i < 500 && !ts_daemon_log_has(&d, "event=stopping"); i++)
         usleep(10000);
     assert_true(ts_daemon_log_has(&d, "event=stopping"));
+    assert_int_equal(coffer_health_run(&d, 1, line, sizeof(line)), 2); /* not answering */
     assert_int_equal(coffer_health(&d, line, sizeof(line)), 2);
     /* a stopping cofferd takes no new connection (or refuses it with SHUTDOWN) */
     if (strstr(line, "connecting to cofferd") == NULL)
