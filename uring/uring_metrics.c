@@ -3,6 +3,7 @@
 #include "uring_metrics.h"
 
 #include "coffer_error.h"
+#include "coffer_version.h"
 #include "engine_secmem.h"
 #include "uring_health.h"
 #include "uring_listen.h"
@@ -334,7 +335,8 @@ char *uring_metrics_render(size_t *len)
     rt = uring_runtime_get();
     hs = uring_health_get(rt, &reason);
     family(&t, "coffer_build_info", "gauge", "Always 1; the labels say which cofferd this is.");
-    put(&t, "coffer_build_info{version=\"0.1.0\",protocol=\"%d\"} 1\n", COFFER_PROTO_VERSION);
+    put(&t, "coffer_build_info{version=\"%s\",protocol=\"%d\"} 1\n", COFFER_VERSION_STRING,
+        COFFER_PROTO_VERSION);
     family(&t, "coffer_uptime_seconds", "gauge", "Seconds since cofferd started.");
     put(&t, "coffer_uptime_seconds %.3f\n", uring_now() - uring_srv.started);
     family(&t, "coffer_health", "gauge",

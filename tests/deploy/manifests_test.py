@@ -89,6 +89,14 @@ def check_container(where, c, pod, config_maps, tmp):
         cmd = c.get(probe, {}).get("exec", {}).get("command", [])
         if cmd[:2] != ["/usr/bin/coffer", "health"] or option(cmd, "--socket") != sock:
             fail(f"{where}: {probe} must run `coffer health --socket {sock}`, not {cmd}")
+        # liveness must not restart a degraded daemon (an HSM outage): --live; readiness reports it
+        if ("--live" in cmd) != (probe == "livenessProbe"):
+            fail(f"{where}: {probe} {'needs' if probe == 'livenessProbe' else 'must not use'} "
+                 f"--live: {cmd}")
+    version = subprocess.run([COFFERD, "--version"], capture_output=True, text=True).stdout.split()
+    image = c.get("image", "")
+    if len(version) < 2 or not image.endswith(":" + version[1]):
+        fail(f"{where}: image {image} is not tagged with cofferd's version {version}")
     sc = c.get("securityContext", {})
     if not (sc.get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True and
             sc.get("allowPrivilegeEscalation") is False and
@@ -110,8 +118,7 @@ def main():
         kust = yaml.safe_load(f)
     listed = set(kust.get("resources", []))
     for name in docs:
-        # rbac.yaml (the ServiceAccount cofferd and its RBAC) is listed by the lead at merge
-        if name not in ("kustomization.yaml", "rbac.yaml") and name not in listed:
+        if name != "kustomization.yaml" and name not in listed:
             fail(f"kustomization.yaml does not list {name}")
     for name in listed:
         if not os.path.exists(os.path.join(KDIR, name)):
