@@ -390,7 +390,6 @@ static int fd_sink(void *ctx, const void *buf, size_t len)
 
 static void test_big(void **state)
 {
-    const char *big = getenv("COFFER_TEST_BIG");
     char pct[600], pout[600];
     struct gen g = {1024ull * MIB, 0, -1, 0};
     struct coffer_job job = {COFFER_CLIENT_ENCRYPT, NULL, NULL, 0, NULL, 0, 0};
@@ -400,10 +399,6 @@ static void test_big(void **state)
     uint64_t pos = 0;
     int fd, in;
     (void)state;
-    if (big != NULL && strcmp(big, "0") == 0) {
-        skip();
-        return;
-    }
     buf = malloc(MIB);
     snprintf(pct, sizeof(pct), "%s/big.ct", tmp);
     snprintf(pout, sizeof(pout), "%s/big.out", tmp);
@@ -1064,7 +1059,7 @@ static void test_wrong_uid(void **state)
     assert_int_equal(stat(main_d.sock, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0660);
     if (geteuid() != 0) {
-        skip();
+        ts_skip_case("checking the socket's owner and another uid needs root");
         return;
     }
     /* let uid 65534 reach the socket so that SO_PEERCRED is what refuses it */
@@ -1145,7 +1140,14 @@ int main(void)
         cmocka_unit_test(test_encryption_off),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_sigterm_during_job),
-        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_big), /* last: left out below when COFFER_TEST_BIG=0 */
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const char *big = getenv("COFFER_TEST_BIG");
+    size_t n = sizeof(tests) / sizeof(tests[0]);
+    if (big != NULL && strcmp(big, "0") == 0) {
+        /* the sanitizer run leaves the 1 GiB case out by design; the release build runs it */
+        print_message("test_big not run here: COFFER_TEST_BIG=0 (the release build runs it)\n");
+        n--;
+    }
+    return _cmocka_run_group_tests("uring_test", tests, n, setup, teardown);
 }
