@@ -267,7 +267,8 @@ static json_t *conn_health(void)
 {
     struct uring_runtime *rt = uring_runtime_get();
     const char *reason = "";
-    enum uring_health_state hs = uring_health_get(rt, &reason); /* docs/observability.md */
+    int hsm_state = uring_hsm_status(rt->hsm); /* read once: the reply says one thing */
+    enum uring_health_state hs = uring_health_get(rt, hsm_state, &reason);
     json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
                           uring_health_name(hs), "version", COFFER_VERSION_STRING,
                           "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
@@ -276,7 +277,7 @@ static json_t *conn_health(void)
                           "workers", uring_srv.nworkers, "echoBaseline", rt->echo);
     json_object_set_new(j, "reason", json_string(reason)); /* NULL j: nothing happens */
     json_object_set_new(j, "stopping", json_boolean(atomic_load(&uring_srv.stopping)));
-    uring_hsm_health_add(j, rt->hsm);
+    uring_hsm_health_add(j, rt->hsm, hsm_state);
     uring_runtime_put(rt);
     return j;
 }

@@ -5,7 +5,8 @@
 #include "uring_hsm.h"
 #include "uring_server.h"
 
-enum uring_health_state uring_health_get(const struct uring_runtime *rt, const char **reason)
+enum uring_health_state uring_health_get(const struct uring_runtime *rt, int hsm_state,
+                                         const char **reason)
 {
     struct uring_hsm *h = rt->hsm;
     int secret_ok = !rt->encryption || rt->key != NULL; /* the Secret key of new backups */
@@ -16,7 +17,7 @@ enum uring_health_state uring_health_get(const struct uring_runtime *rt, const c
         return URING_HEALTH_UNAVAILABLE;
     }
     /* not tried yet counts as working: the first probe runs right after start */
-    if (h == NULL || uring_hsm_status(h) >= 0) {
+    if (h == NULL || hsm_state >= 0) {
         if (secret_ok || uring_hsm_backups(h))
             return URING_HEALTH_OK;
         *reason = "no_secret";

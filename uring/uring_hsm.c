@@ -934,12 +934,11 @@ void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
                   cs.have_current));
 }
 
-void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
+void uring_hsm_health_add(json_t *o, struct uring_hsm *h, int state)
 {
     json_t *hj;
     hsm_status last;
     char mech[48];
-    int state;
 
     if (o == NULL)
         return;
@@ -947,7 +946,6 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h)
     if (h == NULL)
         return;
     pthread_mutex_lock(&h->st_lock);
-    state = h->state;
     last = h->last;
     memcpy(mech, h->mechanism, sizeof(mech));
     pthread_mutex_unlock(&h->st_lock);

@@ -136,8 +136,9 @@ void uring_hsm_job_end(struct uring_hsm *h, struct uring_hsm_job *hj, uint64_t b
 
 /* STATS: adds "fallbacks", "fallbackReasons" and the HSM counters to o. */
 void uring_hsm_stats_add(json_t *o, struct uring_hsm *h);
-/* HEALTH: adds "keyRetriever" and, when an HSM is configured, "hsm" to o. */
-void uring_hsm_health_add(json_t *o, struct uring_hsm *h);
+/* HEALTH: adds "keyRetriever" and, when an HSM is configured, "hsm" to o, whose status is
+ * state: the uring_hsm_status(h) the caller read once for the whole reply. */
+void uring_hsm_health_add(json_t *o, struct uring_hsm *h, int state);
 
 /*
  * Whether the HSM works for what it is configured for (new backups with a key label, else

@@ -270,7 +270,7 @@ static void samples(struct text *t, const char *name, const char *const *labels,
         put(t, "%s{%s} %llu\n", name, labels[i], (unsigned long long)values[i]);
 }
 
-static void render_hsm(struct text *t, struct uring_hsm *h)
+static void render_hsm(struct text *t, struct uring_hsm *h, int st)
 {
     static const char *const op_results[] = {
         "op=\"encrypt\",result=\"ok\"", "op=\"encrypt\",result=\"error\"",
@@ -282,7 +282,6 @@ static void render_hsm(struct text *t, struct uring_hsm *h)
                                             "reason=\"capacity\""};
     static const char *const st_names[3] = {"unavailable", "unknown", "ok"};
     struct uring_hsm_counts c;
-    int st = uring_hsm_status(h);
 
     uring_hsm_counts_get(h, &c);
     family(t, "coffer_hsm_configured", "gauge", "1 when an HSM (--hsm-module) is configured.");
@@ -329,11 +328,13 @@ char *uring_metrics_render(size_t *len)
     struct uring_runtime *rt;
     const char *reason = "";
     enum uring_health_state hs;
+    int hsm_state;
 
     if (t.p == NULL)
         return NULL;
     rt = uring_runtime_get();
-    hs = uring_health_get(rt, &reason);
+    hsm_state = uring_hsm_status(rt->hsm); /* read once: the scrape says one thing */
+    hs = uring_health_get(rt, hsm_state, &reason);
     family(&t, "coffer_build_info", "gauge", "Always 1; the labels say which cofferd this is.");
     put(&t, "coffer_build_info{version=\"%s\",protocol=\"%d\"} 1\n", COFFER_VERSION_STRING,
         COFFER_PROTO_VERSION);
@@ -349,7 +350,7 @@ char *uring_metrics_render(size_t *len)
     render_connections(&t);
     render_keys(&t);
     render_work(&t);
-    render_hsm(&t, rt->hsm);
+    render_hsm(&t, rt->hsm, hsm_state);
     uring_runtime_put(rt);
     if (t.oom) {
         free(t.p);

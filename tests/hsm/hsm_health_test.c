@@ -103,6 +103,9 @@ static void health_of(const struct ts_daemon *d, char *status, char *reason, cha
         strcpy(reason, json_string_value(json_object_get(h, "reason")));
         strcpy(hsm_st, hs != NULL ? hs : "-");
         json_decref(h);
+        /* one reply says one thing: never "ok" beside an HSM it shows unavailable */
+        if (strcmp(hsm_st, "unavailable") == 0 && strcmp(status, "ok") == 0)
+            fail_msg("HEALTH said ok with its HSM unavailable (%s)", d->log);
         free(text);
         if (strcmp(hsm_st, "unknown") != 0)
             return;
