@@ -220,7 +220,7 @@ static void test_status_out_clash_daemon(void **state)
 static void test_key_file_mode_warning(void **state)
 {
     (void)state;
-    h_write_random(h_p("in"), 1000, 1);
+    free(h_write_random(h_p("in"), 1000, 1));
     make_key("k", 0644);
     assert_int_equal(h_coffer(NULL, NULL, "encrypt", "--offline", "--key-file", h_p("k"), "--in",
                               h_p("in"), "--out", h_p("o"), NULL),
@@ -295,7 +295,7 @@ static void test_key_form_errors(void **state)
     char good[64], text[80];
     size_t n = 0;
     (void)state;
-    h_write_random(h_p("in"), 10, 2);
+    free(h_write_random(h_p("in"), 10, 2));
     make_key("k", 0600);
     uint8_t *k = h_read(h_p("k"), &n);
     assert_int_equal(n, 45); /* 44 base64 characters and a newline */
@@ -412,7 +412,7 @@ static void test_failed_jobs_logged(void **state)
     (void)state;
     int base = ts_count_in_file(d_main.log, "event=job_failed");
     int gone = ts_count_in_file(d_main.log, "err=PEER_GONE");
-    h_write_random(h_p("in"), 70000, 4);
+    free(h_write_random(h_p("in"), 70000, 4));
     assert_int_equal(h_coffer(NULL, NULL, "encrypt", "--socket", d_main.sock, "--in", h_p("in"),
                               "--out", h_p("c"), NULL),
                      0);
