@@ -495,10 +495,41 @@ static int args_check(const struct cli_args *a, unsigned seen)
                                             "the API: drop --secrets-dir and --key-file");
     if (a->kubeconfig != NULL && !a->kube)
         return cli_args_usage_error(a->cmd, "--kubeconfig needs --secret-source kubernetes");
+    if (a->key_file != NULL && strcmp(a->key_file, "-") == 0 && a->in == NULL)
+        return cli_args_usage_error(a->cmd, "--key-file - reads the key from standard input, "
+                                            "so the data cannot come from there too: give it "
+                                            "with --in FILE");
     if ((a->ns != NULL || a->secret != NULL) && a->secrets_dir == NULL && !a->kube)
         return cli_args_usage_error(a->cmd, "--namespace and --secret need --secrets-dir "
                                             "(or --secret-source kubernetes)");
     return args_check_recovery(a);
+}
+
+/*
+ * An option getopt refused, named the same way whether or not a value follows it: '--bogus',
+ * '--bogus=x' and '--bogus x' are all "unknown option '--bogus'"; a known option given a value
+ * it does not take, or without the value it needs, is named with what is wrong.
+ */
+static int args_bad_option(enum cli_cmd cmd, int opt, const char *elem)
+{
+    char name[64];
+    const char *eq;
+
+    if (strncmp(elem, "--", 2) != 0) {
+        snprintf(name, sizeof(name), "-%c", optopt > 0x20 && optopt < 0x7f ? optopt : '?');
+        return cli_args_usage_error(
+            cmd, opt == ':' ? "option '%s' needs a value" : "unknown option '%s'", name);
+    }
+    eq = strchr(elem, '=');
+    snprintf(name, sizeof(name), "%.*s%s", (int)(eq != NULL ? eq - elem : 60), elem,
+             (eq != NULL ? eq - elem : (long)strlen(elem)) > 60 ? "..." : "");
+    if (opt == ':')
+        return cli_args_usage_error(cmd, "option '%s' needs a value", name);
+    for (const struct option *o = args_longopts; o->name != NULL; o++)
+        if (eq != NULL && strlen(o->name) == (size_t)(eq - elem - 2) &&
+            strncmp(o->name, elem + 2, (size_t)(eq - elem - 2)) == 0 && o->has_arg == no_argument)
+            return cli_args_usage_error(cmd, "option '%s' takes no value", name);
+    return cli_args_usage_error(cmd, "unknown option '%s'", name);
 }
 
 int cli_args_parse(struct cli_args *a, int argc, char **argv)
@@ -537,17 +568,14 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
     opterr = 0;
     optind = 1;
     for (;;) {
+        int at = optind; /* the element getopt is about to read (a long option ends in it) */
         int opt = getopt_long(ac, av, "+:h", args_longopts, NULL);
         if (opt == -1)
             break;
         if (opt == 'h')
             opt = OPT_HELP;
-        if (opt == '?')
-            return cli_args_usage_error(a->cmd, "unknown option '%s'", av[optind - 1]);
-        if (opt == ':')
-            return cli_args_usage_error(a->cmd, "option '%s' needs a value", av[optind - 1]);
-        if (opt < 0 || opt >= OPT_COUNT)
-            return cli_args_usage_error(a->cmd, "unknown option '%s'", av[optind - 1]);
+        if (opt == '?' || opt == ':' || opt < 0 || opt >= OPT_COUNT)
+            return args_bad_option(a->cmd, opt, at < ac ? av[at] : "");
         if (!(c->allowed & BIT(opt)))
             return cli_args_usage_error(a->cmd, "'coffer %s' does not take --%s", c->name,
                                         args_longopts[opt].name);

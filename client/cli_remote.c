@@ -12,6 +12,8 @@
 #include "coffer_error.h"
 #include "engine_stream.h"
 
+#include <jansson.h>
+
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -163,6 +165,35 @@ static void remote_report(const struct cli_args *a, const char *what, int r,
     cli_report_error(what, res->err, detail);
 }
 
+/*
+ * A backup cofferd could not key with the HSM and keyed with its Secret instead (--hsm-fallback
+ * secret) succeeds, but it is not what the operator asked for: its metadata's "hsmFallback" says
+ * what was tried and why it failed, and this warning says so on stderr.
+ */
+static void remote_warn_fallback(const struct coffer_result *res)
+{
+    json_t *m =
+        res->metadata != NULL ? json_loadb(res->metadata, res->metadata_len, 0, NULL) : NULL;
+    json_t *fb = json_object_get(m, "hsmFallback");
+    json_t *cfg = json_object_get(m, "keyRetrieverConfig");
+
+    if (json_is_object(fb)) {
+        const char *ns = json_string_value(json_object_get(cfg, "namespace"));
+        const char *name = json_string_value(json_object_get(cfg, "secretName"));
+        const char *err = json_string_value(json_object_get(fb, "error"));
+        const char *step = json_string_value(json_object_get(fb, "step"));
+        const char *token = json_string_value(json_object_get(fb, "token"));
+        const char *reason = json_string_value(json_object_get(fb, "reason"));
+        cli_report_line("warning: cofferd could not use the HSM (token %s, step %s: %s: %s) and "
+                        "fell back to the Secret %s/%s: this backup's key is that Secret's, not "
+                        "the HSM's; 'coffer health' shows the HSM's state",
+                        token != NULL ? token : "?", step != NULL ? step : "?",
+                        err != NULL ? err : "?", reason != NULL ? reason : "?",
+                        ns != NULL ? ns : "?", name != NULL ? name : "?");
+    }
+    json_decref(m);
+}
+
 int cli_remote_run(const struct cli_args *a)
 {
     int encrypt = a->cmd == CLI_CMD_ENCRYPT;
@@ -241,6 +272,8 @@ int cli_remote_run(const struct cli_args *a)
     r = cli_output_commit_with_status(&out, a->status_out != NULL ? &status : NULL);
     if (r != 0)
         goto out;
+    if (encrypt)
+        remote_warn_fallback(&res);
 out:
     cli_progress_finish(&progress, done, r == 0);
     coffer_client_close(c);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *status_base_name(const char *path)
@@ -154,4 +155,86 @@ out:
     json_decref(m);
     free(buf);
     return r;
+}
+
+/*
+ * Where a path leads: the file it names (symlinks followed), or, when it does not exist yet, its
+ * directory resolved and its last component, so that "x", "./x" and "d/../x" compare equal.
+ */
+static char *status_canonical(const char *path)
+{
+    char *full = realpath(path, NULL), *dir, *out = NULL;
+    const char *slash = strrchr(path, '/'), *base = slash != NULL ? slash + 1 : path;
+
+    if (full != NULL)
+        return full;
+    dir = slash == NULL   ? strdup(".")
+          : slash == path ? strdup("/")
+                          : strndup(path, (size_t)(slash - path));
+    full = dir != NULL ? realpath(dir, NULL) : NULL;
+    if (full != NULL && asprintf(&out, "%s/%s", strcmp(full, "/") == 0 ? "" : full, base) < 0)
+        out = NULL;
+    free(full);
+    free(dir);
+    return out;
+}
+
+/*
+ * 1 when writing `path` would replace the file `other` names: the same path, the same file through
+ * a symlink or a hard link (device and inode), or (other NULL) the regular file behind fd.
+ */
+static int status_same_file(const char *path, const char *other, int fd)
+{
+    struct stat a, b;
+    int same = 0;
+
+    if (other != NULL) {
+        char *x = status_canonical(path), *y = status_canonical(other);
+        same = strcmp(path, other) == 0 || (x != NULL && y != NULL && strcmp(x, y) == 0);
+        free(x);
+        free(y);
+        if (same)
+            return 1;
+    }
+    if (stat(path, &a) != 0 || !S_ISREG(a.st_mode))
+        return 0;
+    if (other != NULL ? stat(other, &b) != 0 : fstat(fd, &b) != 0)
+        return 0;
+    return S_ISREG(b.st_mode) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int cli_status_check_paths(const struct cli_args *a)
+{
+    const char *key_file =
+        a->key_file != NULL && strcmp(a->key_file, "-") != 0 ? a->key_file : NULL;
+    const struct {
+        const char *opt, *path;
+        int fd; /* the standard stream used when path is NULL, -1 for none */
+    } others[] = {
+        {"--in", a->in, a->in == NULL ? STDIN_FILENO : -1},
+        {"--out", a->out, a->out == NULL ? STDOUT_FILENO : -1},
+        {"--key-file", key_file, -1},
+        {"--metadata", a->metadata, -1},
+    };
+
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        const char *what = others[i].path != NULL         ? others[i].path
+                           : others[i].fd == STDIN_FILENO ? "standard input"
+                                                          : "standard output";
+        if (others[i].path == NULL && others[i].fd < 0)
+            continue;
+        if (a->status_out != NULL && status_same_file(a->status_out, others[i].path, others[i].fd))
+            return cli_args_usage_error(a->cmd,
+                                        "--status-out %s is the same file as %s (%s): writing "
+                                        "the status there would destroy it; give another path",
+                                        a->status_out, others[i].opt, what);
+        /* the output may replace the input (in place), never the key or the stored metadata */
+        if (i >= 2 && others[i].path != NULL && a->out != NULL &&
+            status_same_file(a->out, others[i].path, -1))
+            return cli_args_usage_error(a->cmd,
+                                        "--out %s is the same file as %s: writing the output "
+                                        "there would destroy it; give another path",
+                                        a->out, others[i].opt);
+    }
+    return CLI_ARGS_RUN;
 }

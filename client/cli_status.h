@@ -41,4 +41,14 @@ int cli_status_from_result(const char *meta, size_t len, uint64_t bytes_in, uint
  */
 int cli_status_load(const char *path, char **text, size_t *len);
 
+/*
+ * Refuse, before anything is opened for writing, a job whose --status-out would replace its input
+ * (--in, or the regular file behind standard input), its output (--out, existing or not, or the
+ * regular file behind standard output), its --key-file or its --metadata, and an --out that would
+ * replace the key file or the metadata: the same path, the same directory entry ("./x" and "x"),
+ * or the same file through a symlink or a hard link (device and inode). Returns CLI_ARGS_RUN, or
+ * CLI_EXIT_USAGE after a usage message naming both options.
+ */
+int cli_status_check_paths(const struct cli_args *a);
+
 #endif

@@ -5,6 +5,7 @@
 #include "cli_job.h"
 #include "cli_recovery.h"
 #include "cli_report.h"
+#include "cli_status.h"
 #include "engine_secmem.h"
 
 #include <signal.h>
@@ -17,8 +18,10 @@
  */
 static int main_run_job(const struct cli_args *a)
 {
-    int r;
+    int r = cli_status_check_paths(a);
 
+    if (r != CLI_ARGS_RUN)
+        return r;
     if (!a->offline)
         return cli_remote_run(a);
     r = cli_job_check_offline(a);

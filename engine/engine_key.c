@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -136,12 +137,111 @@ static long base64_decode(const uint8_t *text, size_t n, uint8_t *out, size_t ou
     return r;
 }
 
+static int is_b64(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+static int is_space(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*
+ * Text that is neither the key's hex nor its base64: name what is wrong with it (whitespace
+ * other than one final newline, base64url's alphabet, a character outside base64 and where, a
+ * length that is no base64 length). Returns 1 with *code and the detail set, 0 when field is not
+ * text (raw bytes of the wrong length). Never quotes more than the one offending character, and
+ * that only when it is outside the base64 alphabet.
+ */
+static int diagnose_text(const uint8_t *field, size_t len, size_t want, char *detail,
+                         size_t detaillen, int *code)
+{
+    size_t n = len, b64len = (want + 2) / 3 * 4, url = SIZE_MAX, bad = SIZE_MAX, pad = SIZE_MAX;
+
+    for (size_t i = 0; i < len; i++)
+        if (!is_space(field[i]) && (field[i] < 0x20 || field[i] > 0x7e))
+            return 0;
+    if (n > 0 && field[n - 1] == '\n')
+        n--;
+    if (n > 0 && field[n - 1] == '\r')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (is_space(field[i])) {
+            size_t tail = n - i;
+            int trailing = 1;
+            for (size_t k = i; k < n; k++)
+                trailing &= is_space(field[k]);
+            *code = COFFER_ERR_KEY_FORM;
+            if (trailing)
+                set_detail(detail, detaillen,
+                           "the key text ends with %zu whitespace character%s (from offset %zu) "
+                           "before its final newline; a key file holds the key and at most one "
+                           "newline: remove the extra whitespace",
+                           tail, tail == 1 ? "" : "s", i);
+            else
+                set_detail(detail, detaillen,
+                           "the key text has whitespace (0x%02x) at offset %zu; a key file holds "
+                           "the key on one line, then at most one newline",
+                           field[i], i);
+            return 1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = field[i];
+        if ((c == '-' || c == '_') && url == SIZE_MAX)
+            url = i;
+        else if (c == '=' && pad == SIZE_MAX)
+            pad = i;
+        else if (c != '-' && c != '_' && c != '=' && !is_b64(c) && bad == SIZE_MAX)
+            bad = i;
+    }
+    *code = COFFER_ERR_KEY_FORM;
+    if (url != SIZE_MAX && bad == SIZE_MAX) {
+        set_detail(detail, detaillen,
+                   "the key is base64url text ('%c' at offset %zu); coffer reads the standard "
+                   "base64 alphabet ('+' and '/' for '-' and '_'): convert it with "
+                   "tr '_-' '/+' (and add '=' padding to a multiple of 4 characters)",
+                   field[url], url);
+        return 1;
+    }
+    if (bad != SIZE_MAX) {
+        set_detail(detail, detaillen,
+                   "the key text has a character that is not base64 or hex (0x%02x '%c') at "
+                   "offset %zu; a %zu-byte key is %zu base64 or %zu hex characters ('coffer "
+                   "keygen' makes one)",
+                   field[bad], field[bad], bad, want, b64len, 2 * want);
+        return 1;
+    }
+    if (url != SIZE_MAX) {
+        set_detail(detail, detaillen,
+                   "the key text has '%c' at offset %zu, which is not in the base64 alphabet",
+                   field[url], url);
+        return 1;
+    }
+    if (pad != SIZE_MAX && n % 4 == 0) {
+        set_detail(detail, detaillen,
+                   "the key text has base64 padding '=' at offset %zu, inside the text; padding "
+                   "only ends it",
+                   pad);
+        return 1;
+    }
+    *code = COFFER_ERR_KEY_SIZE;
+    set_detail(detail, detaillen,
+               "the key is %zu characters of text, which is neither base64 (a %zu-byte key is %zu "
+               "characters, a multiple of 4) nor hex (%zu digits); it was cut short or has extra "
+               "characters: create one with 'coffer keygen'",
+               n, want, b64len, 2 * want);
+    return 1;
+}
+
 /* A uniformly random key of `want` bytes: raw, or base64/hex text (one trailing newline). */
 static int parse_uniform(uint8_t *out, size_t want, const uint8_t *field, size_t len, char *detail,
                          size_t detaillen)
 {
     size_t n = len;
     long dec;
+    int r;
 
     if (len == want) {
         if (all_printable(field, len)) {
@@ -185,6 +285,8 @@ static int parse_uniform(uint8_t *out, size_t want, const uint8_t *field, size_t
         OPENSSL_cleanse(out, want);
         return COFFER_ERR_KEY_SIZE;
     }
+    if (diagnose_text(field, len, want, detail, detaillen, &r))
+        return r;
     set_detail(detail, detaillen,
                "the key has %zu bytes; it must be %zu random bytes, or their base64 or hex "
                "text; create one with 'coffer keygen'",

@@ -28,6 +28,8 @@ static unsigned h_next;
 int h_setup(void **state)
 {
     (void)state;
+    /* Key files the tests write are private, as coffer asks of them (it warns otherwise). */
+    umask(077);
     h_tmp = ts_tmpdir();
     return h_tmp == NULL ? -1 : 0;
 }
