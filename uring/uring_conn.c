@@ -300,6 +300,9 @@ static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, ch
         snprintf(detail, DETAIL_MAX, "descriptors were sent with a streamed job");
         return COFFER_ERR_PROTO_FRAME;
     }
+    if (pj.input == PROTO_INPUT_FDS &&
+        (r = uring_fdjob_check(c->fds[0], c->fds[1], detail, DETAIL_MAX)) != 0)
+        return r;
     r = uring_job_start(c, &pj, detail, DETAIL_MAX);
     if (pj.input == PROTO_INPUT_FDS) {
         struct uring_job *j = c->job;

@@ -288,6 +288,14 @@ size_t uring_conn_out_room(const struct uring_conn *c);
 void *uring_buf_alloc(size_t n);
 
 /* Descriptor jobs (uring_fdjob.c). */
+/*
+ * Before anything is read: the input must be a regular file, pipe/FIFO or socket open for
+ * reading, the output a regular file, pipe/FIFO, socket or /dev/null open for writing, and not
+ * the same file. Returns 0 or COFFER_ERR_INVALID_ARG with detail naming what was passed and what
+ * to pass instead. Ring thread; never blocks (cached attributes only).
+ */
+int uring_fdjob_check(int in, int out, char *detail, size_t detaillen)
+    __attribute__((warn_unused_result));
 int uring_fdjob_begin(struct uring_conn *c) __attribute__((warn_unused_result));
 /* Read, cipher, write, fsync, result. Returns 1 if anything moved. */
 int uring_fdjob_pump(struct uring_conn *c);
