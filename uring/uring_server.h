@@ -207,6 +207,14 @@ struct uring_conn {
     } cmsg;
     int fds[COFFER_MAX_FDS];
     int nfds;
+    /*
+     * Descriptors belong to the last frame that starts before fds_end, the offset in `in` where
+     * the receive that brought them ended (the kernel ends a receive right after the bytes sent
+     * with descriptors); only a descriptor JOB frame may own them, any other has them closed at
+     * once. While some wait for a job to end, nothing more is received (one set waits at most).
+     */
+    size_t fds_end;
+    int frame_owns_fds; /* the frame being handled owns fds[] */
     /* output: one half fills while the other is being sent */
     uint8_t *out[2];
     size_t fill_len; /* bytes in out[fill] */
@@ -224,6 +232,7 @@ struct uring_worker {
     struct uring_conn **conns;
     uint32_t nslots, nconns, next_gen;
     int accept_armed, stopping_seen, tick_armed;
+    int accept_cancelled; /* stopping with no connection left: accept no more */
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
     struct uring_keyreq *keys_done; /* answers from the key loader */
@@ -256,6 +265,8 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
 void uring_conn_pump(struct uring_conn *c);
 void uring_conn_fail(struct uring_conn *c, int err, const char *detail);
 void uring_conn_close(struct uring_conn *c, const char *why);
+/* Close a descriptor the client passed without blocking the ring (an IORING_OP_CLOSE). */
+void uring_conn_close_fd(struct uring_conn *c, int fd);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
 void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);

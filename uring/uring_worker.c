@@ -30,10 +30,15 @@ struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
     return sqe;
 }
 
+/*
+ * Accepting goes on while cofferd stops, so that a client connecting during the shutdown grace
+ * gets ERROR SHUTDOWN at once (worker_accepted) instead of waiting in the backlog; it ends when
+ * the worker's last connection is gone (worker_main).
+ */
 static void worker_arm_accept(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
-    if (w->accept_armed || w->stopping_seen)
+    if (w->accept_armed || w->accept_cancelled)
         return;
     sqe = uring_worker_sqe(w);
     io_uring_prep_multishot_accept(sqe, uring_srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -172,17 +177,25 @@ static void worker_abort(struct uring_worker *w, double now)
             uring_conn_abort(w->conns[i], hard);
 }
 
-static void worker_stop(struct uring_worker *w)
+/* Stopping and no connection left: the accept ends (its last completion clears accept_armed). */
+static void worker_accept_cancel(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
+    if (w->accept_cancelled)
+        return;
+    w->accept_cancelled = 1;
+    if (!w->accept_armed)
+        return;
+    sqe = uring_worker_sqe(w);
+    io_uring_prep_cancel64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
+}
+
+static void worker_stop(struct uring_worker *w)
+{
     if (w->stopping_seen)
         return;
     w->stopping_seen = 1;
-    if (w->accept_armed) {
-        sqe = uring_worker_sqe(w);
-        io_uring_prep_cancel64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0), 0);
-        io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
-    }
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->conns[i] != NULL)
             uring_conn_stop(w->conns[i]);
@@ -262,6 +275,8 @@ static void *worker_main(void *arg)
     while (!(w->stopping_seen && !w->accept_armed && w->nconns == 0)) {
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
+        if (w->stopping_seen && w->nconns == 0)
+            worker_accept_cancel(w);
         r = io_uring_submit_and_wait(&w->ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d", w->index, -r);
@@ -274,6 +289,7 @@ static void *worker_main(void *arg)
         }
         io_uring_cq_advance(&w->ring, n);
     }
+    io_uring_submit(&w->ring); /* the asynchronous closes of the last connections' files */
     io_uring_queue_exit(&w->ring);
     atomic_fetch_sub(&uring_srv.workers_running, 1);
     return NULL;

@@ -309,6 +309,217 @@ static void test_fsync_unsyncable(void **state)
     coffer_result_clear(&res);
 }
 
+
+/* ---- 6. shutdown and pipelining ---- */
+
+/* A streamed job that waits for input that never comes (it keeps the shutdown grace running). */
+static int stalled_stream_job(const struct ts_daemon *d)
+{
+    uint8_t buf[256], frame[COFFER_FRAME_HEADER + 100];
+    int fd = raw_connect(d, 1);
+    size_t n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+    proto_header_put(frame, PROTO_DATA, 100);
+    memset(frame + COFFER_FRAME_HEADER, 7, 100);
+    assert_int_equal(send(fd, frame, sizeof(frame), MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+    return fd;
+}
+
+static int wait_log(const struct ts_daemon *d, const char *needle, double seconds)
+{
+    for (double end = now_s() + seconds; now_s() < end; usleep(20000))
+        if (ts_daemon_log_has(d, needle))
+            return 1;
+    return ts_daemon_log_has(d, needle);
+}
+
+/* During the shutdown grace a new connection gets ERROR SHUTDOWN at once, not a hang. */
+static void test_shutdown_refuses_new(void **state)
+{
+    struct ts_daemon d = {0};
+    char msg[2048];
+    int busy, fd, status = 0;
+    double t0;
+    (void)state;
+    assert_int_equal(daemon_start(&d, "grace-new", "--shutdown-grace", "60", NULL), 0);
+    busy = stalled_stream_job(&d);
+    serves(&d); /* the job is in */
+    kill(d.pid, SIGTERM);
+    assert_true(wait_log(&d, "event=stopping", 30));
+    /* the grace runs for 60 s: an answer well before then is not the daemon exiting */
+    t0 = now_s();
+    fd = raw_connect(&d, 1);
+    raw_expect_error(fd, COFFER_ERR_SHUTDOWN, msg, sizeof(msg), 30000);
+    assert_true(now_s() - t0 < 30.0);
+    close(fd);
+    /* the running job's client goes: the daemon ends without waiting out the grace */
+    close(busy);
+    waitpid(d.pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    d.pid = 0;
+}
+
+/* Read frames until one of type want (DATA frames are counted); returns its payload length. */
+static size_t expect_frame(int fd, int want, size_t *data_bytes)
+{
+    static uint8_t buf[COFFER_MAX_FRAME];
+    size_t len = 0;
+    int t;
+    while ((t = raw_frame(fd, buf, sizeof(buf), &len, 30000)) == PROTO_DATA)
+        if (data_bytes != NULL)
+            *data_bytes += len;
+    if (t == PROTO_ERROR) {
+        proto_error e;
+        assert_int_equal(proto_error_parse(buf, len, &e), 0);
+        fail_msg("expected %s, got ERROR %s: %.*s", proto_type_name((uint8_t)want),
+                 coffer_errname(e.code), (int)e.message_len, e.message);
+    }
+    if (t != want)
+        fail_msg("expected %s, got %d", proto_type_name((uint8_t)want), t);
+    return len;
+}
+
+/* Frames sent right behind END (or a descriptor JOB) wait for the job, then are served. */
+static void test_pipelining(void **state)
+{
+    static uint8_t buf[8192];
+    size_t n = 0, data = 0;
+    int fd = raw_connect(&main_d, 1);
+    (void)state;
+    expect_frame(fd, PROTO_HELLO, NULL);
+    /* JOB DATA END HEALTH JOB DATA END STATS in one write */
+    for (int k = 0; k < 2; k++) {
+        n += raw_job_bytes(buf + n, sizeof(buf) - n, PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+        proto_header_put(buf + n, PROTO_DATA, 1000);
+        memset(buf + n + COFFER_FRAME_HEADER, k, 1000);
+        n += COFFER_FRAME_HEADER + 1000;
+        proto_header_put(buf + n, PROTO_END, 0);
+        n += COFFER_FRAME_HEADER;
+        proto_header_put(buf + n, k == 0 ? PROTO_HEALTH : PROTO_STATS, 0);
+        n += COFFER_FRAME_HEADER;
+    }
+    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+    expect_frame(fd, PROTO_RESULT, &data);
+    assert_true(data > 1000);
+    assert_true(expect_frame(fd, PROTO_HEALTH, NULL) > 0);
+    data = 0;
+    expect_frame(fd, PROTO_RESULT, &data);
+    assert_true(data > 1000);
+    assert_true(expect_frame(fd, PROTO_STATS, NULL) > 0);
+    /* a descriptor job with a HEALTH right behind it, then a streamed job's END with the next
+       (descriptor) job right behind it */
+    {
+        char path[600];
+        int io[2];
+        snprintf(path, sizeof(path), "%s/pipe.in", tmp);
+        assert_int_equal(ts_write_file(path, "0123456789", 10), 0);
+        io[0] = open(path, O_RDONLY | O_CLOEXEC);
+        io[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+        raw_send_with_fds(fd, buf, n, io, 2);
+        proto_header_put(buf, PROTO_HEALTH, 0);
+        assert_int_equal(send(fd, buf, COFFER_FRAME_HEADER, MSG_NOSIGNAL), COFFER_FRAME_HEADER);
+        expect_frame(fd, PROTO_RESULT, NULL);
+        expect_frame(fd, PROTO_HEALTH, NULL);
+        n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+        proto_header_put(buf + n, PROTO_END, 0);
+        n += COFFER_FRAME_HEADER;
+        assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+        n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+        raw_send_with_fds(fd, buf, n, io, 2);
+        expect_frame(fd, PROTO_RESULT, NULL);
+        expect_frame(fd, PROTO_RESULT, NULL);
+        close(io[0]), close(io[1]);
+    }
+    /* a DATA frame behind END is still refused at once */
+    n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+    proto_header_put(buf + n, PROTO_END, 0);
+    n += COFFER_FRAME_HEADER;
+    proto_header_put(buf + n, PROTO_DATA, 0);
+    n += COFFER_FRAME_HEADER;
+    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+    raw_expect_error(fd, COFFER_ERR_PROTO_SEQUENCE, NULL, 0, 30000);
+    close(fd);
+}
+
+/* ---- 4. exhaustion: descriptors, slow frames, per-uid connections ---- */
+
+/* The daemon's open descriptors (/proc/PID/fd), or -1 when they cannot be counted. */
+static int daemon_fds(const struct ts_daemon *d)
+{
+    char path[64];
+    DIR *dir;
+    struct dirent *e;
+    int n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d->pid);
+    if ((dir = opendir(path)) == NULL)
+        return -1;
+    while ((e = readdir(dir)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(dir);
+    return n;
+}
+
+/* 1 when every copy of the pipe's write end is closed (its read end sees EOF) within secs. */
+static int pipe_orphaned(int rd, double secs)
+{
+    struct pollfd p = {rd, POLLIN, 0};
+    char b;
+    return poll(&p, 1, (int)(secs * 1000)) == 1 && read(rd, &b, 1) == 0;
+}
+
+/*
+ * Descriptors that come with anything but a descriptor JOB frame (HELLO, HEALTH, DATA, a
+ * streamed JOB) are closed at once and the connection fails PROTO_FRAME.
+ */
+static void test_fds_with_other_frames(void **state)
+{
+    uint8_t buf[512];
+    int base = daemon_fds(&main_d);
+    (void)state;
+    for (int k = 0; k < 4; k++) {
+        int fd = raw_connect(&main_d, k != 0), p[2], hold[1];
+        size_t n = 0;
+        char msg[2048];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        hold[0] = p[1];
+        if (k == 0) { /* HELLO */
+            proto_hello h = {1, 1, COFFER_MAX_FRAME};
+            assert_int_equal(proto_hello_write(buf, sizeof(buf), &h, &n), 0);
+        } else if (k == 1) { /* HEALTH */
+            proto_header_put(buf, PROTO_HEALTH, 0);
+            n = COFFER_FRAME_HEADER;
+        } else if (k == 2) { /* DATA of a streamed job */
+            n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+            assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+            usleep(100000); /* the job frame alone first */
+            proto_header_put(buf, PROTO_DATA, 10);
+            memset(buf + COFFER_FRAME_HEADER, 1, 10);
+            n = COFFER_FRAME_HEADER + 10;
+        } else { /* a streamed JOB */
+            n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+        }
+        raw_send_with_fds(fd, buf, n, hold, 1);
+        close(p[1]);
+        /* the daemon closed its copy while the connection is still open */
+        if (!pipe_orphaned(p[0], 20))
+            fail_msg("case %d: the daemon kept the descriptor", k);
+        raw_expect_error(fd, COFFER_ERR_PROTO_FRAME, msg, sizeof(msg), 30000);
+        assert_non_null(strstr(msg, "descriptor"));
+        close(fd);
+        close(p[0]);
+    }
+    serves(&main_d);
+    if (base >= 0) {
+        int now = -1;
+        for (int i = 0; i < 200 && (now = daemon_fds(&main_d)) > base; i++)
+            usleep(50000);
+        assert_int_equal(now, base);
+    }
+}
+
 static int setup(void **state)
 {
     uint8_t key[32];
@@ -349,6 +560,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_kinds),
         cmocka_unit_test(test_fsync_unsyncable),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_fds_with_other_frames),
+        cmocka_unit_test(test_shutdown_refuses_new),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
