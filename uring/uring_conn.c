@@ -110,6 +110,8 @@ static void conn_free(struct uring_conn *c)
         atomic_fetch_add(&uring_srv.stats.jobs_failed, 1);
         conn_job_free(c);
     }
+    if (c->uid_counted)
+        uring_peers_leave(c->uid);
     close(c->fd);
     free(c->in_mem);
     free(c->out[0]);
@@ -755,6 +757,20 @@ static int conn_stream_tail(struct uring_conn *c)
     return moved;
 }
 
+/* Note when the front frame became partial (its first bytes in, not all of it): --frame-timeout. */
+static void conn_partial_mark(struct uring_conn *c)
+{
+    size_t have = c->in_end - c->in_start;
+    proto_header h;
+    int partial = have > 0 && (have < COFFER_FRAME_HEADER ||
+                               (proto_header_parse(c->in + c->in_start, &h) == 0 &&
+                                have < COFFER_FRAME_HEADER + h.len));
+    if (!partial)
+        c->partial_since = 0;
+    else if (c->partial_since == 0)
+        c->partial_since = uring_now();
+}
+
 void uring_conn_pump(struct uring_conn *c)
 {
     for (int rounds = 0; !c->closing && rounds < 64; rounds++) {
@@ -780,6 +796,8 @@ void uring_conn_pump(struct uring_conn *c)
         else if (atomic_load(&uring_srv.stopping) && c->job == NULL && conn_output_idle(c))
             uring_conn_close(c, "shutdown");
     }
+    if (!c->closing)
+        conn_partial_mark(c);
     if (c->closing && c->inflight == 0)
         conn_free(c);
 }
@@ -906,6 +924,44 @@ void uring_conn_tick(struct uring_conn *c, double now, int timeout)
                   (unsigned long long)c->id, c->job != NULL ? uring_job_op_name(c->job) : "-",
                   now - c->last_progress);
         uring_conn_close(c, "timeout");
+        uring_conn_pump(c);
+    }
+}
+
+void uring_conn_tick_io(struct uring_conn *c, double now)
+{
+    char detail[DETAIL_MAX];
+    struct uring_job *j = c->job;
+
+    if (c->closing || c->close_after_flush || conn_work_busy(c))
+        return;
+    if (c->partial_since > 0 && c->recv_inflight &&
+        now - c->partial_since > uring_srv.cfg.frame_timeout) {
+        atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
+        uring_log(URING_LOG_WARN, "frame_timeout", "conn=%llu uid=%u pid=%d frame_timeout_s=%d",
+                  (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid,
+                  uring_srv.cfg.frame_timeout);
+        snprintf(detail, sizeof(detail),
+                 "a frame did not arrive whole within --frame-timeout %d s of its first byte; "
+                 "send each frame at once",
+                 uring_srv.cfg.frame_timeout);
+        uring_conn_fail(c, COFFER_ERR_PROTO_FRAME, detail);
+        c->last_progress = now; /* the error frame gets its own --io-timeout to go out */
+        uring_conn_pump(c);
+        return;
+    }
+    if (j != NULL && j->input == PROTO_INPUT_FDS && uring_fdjob_busy(c) &&
+        now - c->last_progress > uring_srv.cfg.io_timeout) {
+        atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
+        snprintf(detail, sizeof(detail),
+                 "%s made no progress for --io-timeout %d s (a stalled pipe, FIFO, socket or "
+                 "filesystem); the job was stopped",
+                 j->read_inflight ? "reading the input descriptor"
+                 : j->fsync_inflight ? "syncing the output descriptor"
+                                     : "writing the output descriptor",
+                 uring_srv.cfg.io_timeout);
+        uring_conn_fail(c, COFFER_ERR_IO, detail);
+        c->last_progress = now;
         uring_conn_pump(c);
     }
 }

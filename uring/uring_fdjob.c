@@ -238,6 +238,14 @@ void uring_fdjob_work_applied(struct uring_conn *c)
     }
 }
 
+/*
+ * fdjob_async: every read, write and fsync of a client's descriptor carries IOSQE_ASYNC, so it
+ * runs on io_uring's io-wq workers and never inside io_uring_enter on the ring thread. Tried
+ * inline, a read or write may still sleep there: a pipe's lock held by a writer faulting on a
+ * FUSE mapping, a network or FUSE filesystem, a frozen one. A stalled file then stalls only its
+ * own job (one io-wq worker), which --io-timeout cancels (uring_conn_tick_io).
+ */
+
 /* Submit the writes that may go out now (see struct uring_job). */
 static void fdjob_write(struct uring_conn *c)
 {
@@ -254,6 +262,7 @@ static void fdjob_write(struct uring_conn *c)
         sqe = uring_worker_sqe(c->w);
         io_uring_prep_write(sqe, j->out_fd, ob->p + ob->off, (unsigned)(ob->len - ob->off),
                             regular ? ob->pos + ob->off : (uint64_t)-1);
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC); /* never inline: see fdjob_async */
         uring_conn_submit(c, sqe, (enum uring_op)(URING_OP_FWRITE + k % j->nbufs));
         ob->io = 1;
         j->writes_inflight++;
@@ -346,6 +355,7 @@ int uring_fdjob_pump(struct uring_conn *c)
         ib->off = ib->len = 0;
         sqe = uring_worker_sqe(c->w);
         io_uring_prep_read(sqe, j->in_fd, ib->p, (unsigned)j->piece, j->in_pos);
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
         uring_conn_submit(c, sqe, URING_OP_FREAD);
         j->read_inflight = 1;
         j->in_head++;
@@ -356,6 +366,7 @@ int uring_fdjob_pump(struct uring_conn *c)
             if (!j->fsync_inflight) {
                 sqe = uring_worker_sqe(c->w);
                 io_uring_prep_fsync(sqe, j->out_fd, 0);
+                io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
                 uring_conn_submit(c, sqe, URING_OP_FSYNC);
                 j->fsync_inflight = 1;
             }

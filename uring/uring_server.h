@@ -195,6 +195,8 @@ struct uring_conn {
     int fail_err; /* an error that waits for the job's work to come back */
     char fail_detail[URING_DETAIL_MAX];
     double last_progress;
+    double partial_since; /* when the front frame's first bytes came (0: no partial frame) */
+    int uid_counted;      /* counted in uring_peers (--max-connections-per-uid) */
     /* input */
     uint8_t *in_mem, *in; /* in = in_mem + 2048 (see uring_conn_new) */
     size_t in_start, in_end, frame_pos;
@@ -233,6 +235,8 @@ struct uring_worker {
     uint32_t nslots, nconns, next_gen;
     int accept_armed, stopping_seen, tick_armed;
     int accept_cancelled; /* stopping with no connection left: accept no more */
+    int accept_paused;    /* out of descriptors (EMFILE/ENFILE): accept again on the next tick */
+    double paused_at;     /* when this episode of accept_paused began (0: none) */
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
     struct uring_keyreq *keys_done; /* answers from the key loader */
@@ -269,6 +273,18 @@ void uring_conn_close(struct uring_conn *c, const char *why);
 void uring_conn_close_fd(struct uring_conn *c, int fd);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
+/*
+ * Every tick, before uring_conn_tick: a frame started more than --frame-timeout ago fails the
+ * connection PROTO_FRAME; a descriptor job whose file I/O made no progress for --io-timeout fails
+ * with IO (its reads and writes are cancelled, the client gets the error).
+ */
+void uring_conn_tick_io(struct uring_conn *c, double now);
+
+/* Connections per peer uid (uring_peers.c; any thread). 0 when uid may open one more (counted),
+ * -1 when it holds max already. */
+int uring_peers_enter(uid_t uid, int max);
+void uring_peers_leave(uid_t uid);
+void uring_peers_free(void);
 void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);
 /* The job's work came back from a helper thread. */
 void uring_conn_work_done(struct uring_conn *c);

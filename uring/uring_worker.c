@@ -38,7 +38,7 @@ struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
 static void worker_arm_accept(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
-    if (w->accept_armed || w->accept_cancelled)
+    if (w->accept_armed || w->accept_cancelled || w->accept_paused)
         return;
     sqe = uring_worker_sqe(w);
     io_uring_prep_multishot_accept(sqe, uring_srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -111,12 +111,56 @@ static void worker_accepted(struct uring_worker *w, int fd)
         worker_refuse(fd, COFFER_ERR_BUSY, coffer_strerror(COFFER_ERR_BUSY));
         return;
     }
+    if (uring_srv.cfg.max_conns_per_uid > 0 &&
+        uring_peers_enter(cred.uid, uring_srv.cfg.max_conns_per_uid) != 0) {
+        char msg[256];
+        atomic_fetch_sub(&uring_srv.active_conns, 1);
+        atomic_fetch_add(&uring_srv.stats.conns_busy, 1);
+        uring_log(URING_LOG_WARN, "conn_busy", "uid=%u pid=%d max_connections_per_uid=%d",
+                  (unsigned)cred.uid, (int)cred.pid, uring_srv.cfg.max_conns_per_uid);
+        snprintf(msg, sizeof(msg),
+                 "%s: this uid holds %d connections already (--max-connections-per-uid)",
+                 coffer_strerror(COFFER_ERR_BUSY), uring_srv.cfg.max_conns_per_uid);
+        worker_refuse(fd, COFFER_ERR_BUSY, msg);
+        return;
+    }
     if ((c = uring_conn_new(w, fd, cred.uid, cred.pid)) == NULL) {
+        if (uring_srv.cfg.max_conns_per_uid > 0)
+            uring_peers_leave(cred.uid);
         atomic_fetch_sub(&uring_srv.active_conns, 1);
         worker_refuse(fd, COFFER_ERR_NOMEM, coffer_strerror(COFFER_ERR_NOMEM));
         return;
     }
+    c->uid_counted = uring_srv.cfg.max_conns_per_uid > 0;
     uring_conn_pump(c);
+}
+
+/*
+ * Out of descriptors (EMFILE/ENFILE) or memory at accept: the connection stays in the backlog,
+ * and retrying at once would only spin. Stop accepting until the next tick (a second), log the
+ * episode once, and say when it ended.
+ */
+static void worker_accept_pause(struct uring_worker *w, int err)
+{
+    w->accept_paused = 1;
+    if (w->paused_at > 0)
+        return;
+    w->paused_at = uring_now();
+    uring_log(URING_LOG_WARN, "accept_paused",
+              "worker=%d errno=%s detail=\"%s: not accepting connections until descriptors free "
+              "up (retrying every second); raise LimitNOFILE or ulimit -n, or lower "
+              "--max-connections\"",
+              w->index, err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOMEM",
+              strerror(err));
+}
+
+static void worker_accept_resumed(struct uring_worker *w)
+{
+    if (w->paused_at == 0)
+        return;
+    uring_log(URING_LOG_INFO, "accept_resumed", "worker=%d paused_s=%.1f", w->index,
+              uring_now() - w->paused_at);
+    w->paused_at = 0;
 }
 
 static struct uring_conn *worker_conn(struct uring_worker *w, uint64_t ud)
@@ -211,10 +255,15 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
     case URING_OP_ACCEPT:
         if (!(cqe->flags & IORING_CQE_F_MORE))
             w->accept_armed = 0;
-        if (cqe->res >= 0)
+        if (cqe->res >= 0) {
+            worker_accept_resumed(w);
             worker_accepted(w, cqe->res);
-        else if (cqe->res != -ECANCELED)
+        } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+                   cqe->res == -ENOMEM) {
+            worker_accept_pause(w, -cqe->res);
+        } else if (cqe->res != -ECANCELED) {
             uring_log(URING_LOG_WARN, "accept_error", "errno=%d", -cqe->res);
+        }
         worker_arm_accept(w);
         break;
     case URING_OP_EVENT:
@@ -231,6 +280,13 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
         worker_arm_tick(w);
         if (atomic_load(&uring_srv.aborting))
             worker_abort(w, now);
+        if (w->accept_paused) { /* out of descriptors: try again (nginx's way) */
+            w->accept_paused = 0;
+            worker_arm_accept(w);
+        }
+        for (uint32_t i = 0; i < w->nslots; i++)
+            if (w->conns[i] != NULL)
+                uring_conn_tick_io(w->conns[i], now);
         for (uint32_t i = 0; i < w->nslots; i++)
             if (w->conns[i] != NULL)
                 uring_conn_tick(w->conns[i], now, uring_srv.cfg.io_timeout);
