@@ -652,6 +652,28 @@ static void fifo_open(const char *path, int *rd, int *wr)
 }
 
 /*
+ * A descriptor job (encrypt) reading a FIFO nobody writes into <tmp>/NAME.out; returns its
+ * connection once the daemon serves others meanwhile. rd, wr: the FIFO's ends; out: the file.
+ */
+static int stuck_fifo_job(const struct ts_daemon *d, const char *name, int *rd, int *wr, int *out)
+{
+    char fifo[600], path[600];
+    uint8_t buf[256];
+    int io[2], fd;
+    size_t n;
+    snprintf(fifo, sizeof(fifo), "%s/%s.fifo", tmp, name);
+    snprintf(path, sizeof(path), "%s/%s.out", tmp, name);
+    fifo_open(fifo, rd, wr);
+    io[0] = *rd;
+    io[1] = *out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd = raw_connect(d, 1);
+    n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+    raw_send_with_fds(fd, buf, n, io, 2);
+    serves(d); /* the job is in, and the ring serves others */
+    return fd;
+}
+
+/*
  * A descriptor job on a FIFO nobody writes (input) or reads (output) ends after --io-timeout
  * with an ERROR naming the stall, the daemon serves others meanwhile, and the job's descriptors
  * are let go.
@@ -668,13 +690,8 @@ static void test_io_timeout_fifo(void **state)
     snprintf(fifo, sizeof(fifo), "%s/stall.fifo", tmp);
     snprintf(path, sizeof(path), "%s/stall.out", tmp);
     /* input */
-    fifo_open(fifo, &rd, &wr);
-    io[0] = rd;
-    io[1] = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    fd = raw_connect(&d, 1);
+    fd = stuck_fifo_job(&d, "stall", &rd, &wr, &io[1]);
     n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    raw_send_with_fds(fd, buf, n, io, 2);
-    serves(&d);
     raw_expect_error(fd, COFFER_ERR_IO, msg, sizeof(msg), 60000);
     assert_non_null(strstr(msg, "reading the input"));
     assert_non_null(strstr(msg, "--io-timeout"));
@@ -720,23 +737,12 @@ static void test_io_timeout_fifo(void **state)
 static void test_sigterm_stuck_fifo(void **state)
 {
     struct ts_daemon d = {0};
-    char fifo[600], path[600];
-    uint8_t buf[256];
-    int rd, wr, io[2], fd, status = 0;
-    size_t n;
+    int rd, wr, out, fd, status = 0;
     double t0;
     (void)state;
     assert_int_equal(
         daemon_start(&d, "stall-term", "--shutdown-grace", "2", "--io-timeout", "600", NULL), 0);
-    snprintf(fifo, sizeof(fifo), "%s/term.fifo", tmp);
-    snprintf(path, sizeof(path), "%s/term.out", tmp);
-    fifo_open(fifo, &rd, &wr);
-    io[0] = rd;
-    io[1] = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    fd = raw_connect(&d, 1);
-    n = raw_job_bytes(buf, sizeof(buf), PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    raw_send_with_fds(fd, buf, n, io, 2);
-    serves(&d); /* the job is in */
+    fd = stuck_fifo_job(&d, "term", &rd, &wr, &out);
     t0 = now_s();
     kill(d.pid, SIGTERM);
     raw_expect_error(fd, COFFER_ERR_SHUTDOWN, NULL, 0, 60000);
@@ -746,7 +752,7 @@ static void test_sigterm_stuck_fifo(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     d.pid = 0;
-    close(fd), close(rd), close(wr), close(io[1]);
+    close(fd), close(rd), close(wr), close(out);
 }
 
 static int setup(void **state)
