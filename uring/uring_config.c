@@ -290,6 +290,14 @@ static const struct config_opt config_opts[] = {
     {"allow-gid", "GID", NULL, "A peer gid allowed to connect; repeatable.", FN(set_allow), 1},
     {"io-timeout", "SECONDS", "300", "Drop a connection that makes no progress for this long.",
      INT(io_timeout, 1, 86400), 1},
+    /* ---- issue 10: slow frames and connections per uid ---- */
+    {"frame-timeout", "SECONDS", "30",
+     "A frame must arrive whole within this long once its first byte came, or the connection "
+     "fails PROTO_FRAME (a client trickling bytes cannot hold a connection).",
+     INT(frame_timeout, 1, 86400), 1},
+    {"max-connections-per-uid", "N", "0 (no cap)",
+     "Concurrent connections one peer uid may hold (0 to 65536); more are refused BUSY.",
+     INT(max_conns_per_uid, 0, 65536), 1},
     {"shutdown-grace", "SECONDS", "30",
      "After SIGTERM, running jobs get this long to finish; then they fail with SHUTDOWN and "
      "cofferd exits.",
@@ -718,6 +726,8 @@ static void config_defaults(struct uring_config *cfg)
     cfg->workers = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
     cfg->max_conns = 256;
     cfg->io_timeout = 300;
+    cfg->frame_timeout = 30;
+    cfg->max_conns_per_uid = 0;
     cfg->shutdown_grace = 30;
     cfg->helpers = cfg->workers;
     cfg->offload_min = 0;

@@ -32,6 +32,8 @@ struct uring_config {
     int max_conns;
     int io_timeout;     /* seconds without progress before a connection is dropped */
     int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
+    int frame_timeout;     /* seconds a started frame may take to arrive whole */
+    int max_conns_per_uid; /* connections one peer uid may hold; 0: no cap */
     int helpers;        /* helper threads for the cipher and the velero-v1 spool */
     long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
     long fd_piece;      /* descriptor jobs: bytes per read (URING_FD_PIECE_DEFAULT) */

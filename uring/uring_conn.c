@@ -81,15 +81,50 @@ static void conn_job_count_failed(struct uring_job *j)
                             uring_now() - j->t_start);
 }
 
+/*
+ * Close a descriptor a client passed, through the ring: close(2) calls the file's flush, which
+ * on FUSE or NFS waits for the filesystem (io_uring runs such a close on its io-wq workers).
+ */
+void uring_conn_close_fd(struct uring_conn *c, int fd)
+{
+    struct io_uring_sqe *sqe;
+    if (fd < 0)
+        return;
+    sqe = uring_worker_sqe(c->w);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
+}
+
+/* Close descriptors the client sent (asynchronously: see uring_conn_close_fd). */
+static void conn_drop_fds(struct uring_conn *c)
+{
+    for (int i = 0; i < c->nfds; i++)
+        uring_conn_close_fd(c, c->fds[i]);
+    c->nfds = 0;
+    c->fds_end = 0;
+}
+
+/* A job's descriptors go back through the ring before the job is freed. */
+static void conn_job_free(struct uring_conn *c)
+{
+    struct uring_job *j = c->job;
+    uring_conn_close_fd(c, j->in_fd);
+    uring_conn_close_fd(c, j->out_fd);
+    j->in_fd = j->out_fd = -1;
+    uring_job_free(j);
+    c->job = NULL;
+}
+
 static void conn_free(struct uring_conn *c)
 {
     struct uring_worker *w = c->w;
-    for (int i = 0; i < c->nfds; i++)
-        close(c->fds[i]);
+    conn_drop_fds(c);
     if (c->job != NULL) {
         conn_job_count_failed(c->job); /* a job the client left without an ERROR */
-        uring_job_free(c->job);
+        conn_job_free(c);
     }
+    if (c->uid_counted)
+        uring_peers_leave(c->uid);
     close(c->fd);
     free(c->in_mem);
     free(c->out[0]);
@@ -178,14 +213,18 @@ static void conn_submit_recv(struct uring_conn *c)
 
     if (c->recv_inflight || c->rd_eof || c->closing || c->close_after_flush)
         return;
+    if (c->nfds > 0 && c->job != NULL)
+        return; /* descriptors wait for the next job: nothing more until they are taken */
     if (conn_work_busy(c)) {
         /* the helper reads frames in place: no compaction until it is back */
     } else if (c->in_start == c->in_end) {
         c->in_start = c->in_end = 0;
+        c->fds_end = 0;
     } else if (c->in_start > 0 &&
                URING_IN_CAP - c->in_end < COFFER_FRAME_HEADER + COFFER_MAX_FRAME) {
         memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
         c->in_end -= c->in_start;
+        c->fds_end = c->fds_end > c->in_start ? c->fds_end - c->in_start : 0;
         c->in_start = 0;
     }
     room = URING_IN_CAP - c->in_end;
@@ -315,16 +354,19 @@ static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, ch
     }
     if (atomic_load(&uring_srv.stopping))
         return COFFER_ERR_SHUTDOWN;
-    if (pj.input == PROTO_INPUT_FDS && c->nfds != 2) {
+    if (pj.input == PROTO_INPUT_FDS && (!c->frame_owns_fds || c->nfds != 2)) {
         snprintf(detail, DETAIL_MAX,
                  "a descriptor job needs exactly two descriptors (input, "
                  "output) sent with SCM_RIGHTS alongside the job frame");
         return COFFER_ERR_PROTO_FRAME;
     }
-    if (pj.input == PROTO_INPUT_STREAM && c->nfds != 0) {
+    if (pj.input == PROTO_INPUT_STREAM && c->frame_owns_fds) {
         snprintf(detail, DETAIL_MAX, "descriptors were sent with a streamed job");
         return COFFER_ERR_PROTO_FRAME;
     }
+    if (pj.input == PROTO_INPUT_FDS &&
+        (r = uring_fdjob_check(c->fds[0], c->fds[1], detail, DETAIL_MAX)) != 0)
+        return r;
     r = uring_job_start(c, &pj, detail, DETAIL_MAX);
     if (pj.input == PROTO_INPUT_FDS) {
         struct uring_job *j = c->job;
@@ -575,6 +617,47 @@ static int conn_frame(struct uring_conn *c, const proto_header *h, const uint8_t
     return COFFER_ERR_PROTO_SEQUENCE;
 }
 
+/*
+ * Pipelining: a JOB, HEALTH or STATS frame sent right behind a job's input (its END, or the JOB
+ * frame of a descriptor job) waits in the input buffer until the job has ended, then is served.
+ * Any other frame there is still PROTO_SEQUENCE at once (conn_frame).
+ */
+static int conn_frame_waits(const struct uring_conn *c)
+{
+    const struct uring_job *j = c->job;
+    uint8_t type = c->in[c->in_start];
+    if (j == NULL || (j->input == PROTO_INPUT_STREAM && !j->input_ended))
+        return 0;
+    return type == PROTO_JOB || type == PROTO_HEALTH || type == PROTO_STATS;
+}
+
+/*
+ * Descriptors waiting and no later frame starts within the receive that brought them: the front
+ * frame owns them.
+ * A descriptor JOB frame takes them (frame_owns_fds); any other frame gets them closed at once
+ * and fails the connection. Returns 0 to go on, 1 to wait for the JOB frame's payload, or a
+ * negative coffer code.
+ */
+static int conn_frame_fds(struct uring_conn *c, const proto_header *h, size_t have, char *detail)
+{
+    const uint8_t *p = c->in + c->in_start + COFFER_FRAME_HEADER;
+    c->frame_owns_fds = 0;
+    if (c->nfds == 0 || c->in_start + COFFER_FRAME_HEADER + h->len < c->fds_end)
+        return 0; /* a later frame starts before fds_end: the descriptors are its */
+    if (h->type == PROTO_JOB && h->len >= 2 && have < COFFER_FRAME_HEADER + 2)
+        return 1;
+    if (h->type == PROTO_JOB && h->len >= 2 && c->hello_done && p[1] == PROTO_INPUT_FDS) {
+        c->frame_owns_fds = 1;
+        return 0;
+    }
+    conn_drop_fds(c);
+    snprintf(detail, DETAIL_MAX,
+             "descriptors came with a %s frame and were closed: only the JOB frame of a "
+             "descriptor job (input 1) may carry them",
+             h->type == PROTO_JOB ? "streamed job's" : proto_type_name(h->type));
+    return COFFER_ERR_PROTO_FRAME;
+}
+
 /* Process complete frames at the front of the input. Returns 1 if anything moved. */
 static int conn_input(struct uring_conn *c)
 {
@@ -591,6 +674,8 @@ static int conn_input(struct uring_conn *c)
         if (have < COFFER_FRAME_HEADER)
             break;
         detail[0] = '\0';
+        if (conn_frame_waits(c))
+            break;
         if ((r = proto_header_parse(c->in + c->in_start, &h)) != 0) {
             snprintf(detail, DETAIL_MAX,
                      r == COFFER_ERR_PROTO_TOO_BIG ? "a frame declared more than %u payload bytes"
@@ -599,9 +684,15 @@ static int conn_input(struct uring_conn *c)
             uring_conn_fail(c, r, detail);
             return 1;
         }
+        if ((r = conn_frame_fds(c, &h, have, detail)) != 0) {
+            if (r < 0)
+                uring_conn_fail(c, r, detail);
+            return 1;
+        }
         if (have < COFFER_FRAME_HEADER + h.len)
             break;
         r = conn_frame(c, &h, c->in + c->in_start + COFFER_FRAME_HEADER, detail);
+        c->frame_owns_fds = 0;
         if (r < 0) {
             uring_conn_fail(c, r, detail);
             return 1;
@@ -647,8 +738,7 @@ int uring_conn_job_result(struct uring_conn *c)
               j->format == COFFER_FORMAT_NONE ? "-" : (j->key_id[0] ? j->key_id : "-"),
               (unsigned long long)j->bytes_in, (unsigned long long)j->bytes_out,
               (uring_now() - j->t_start) * 1000.0);
-    uring_job_free(j);
-    c->job = NULL;
+    conn_job_free(c);
     c->fail_err = 0;
     if (atomic_load(&uring_srv.stopping))
         c->close_after_flush = 1;
@@ -694,6 +784,20 @@ static int conn_stream_tail(struct uring_conn *c)
     return moved;
 }
 
+/* Note when the front frame became partial (its first bytes in, not all of it): --frame-timeout. */
+static void conn_partial_mark(struct uring_conn *c)
+{
+    size_t have = c->in_end - c->in_start;
+    proto_header h;
+    int partial = have > 0 && (have < COFFER_FRAME_HEADER ||
+                               (proto_header_parse(c->in + c->in_start, &h) == 0 &&
+                                have < COFFER_FRAME_HEADER + h.len));
+    if (!partial)
+        c->partial_since = 0;
+    else if (c->partial_since == 0)
+        c->partial_since = uring_now();
+}
+
 void uring_conn_pump(struct uring_conn *c)
 {
     for (int rounds = 0; !c->closing && rounds < 64; rounds++) {
@@ -719,14 +823,16 @@ void uring_conn_pump(struct uring_conn *c)
         else if (atomic_load(&uring_srv.stopping) && c->job == NULL && conn_output_idle(c))
             uring_conn_close(c, "shutdown");
     }
+    if (!c->closing)
+        conn_partial_mark(c);
     if (c->closing && c->inflight == 0)
         conn_free(c);
 }
 
 /* Take descriptors passed with SCM_RIGHTS; anything unexpected is closed and fails the conn. */
-static int conn_take_fds(struct uring_conn *c)
+static int conn_take_fds(struct uring_conn *c, int res)
 {
-    int r = 0;
+    int r = 0, had = c->nfds;
     if (c->msg.msg_flags & MSG_CTRUNC)
         r = COFFER_ERR_PROTO_FRAME;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&c->msg); cm != NULL; cm = CMSG_NXTHDR(&c->msg, cm)) {
@@ -736,14 +842,16 @@ static int conn_take_fds(struct uring_conn *c)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (r == 0 && c->nfds < (int)COFFER_MAX_FDS && !c->close_after_flush)
+            if (r == 0 && had == 0 && c->nfds < (int)COFFER_MAX_FDS && !c->close_after_flush) {
                 c->fds[c->nfds++] = fd;
-            else {
-                close(fd);
+            } else {
+                uring_conn_close_fd(c, fd);
                 r = COFFER_ERR_PROTO_FRAME;
             }
         }
     }
+    if (c->nfds > had)
+        c->fds_end = c->in_end + (size_t)res; /* they came with this receive's last bytes */
     return r;
 }
 
@@ -758,7 +866,7 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
     switch (op) {
     case URING_OP_RECV:
         c->recv_inflight = 0;
-        if (res >= 0 && conn_take_fds(c) != 0) {
+        if (res >= 0 && conn_take_fds(c, res) != 0) {
             uring_conn_fail(c, COFFER_ERR_PROTO_FRAME, "unexpected or too many descriptors");
             break;
         }
@@ -843,6 +951,44 @@ void uring_conn_tick(struct uring_conn *c, double now, int timeout)
                   (unsigned long long)c->id, c->job != NULL ? uring_job_op_name(c->job) : "-",
                   now - c->last_progress);
         uring_conn_close(c, "timeout");
+        uring_conn_pump(c);
+    }
+}
+
+void uring_conn_tick_io(struct uring_conn *c, double now)
+{
+    char detail[DETAIL_MAX];
+    struct uring_job *j = c->job;
+
+    if (c->closing || c->close_after_flush || conn_work_busy(c))
+        return;
+    if (c->partial_since > 0 && c->recv_inflight &&
+        now - c->partial_since > uring_srv.cfg.frame_timeout) {
+        atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
+        uring_log(URING_LOG_WARN, "frame_timeout", "conn=%llu uid=%u pid=%d frame_timeout_s=%d",
+                  (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid,
+                  uring_srv.cfg.frame_timeout);
+        snprintf(detail, sizeof(detail),
+                 "a frame did not arrive whole within --frame-timeout %d s of its first byte; "
+                 "send each frame at once",
+                 uring_srv.cfg.frame_timeout);
+        uring_conn_fail(c, COFFER_ERR_PROTO_FRAME, detail);
+        c->last_progress = now; /* the error frame gets its own --io-timeout to go out */
+        uring_conn_pump(c);
+        return;
+    }
+    if (j != NULL && j->input == PROTO_INPUT_FDS && uring_fdjob_busy(c) &&
+        now - c->last_progress > uring_srv.cfg.io_timeout) {
+        atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
+        snprintf(detail, sizeof(detail),
+                 "%s made no progress for --io-timeout %d s (a stalled pipe, FIFO, socket or "
+                 "filesystem); the job was stopped",
+                 j->read_inflight ? "reading the input descriptor"
+                 : j->fsync_inflight ? "syncing the output descriptor"
+                                     : "writing the output descriptor",
+                 uring_srv.cfg.io_timeout);
+        uring_conn_fail(c, COFFER_ERR_IO, detail);
+        c->last_progress = now;
         uring_conn_pump(c);
     }
 }

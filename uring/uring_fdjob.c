@@ -6,20 +6,141 @@
 #include "uring_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /*
- * Regular files are read and written at explicit offsets from their current position (the
- * shared file position is left alone); pipes and sockets use the file position (-1).
+ * What a client's descriptor is. statx with AT_STATX_DONT_SYNC takes the cached attributes (the
+ * type, device and inode never change), so a FUSE or network filesystem is not asked and the ring
+ * thread cannot block on it; fcntl(F_GETFL) only reads the open file's flags.
  */
-static uint64_t fdjob_pos(int fd)
+struct fdjob_kind {
+    unsigned mode; /* S_IFMT bits; 0 for an anonymous inode (eventfd, signalfd, epoll, ...) */
+    unsigned dev_major, dev_minor, rdev_major, rdev_minor;
+    uint64_t ino;
+    int flags; /* F_GETFL */
+};
+
+static int fdjob_kind_get(int fd, struct fdjob_kind *k)
 {
-    struct stat st;
+    struct statx sx;
+    memset(k, 0, sizeof(*k));
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &sx) != 0 ||
+        (k->flags = fcntl(fd, F_GETFL)) < 0)
+        return -1;
+    k->mode = sx.stx_mode & S_IFMT;
+    k->dev_major = sx.stx_dev_major;
+    k->dev_minor = sx.stx_dev_minor;
+    k->rdev_major = sx.stx_rdev_major;
+    k->rdev_minor = sx.stx_rdev_minor;
+    k->ino = sx.stx_ino;
+    return 0;
+}
+
+static int fdjob_is_devnull(const struct fdjob_kind *k)
+{
+    return k->mode == S_IFCHR && k->rdev_major == 1 && k->rdev_minor == 3;
+}
+
+/* "a signalfd", "a directory", "the character device 1:5": what a refused descriptor is. */
+static void fdjob_kind_name(int fd, const struct fdjob_kind *k, char *out, size_t cap)
+{
+    char link[128] = "", path[64];
+    ssize_t n;
+    switch (k->mode) {
+    case S_IFDIR:
+        snprintf(out, cap, "a directory");
+        return;
+    case S_IFCHR:
+        snprintf(out, cap, "the character device %u:%u", k->rdev_major, k->rdev_minor);
+        return;
+    case S_IFBLK:
+        snprintf(out, cap, "the block device %u:%u", k->rdev_major, k->rdev_minor);
+        return;
+    case S_IFLNK:
+        snprintf(out, cap, "a symbolic link opened with O_PATH");
+        return;
+    case 0:
+        /* an anonymous inode: /proc names it "anon_inode:[eventfd]" or "anon_inode:inotify" */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        if ((n = readlink(path, link, sizeof(link) - 1)) > 11 && strncmp(link, "anon_inode:", 11) == 0) {
+            char *name = link + 11;
+            link[n] = '\0';
+            if (name[0] == '[') {
+                name++;
+                name[strcspn(name, "]")] = '\0';
+            }
+            snprintf(out, cap, "an anonymous inode (%s)", name);
+            return;
+        }
+        snprintf(out, cap, "an anonymous inode (eventfd, signalfd, timerfd, epoll or inotify)");
+        return;
+    default:
+        snprintf(out, cap, "a descriptor of file type 0%o", k->mode);
+        return;
+    }
+}
+
+int uring_fdjob_check(int in, int out, char *detail, size_t detaillen)
+{
+    struct fdjob_kind ki, ko;
+    char what[160];
+    int acc;
+
+    if (fdjob_kind_get(in, &ki) != 0 || fdjob_kind_get(out, &ko) != 0) {
+        snprintf(detail, detaillen, "the job's descriptors could not be examined: %s",
+                 strerror(errno));
+        return COFFER_ERR_INVALID_ARG;
+    }
+    if (ki.mode != S_IFREG && ki.mode != S_IFIFO && ki.mode != S_IFSOCK) {
+        fdjob_kind_name(in, &ki, what, sizeof(what));
+        snprintf(detail, detaillen,
+                 "the input descriptor is %s; pass a regular file, a pipe or FIFO, or a socket",
+                 what);
+        return COFFER_ERR_INVALID_ARG;
+    }
+    if (ko.mode != S_IFREG && ko.mode != S_IFIFO && ko.mode != S_IFSOCK && !fdjob_is_devnull(&ko)) {
+        fdjob_kind_name(out, &ko, what, sizeof(what));
+        snprintf(detail, detaillen,
+                 "the output descriptor is %s; pass a regular file, a pipe or FIFO, a socket or "
+                 "/dev/null",
+                 what);
+        return COFFER_ERR_INVALID_ARG;
+    }
+    acc = ki.flags & (O_ACCMODE | O_PATH);
+    if (acc != O_RDONLY && acc != O_RDWR) {
+        snprintf(detail, detaillen, "the input descriptor is not open for reading");
+        return COFFER_ERR_INVALID_ARG;
+    }
+    acc = ko.flags & (O_ACCMODE | O_PATH);
+    if (acc != O_WRONLY && acc != O_RDWR) {
+        snprintf(detail, detaillen, "the output descriptor is not open for writing");
+        return COFFER_ERR_INVALID_ARG;
+    }
+    if (ki.dev_major == ko.dev_major && ki.dev_minor == ko.dev_minor && ki.ino == ko.ino) {
+        snprintf(detail, detaillen,
+                 "the input and the output are the same file (device %u:%u, inode %llu): the "
+                 "output would overwrite the input; write to another file",
+                 ki.dev_major, ki.dev_minor, (unsigned long long)ki.ino);
+        return COFFER_ERR_INVALID_ARG;
+    }
+    return 0;
+}
+
+/*
+ * Regular files are read and written at explicit offsets from their current position (the
+ * shared file position is left alone); pipes, sockets, /dev/null and an output opened O_APPEND
+ * (where the kernel ignores the offset) use the file position (-1), one write at a time.
+ */
+static uint64_t fdjob_pos(int fd, int output)
+{
+    struct fdjob_kind k;
     off_t pos;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (pos = lseek(fd, 0, SEEK_CUR)) < 0)
+    if (fdjob_kind_get(fd, &k) != 0 || k.mode != S_IFREG || (output && (k.flags & O_APPEND)) ||
+        (pos = lseek(fd, 0, SEEK_CUR)) < 0)
         return (uint64_t)-1;
     return (uint64_t)pos;
 }
@@ -37,8 +158,16 @@ int uring_fdjob_begin(struct uring_conn *c)
     size_t big = URING_FILE_BUFS * (2 * piece + URING_FILE_WEXTRA);
     size_t budget = big > URING_FDBUF_BUDGET ? big : URING_FDBUF_BUDGET;
 
-    j->in_pos = fdjob_pos(j->in_fd);
-    j->out_pos = fdjob_pos(j->out_fd);
+    j->in_pos = fdjob_pos(j->in_fd, 0);
+    j->out_pos = fdjob_pos(j->out_fd, 1);
+    {
+        /* FSYNC means something only for a regular file: a pipe, socket or /dev/null has
+           nothing to sync (fsync would fail with EINVAL after all output was written) */
+        struct fdjob_kind k;
+        if ((j->flags & PROTO_JOB_FSYNC) && fdjob_kind_get(j->out_fd, &k) == 0 &&
+            k.mode != S_IFREG)
+            j->fsynced = 1;
+    }
     if (atomic_fetch_add(&uring_srv.fdbuf_bytes, big) + big <= budget) {
         j->budget_held = big;
         j->nbufs = URING_FILE_BUFS;
@@ -109,6 +238,14 @@ void uring_fdjob_work_applied(struct uring_conn *c)
     }
 }
 
+/*
+ * fdjob_async: every read, write and fsync of a client's descriptor carries IOSQE_ASYNC, so it
+ * runs on io_uring's io-wq workers and never inside io_uring_enter on the ring thread. Tried
+ * inline, a read or write may still sleep there: a pipe's lock held by a writer faulting on a
+ * FUSE mapping, a network or FUSE filesystem, a frozen one. A stalled file then stalls only its
+ * own job (one io-wq worker), which --io-timeout cancels (uring_conn_tick_io).
+ */
+
 /* Submit the writes that may go out now (see struct uring_job). */
 static void fdjob_write(struct uring_conn *c)
 {
@@ -125,6 +262,7 @@ static void fdjob_write(struct uring_conn *c)
         sqe = uring_worker_sqe(c->w);
         io_uring_prep_write(sqe, j->out_fd, ob->p + ob->off, (unsigned)(ob->len - ob->off),
                             regular ? ob->pos + ob->off : (uint64_t)-1);
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC); /* never inline: see fdjob_async */
         uring_conn_submit(c, sqe, (enum uring_op)(URING_OP_FWRITE + k % j->nbufs));
         ob->io = 1;
         j->writes_inflight++;
@@ -217,6 +355,7 @@ int uring_fdjob_pump(struct uring_conn *c)
         ib->off = ib->len = 0;
         sqe = uring_worker_sqe(c->w);
         io_uring_prep_read(sqe, j->in_fd, ib->p, (unsigned)j->piece, j->in_pos);
+        io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
         uring_conn_submit(c, sqe, URING_OP_FREAD);
         j->read_inflight = 1;
         j->in_head++;
@@ -227,6 +366,7 @@ int uring_fdjob_pump(struct uring_conn *c)
             if (!j->fsync_inflight) {
                 sqe = uring_worker_sqe(c->w);
                 io_uring_prep_fsync(sqe, j->out_fd, 0);
+                io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
                 uring_conn_submit(c, sqe, URING_OP_FSYNC);
                 j->fsync_inflight = 1;
             }
@@ -297,7 +437,12 @@ void uring_fdjob_complete(struct uring_conn *c, enum uring_op op, int res)
         j->fsync_inflight = 0;
         if (c->closing || c->close_after_flush)
             break;
-        if (res < 0) {
+        if (res == -EINVAL || res == -EROFS) {
+            /* a file that does not support synchronization: nothing to sync, not a failure */
+            uring_log(URING_LOG_DEBUG, "fsync_skipped", "conn=%llu errno=%d",
+                      (unsigned long long)c->id, -res);
+            j->fsynced = 1;
+        } else if (res < 0) {
             snprintf(detail, sizeof(detail), "fsync of the output: %s", strerror(-res));
             uring_conn_fail(c, coffer_err_from_errno(-res), detail);
         } else {

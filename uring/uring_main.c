@@ -372,6 +372,7 @@ out:
         if (!main_socket_activated)
             unlink(uring_srv.cfg.socket_path);
     }
+    uring_peers_free(); /* issue 10: --max-connections-per-uid's table */
     uring_runtime_publish(NULL);
     uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
     return exit_code;

@@ -196,6 +196,8 @@ struct uring_conn {
     int fail_err; /* an error that waits for the job's work to come back */
     char fail_detail[URING_DETAIL_MAX];
     double last_progress;
+    double partial_since; /* when the front frame's first bytes came (0: no partial frame) */
+    int uid_counted;      /* counted in uring_peers (--max-connections-per-uid) */
     /* input */
     uint8_t *in_mem, *in; /* in = in_mem + 2048 (see uring_conn_new) */
     size_t in_start, in_end, frame_pos;
@@ -208,6 +210,14 @@ struct uring_conn {
     } cmsg;
     int fds[COFFER_MAX_FDS];
     int nfds;
+    /*
+     * Descriptors belong to the last frame that starts before fds_end, the offset in `in` where
+     * the receive that brought them ended (the kernel ends a receive right after the bytes sent
+     * with descriptors); only a descriptor JOB frame may own them, any other has them closed at
+     * once. While some wait for a job to end, nothing more is received (one set waits at most).
+     */
+    size_t fds_end;
+    int frame_owns_fds; /* the frame being handled owns fds[] */
     /* output: one half fills while the other is being sent */
     uint8_t *out[2];
     size_t fill_len; /* bytes in out[fill] */
@@ -225,6 +235,9 @@ struct uring_worker {
     struct uring_conn **conns;
     uint32_t nslots, nconns, next_gen;
     int accept_armed, stopping_seen, tick_armed;
+    int accept_cancelled; /* stopping with no connection left: accept no more */
+    int accept_paused;    /* out of descriptors (EMFILE/ENFILE): accept again on the next tick */
+    double paused_at;     /* when this episode of accept_paused began (0: none) */
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
     struct uring_keyreq *keys_done; /* answers from the key loader */
@@ -257,8 +270,22 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
 void uring_conn_pump(struct uring_conn *c);
 void uring_conn_fail(struct uring_conn *c, int err, const char *detail);
 void uring_conn_close(struct uring_conn *c, const char *why);
+/* Close a descriptor the client passed without blocking the ring (an IORING_OP_CLOSE). */
+void uring_conn_close_fd(struct uring_conn *c, int fd);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
+/*
+ * Every tick, before uring_conn_tick: a frame started more than --frame-timeout ago fails the
+ * connection PROTO_FRAME; a descriptor job whose file I/O made no progress for --io-timeout fails
+ * with IO (its reads and writes are cancelled, the client gets the error).
+ */
+void uring_conn_tick_io(struct uring_conn *c, double now);
+
+/* Connections per peer uid (uring_peers.c; any thread). 0 when uid may open one more (counted),
+ * -1 when it holds max already. */
+int uring_peers_enter(uid_t uid, int max);
+void uring_peers_leave(uid_t uid);
+void uring_peers_free(void);
 void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);
 /* The job's work came back from a helper thread. */
 void uring_conn_work_done(struct uring_conn *c);
@@ -289,6 +316,14 @@ size_t uring_conn_out_room(const struct uring_conn *c);
 void *uring_buf_alloc(size_t n);
 
 /* Descriptor jobs (uring_fdjob.c). */
+/*
+ * Before anything is read: the input must be a regular file, pipe/FIFO or socket open for
+ * reading, the output a regular file, pipe/FIFO, socket or /dev/null open for writing, and not
+ * the same file. Returns 0 or COFFER_ERR_INVALID_ARG with detail naming what was passed and what
+ * to pass instead. Ring thread; never blocks (cached attributes only).
+ */
+int uring_fdjob_check(int in, int out, char *detail, size_t detaillen)
+    __attribute__((warn_unused_result));
 int uring_fdjob_begin(struct uring_conn *c) __attribute__((warn_unused_result));
 /* Read, cipher, write, fsync, result. Returns 1 if anything moved. */
 int uring_fdjob_pump(struct uring_conn *c);

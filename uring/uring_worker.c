@@ -31,10 +31,15 @@ struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
     return sqe;
 }
 
+/*
+ * Accepting goes on while cofferd stops, so that a client connecting during the shutdown grace
+ * gets ERROR SHUTDOWN at once (worker_accepted) instead of waiting in the backlog; it ends when
+ * the worker's last connection is gone (worker_main).
+ */
 static void worker_arm_accept(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
-    if (w->accept_armed || w->stopping_seen)
+    if (w->accept_armed || w->accept_cancelled || w->accept_paused)
         return;
     sqe = uring_worker_sqe(w);
     io_uring_prep_multishot_accept(sqe, uring_srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -111,13 +116,57 @@ static void worker_accepted(struct uring_worker *w, int fd)
         worker_refuse(fd, COFFER_ERR_BUSY, coffer_strerror(COFFER_ERR_BUSY));
         return;
     }
+    if (uring_srv.cfg.max_conns_per_uid > 0 &&
+        uring_peers_enter(cred.uid, uring_srv.cfg.max_conns_per_uid) != 0) {
+        char msg[256];
+        atomic_fetch_sub(&uring_srv.active_conns, 1);
+        atomic_fetch_add(&uring_srv.stats.conns_busy, 1);
+        uring_log(URING_LOG_WARN, "conn_busy", "uid=%u pid=%d max_connections_per_uid=%d",
+                  (unsigned)cred.uid, (int)cred.pid, uring_srv.cfg.max_conns_per_uid);
+        snprintf(msg, sizeof(msg),
+                 "%s: this uid holds %d connections already (--max-connections-per-uid)",
+                 coffer_strerror(COFFER_ERR_BUSY), uring_srv.cfg.max_conns_per_uid);
+        worker_refuse(fd, COFFER_ERR_BUSY, msg);
+        return;
+    }
     if ((c = uring_conn_new(w, fd, cred.uid, cred.pid)) == NULL) {
+        if (uring_srv.cfg.max_conns_per_uid > 0)
+            uring_peers_leave(cred.uid);
         atomic_fetch_sub(&uring_srv.active_conns, 1);
         uring_metrics_count_refused(URING_REFUSED_NOMEM);
         worker_refuse(fd, COFFER_ERR_NOMEM, coffer_strerror(COFFER_ERR_NOMEM));
         return;
     }
+    c->uid_counted = uring_srv.cfg.max_conns_per_uid > 0;
     uring_conn_pump(c);
+}
+
+/*
+ * Out of descriptors (EMFILE/ENFILE) or memory at accept: the connection stays in the backlog,
+ * and retrying at once would only spin. Stop accepting until the next tick (a second), log the
+ * episode once, and say when it ended.
+ */
+static void worker_accept_pause(struct uring_worker *w, int err)
+{
+    w->accept_paused = 1;
+    if (w->paused_at > 0)
+        return;
+    w->paused_at = uring_now();
+    uring_log(URING_LOG_WARN, "accept_paused",
+              "worker=%d errno=%s detail=\"%s: not accepting connections until descriptors free "
+              "up (retrying every second); raise LimitNOFILE or ulimit -n, or lower "
+              "--max-connections\"",
+              w->index, err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOMEM",
+              strerror(err));
+}
+
+static void worker_accept_resumed(struct uring_worker *w)
+{
+    if (w->paused_at == 0)
+        return;
+    uring_log(URING_LOG_INFO, "accept_resumed", "worker=%d paused_s=%.1f", w->index,
+              uring_now() - w->paused_at);
+    w->paused_at = 0;
 }
 
 static struct uring_conn *worker_conn(struct uring_worker *w, uint64_t ud)
@@ -178,17 +227,25 @@ static void worker_abort(struct uring_worker *w, double now)
             uring_conn_abort(w->conns[i], hard);
 }
 
-static void worker_stop(struct uring_worker *w)
+/* Stopping and no connection left: the accept ends (its last completion clears accept_armed). */
+static void worker_accept_cancel(struct uring_worker *w)
 {
     struct io_uring_sqe *sqe;
+    if (w->accept_cancelled)
+        return;
+    w->accept_cancelled = 1;
+    if (!w->accept_armed)
+        return;
+    sqe = uring_worker_sqe(w);
+    io_uring_prep_cancel64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
+}
+
+static void worker_stop(struct uring_worker *w)
+{
     if (w->stopping_seen)
         return;
     w->stopping_seen = 1;
-    if (w->accept_armed) {
-        sqe = uring_worker_sqe(w);
-        io_uring_prep_cancel64(sqe, uring_udata_pack(URING_OP_ACCEPT, 0, 0), 0);
-        io_uring_sqe_set_data64(sqe, uring_udata_pack(URING_OP_CANCEL, 0, 0));
-    }
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->conns[i] != NULL)
             uring_conn_stop(w->conns[i]);
@@ -204,10 +261,15 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
     case URING_OP_ACCEPT:
         if (!(cqe->flags & IORING_CQE_F_MORE))
             w->accept_armed = 0;
-        if (cqe->res >= 0)
+        if (cqe->res >= 0) {
+            worker_accept_resumed(w);
             worker_accepted(w, cqe->res);
-        else if (cqe->res != -ECANCELED)
+        } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+                   cqe->res == -ENOMEM) {
+            worker_accept_pause(w, -cqe->res);
+        } else if (cqe->res != -ECANCELED) {
             uring_log(URING_LOG_WARN, "accept_error", "errno=%d", -cqe->res);
+        }
         worker_arm_accept(w);
         break;
     case URING_OP_EVENT:
@@ -224,6 +286,13 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
         worker_arm_tick(w);
         if (atomic_load(&uring_srv.aborting))
             worker_abort(w, now);
+        if (w->accept_paused) { /* out of descriptors: try again (nginx's way) */
+            w->accept_paused = 0;
+            worker_arm_accept(w);
+        }
+        for (uint32_t i = 0; i < w->nslots; i++)
+            if (w->conns[i] != NULL)
+                uring_conn_tick_io(w->conns[i], now);
         for (uint32_t i = 0; i < w->nslots; i++)
             if (w->conns[i] != NULL)
                 uring_conn_tick(w->conns[i], now, uring_srv.cfg.io_timeout);
@@ -268,6 +337,8 @@ static void *worker_main(void *arg)
     while (!(w->stopping_seen && !w->accept_armed && w->nconns == 0)) {
         struct io_uring_cqe *cqe;
         unsigned head, n = 0;
+        if (w->stopping_seen && w->nconns == 0)
+            worker_accept_cancel(w);
         r = io_uring_submit_and_wait(&w->ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d", w->index, -r);
@@ -280,6 +351,7 @@ static void *worker_main(void *arg)
         }
         io_uring_cq_advance(&w->ring, n);
     }
+    io_uring_submit(&w->ring); /* the asynchronous closes of the last connections' files */
     io_uring_queue_exit(&w->ring);
     atomic_fetch_sub(&uring_srv.workers_running, 1);
     return NULL;
