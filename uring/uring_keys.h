@@ -21,6 +21,7 @@ struct uring_runtime {
     atomic_int refs;
     int encryption;
     int echo;
+    int allow_plaintext_restore; /* restores of format none while encryption is on */
     coffer_format format;
     char ns[64];
     char secret[254];
