@@ -275,6 +275,7 @@ static json_t *conn_stats(void)
         (json_int_t)atomic_load(&s->split_batches), "fdJobsSmallBuffers",
         (json_int_t)atomic_load(&s->fd_small), "uptimeSeconds", uring_now() - uring_srv.started);
     uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
+    uring_keys_stats_add(o); /* secmemLockFailures (issue 10 item 8) */
     uring_runtime_put(rt);
     return o;
 }

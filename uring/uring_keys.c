@@ -4,11 +4,13 @@
 
 #include "coffer_error.h"
 #include "engine_metadata.h"
+#include "engine_secmem.h"
 #include "engine_secret.h"
 #include "uring_log.h"
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 
@@ -436,8 +438,35 @@ static void *keys_main(void *arg)
     return NULL;
 }
 
+/* The first allocation RLIMIT_MEMLOCK refused: say once what it means and what to do. */
+static void keys_memlock_refused(size_t len)
+{
+    struct rlimit rl;
+    char limit[32] = "unknown";
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY)
+            snprintf(limit, sizeof(limit), "unlimited");
+        else
+            snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+    }
+    uring_log(URING_LOG_WARN, "memlock_refused",
+              "bytes=%zu memlock_limit=%s detail=\"RLIMIT_MEMLOCK refused to lock key and buffer "
+              "memory, which may now be swapped to disk (STATS secmemLockFailures counts it); "
+              "raise the limit: systemd LimitMEMLOCK= (docs/operations.md, Sizing), Kubernetes: "
+              "raise the container's memlock limit or grant it IPC_LOCK\"",
+              len, limit);
+}
+
+void uring_keys_stats_add(json_t *stats)
+{
+    if (stats != NULL)
+        json_object_set_new(stats, "secmemLockFailures",
+                            json_integer((json_int_t)engine_secmem_lock_failures()));
+}
+
 int uring_keys_start(void)
 {
+    engine_secmem_set_lock_failure_hook(keys_memlock_refused);
     for (int i = 0; i < URING_KEYS_THREADS; i++) {
         pthread_mutex_lock(&q_lock);
         q_running++;

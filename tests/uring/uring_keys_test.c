@@ -385,6 +385,27 @@ static void test_secret_not_regular(void **state)
     assert_true(ts_daemon_log_has(&main_d, "more than 4096 bytes"));
 }
 
+/* ---- item 8: locked memory ---- */
+
+/* STATS counts the allocations RLIMIT_MEMLOCK refused to lock. */
+static void test_stats_lock_failures(void **state)
+{
+    coffer_client *c = NULL;
+    char msg[256], *json = NULL;
+    json_t *o;
+    json_error_t jerr;
+    (void)state;
+    assert_int_equal(coffer_client_connect(&c, main_d.sock, msg, sizeof(msg)), 0);
+    assert_int_equal(coffer_client_stats(c, &json), 0);
+    coffer_client_close(c);
+    o = json_loads(json, 0, &jerr);
+    assert_non_null(o);
+    if (!json_is_integer(json_object_get(o, "secmemLockFailures")))
+        fail_msg("STATS without secmemLockFailures: %s", json);
+    json_decref(o);
+    free(json);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -420,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_errors_reveal_nothing),
         cmocka_unit_test(test_error_text_utf8),
         cmocka_unit_test(test_secret_not_regular),
+        cmocka_unit_test(test_stats_lock_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
