@@ -352,14 +352,25 @@ int engine_key_load_file(engine_key **out, engine_key_rule rule, const char *pat
 
     *out = NULL;
     set_detail(detail, detaillen, "%s", "");
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused below.
+     * No O_NOFOLLOW: a Kubernetes Secret volume's files are symlinks into ..data. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
         r = errno == ENOENT || errno == ENOTDIR ? COFFER_ERR_KEY_MISSING : COFFER_ERR_KEY_READ;
         set_detail(detail, detaillen, "%s: %s", path, strerror(errno));
         goto out;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         r = COFFER_ERR_KEY_READ;
-        set_detail(detail, detaillen, "%s: not a regular file", path);
+        set_detail(detail, detaillen, "%s: not a regular file (a key is read only from one)",
+                   path);
+        goto out;
+    }
+    if (st.st_size > ENGINE_KEY_FIELD_MAX) {
+        r = COFFER_ERR_KEY_SIZE;
+        set_detail(detail, detaillen,
+                   "%s: the file has more than %d bytes, more than any key field; create a key "
+                   "with 'coffer keygen'",
+                   path, ENGINE_KEY_FIELD_MAX);
         goto out;
     }
     if ((buf = engine_secmem_alloc(ENGINE_KEY_FIELD_MAX + 1)) == NULL) {

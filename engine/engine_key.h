@@ -38,7 +38,12 @@ typedef struct engine_key {
 int engine_key_parse(engine_key **out, engine_key_rule rule, const uint8_t *field, size_t len,
                      char *detail, size_t detaillen) COFFER_WUR;
 
-/* Read a key file (at most ENGINE_KEY_FIELD_MAX bytes) and apply the rule. */
+/*
+ * Read a key file (at most ENGINE_KEY_FIELD_MAX bytes) and apply the rule. The file is opened
+ * non-blocking and must be a regular file of at most ENGINE_KEY_FIELD_MAX bytes (checked with
+ * fstat before anything is read), so a FIFO or a device never blocks or floods the caller:
+ * KEY_READ "not a regular file", KEY_SIZE "more than ... bytes". The detail names path.
+ */
 int engine_key_load_file(engine_key **out, engine_key_rule rule, const char *path, char *detail,
                          size_t detaillen) COFFER_WUR;
 

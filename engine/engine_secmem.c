@@ -20,6 +20,18 @@ struct secmem_hdr {
 };
 
 static atomic_ulong lock_failures;
+static void (*_Atomic lock_failure_hook)(size_t len);
+static atomic_size_t first_failure_len; /* bytes of the first allocation mlock refused */
+static atomic_int failure_reported;
+
+/* Call the hook once per process, if there is one and a failure happened. */
+static void report_lock_failure(void)
+{
+    void (*hook)(size_t) = atomic_load(&lock_failure_hook);
+    if (hook != NULL && atomic_load(&lock_failures) > 0 &&
+        atomic_exchange(&failure_reported, 1) == 0)
+        hook(atomic_load(&first_failure_len));
+}
 
 /* Under ASan, pooled regions are poisoned so that a use after free is still caught. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -93,8 +105,12 @@ void *engine_secmem_alloc(size_t n)
     void *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
-    if (mlock(base, map_len) != 0)
+    if (mlock(base, map_len) != 0) {
+        size_t none = 0;
+        atomic_compare_exchange_strong(&first_failure_len, &none, map_len);
         atomic_fetch_add(&lock_failures, 1);
+        report_lock_failure();
+    }
     (void)madvise(base, map_len, MADV_DONTDUMP);
     h = base;
     h->map_len = map_len;
@@ -120,6 +136,12 @@ void engine_secmem_free(void *p)
 unsigned long engine_secmem_lock_failures(void)
 {
     return atomic_load(&lock_failures);
+}
+
+void engine_secmem_set_lock_failure_hook(void (*hook)(size_t len))
+{
+    atomic_store(&lock_failure_hook, hook);
+    report_lock_failure(); /* a failure before the hook was set is reported now */
 }
 
 int engine_secmem_harden_process(void)

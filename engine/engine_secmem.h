@@ -18,6 +18,13 @@ void engine_secmem_free(void *p);
 unsigned long engine_secmem_lock_failures(void);
 
 /*
+ * hook(len) is called once per process, for the first allocation (len bytes) that mlock refused
+ * (RLIMIT_MEMLOCK): on the allocating thread, or at once on the caller's when a refusal happened
+ * before the hook was set. It must not block or allocate secure memory. NULL removes it.
+ */
+void engine_secmem_set_lock_failure_hook(void (*hook)(size_t len));
+
+/*
  * Harden the process before the first key is loaded: no core dumps (RLIMIT_CORE = 0) and not
  * dumpable, so no other process of the same user can ptrace it or read its memory.
  * Returns 0, or a negative COFFER_ERR_* if either setting was refused.

@@ -4,6 +4,7 @@
 
 #include "coffer_error.h"
 #include "engine_chunked.h"
+#include "engine_header.h"
 #include "engine_velero.h"
 
 #include <stdarg.h>
@@ -21,6 +22,10 @@ struct engine_stream {
     uint8_t *pending;        /* coffer-v1 seal: header bytes still to write */
     size_t pending_len;
     int key_id_matched; /* coffer-v1 open: the header's keyId equals the key's */
+    /* pass-through open: the first bytes, held until they are known not to be coffer-v1's magic */
+    uint8_t held[ENGINE_HEADER_MAGIC_LEN];
+    size_t held_len;
+    int magic_checked;
     uint64_t bytes_in;
     uint64_t bytes_out;
     char detail[512];
@@ -224,7 +229,49 @@ size_t engine_stream_bound(const engine_stream *s, size_t inlen)
         return engine_chunked_bound(inlen) + s->pending_len;
     if (s->velero != NULL)
         return engine_velero_bound(inlen);
-    return inlen;
+    return inlen + s->held_len;
+}
+
+/*
+ * Pass-through opening never releases a coffer-v1 file as plaintext: the first
+ * ENGINE_HEADER_MAGIC_LEN bytes are held until they are known to differ from the magic. Returns
+ * 0 (out got *outlen bytes, at most held + inlen) or COFFER_ERR_FORMAT.
+ */
+static int stream_passthrough(engine_stream *s, const uint8_t *in, size_t inlen, int final,
+                              uint8_t *out, size_t *outlen)
+{
+    size_t take = 0;
+
+    *outlen = 0;
+    if (!s->magic_checked) {
+        take = ENGINE_HEADER_MAGIC_LEN - s->held_len;
+        if (take > inlen)
+            take = inlen;
+        if (take > 0)
+            memcpy(s->held + s->held_len, in, take);
+        s->held_len += take;
+        if (memcmp(s->held, engine_header_magic, s->held_len) != 0) {
+            s->magic_checked = 1; /* differs already: not a coffer-v1 file */
+        } else if (s->held_len == ENGINE_HEADER_MAGIC_LEN) {
+            stream_detail(s, "the input starts with coffer-v1's magic: it is an encrypted "
+                             "coffer-v1 file, never passed through as plaintext; restore it "
+                             "as coffer-v1");
+            s->held_len = 0;
+            return COFFER_ERR_FORMAT;
+        } else if (!final) {
+            return 0; /* a prefix of the magic so far: hold it */
+        } else {
+            s->magic_checked = 1; /* shorter than the magic: plain data */
+        }
+        if (s->held_len > 0)
+            memcpy(out, s->held, s->held_len);
+        *outlen = s->held_len;
+        s->held_len = 0;
+    }
+    if (inlen > take)
+        memcpy(out + *outlen, in + take, inlen - take);
+    *outlen += inlen - take;
+    return 0;
 }
 
 /* Record a failure once, with a sentence that says what it means for this format. */
@@ -299,6 +346,8 @@ static int stream_update(engine_stream *s, const uint8_t *in, size_t inlen, uint
                                         maxspans, nspans);
     else if (s->velero != NULL)
         r = engine_velero_update(s->velero, in, inlen, out + pre, outcap - pre, &n);
+    else if (!s->sealing)
+        r = stream_passthrough(s, in, inlen, 0, out, &n);
     else if (inlen > 0)
         memcpy(out, in, n = inlen);
     if (r != 0)
@@ -360,6 +409,8 @@ int engine_stream_finish(engine_stream *s, uint8_t *out, size_t outcap, size_t *
         r = engine_chunked_final(s->chunked, out + pre, outcap - pre, &n);
     else if (s->velero != NULL)
         r = engine_velero_final(s->velero, out + pre, outcap - pre, &n);
+    else if (!s->sealing)
+        r = stream_passthrough(s, NULL, 0, 1, out, &n);
     if (r != 0)
         return stream_fail(s, r);
     s->finished = 1;

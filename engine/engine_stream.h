@@ -51,6 +51,10 @@ struct engine_stream_params {
  * coffer-v1 opening checks the header's keyId against the key first, so a wrong key is reported
  * as "encrypted with key X, the key given is Y" (COFFER_ERR_WRONG_KEY, sentence in p->detail)
  * before any work. On failure of a _new function *out is NULL.
+ *
+ * Pass-through opening (COFFER_FORMAT_NONE) holds the first 8 bytes until they are known not to
+ * be coffer-v1's magic ("COFFER" 0x00 0x01); input that starts with it fails COFFER_ERR_FORMAT:
+ * an encrypted file is never released as if it were plaintext.
  */
 typedef struct engine_stream engine_stream;
 

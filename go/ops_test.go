@@ -174,7 +174,7 @@ func (endless) Read(p []byte) (int, error) {
 // healthy: no connection left behind, the next jobs work.
 func TestCancelMidJob(t *testing.T) {
 	e := env(t)
-	d := ownDaemon(t, e, "cancel")
+	d := ownDaemon(t, e, "cancel", "--allow-plaintext-restore") // its reader restores format none
 	c := dial(t, d.Sock)
 	ctx, cancel := context.WithCancel(context.Background())
 

@@ -190,17 +190,72 @@ int proto_result_parse(const uint8_t *p, size_t len, proto_result *res)
     return 0;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 (RFC 3629, Table 3-7). */
+static size_t utf8_seq(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0; /* no overlong forms */
+    else if (c == 0xED)
+        hi = 0x9F; /* no surrogates */
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F; /* at most U+10FFFF */
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+size_t proto_message_utf8(char *dst, const char *msg)
+{
+    const uint8_t *s = (const uint8_t *)(msg != NULL ? msg : "");
+    size_t left = strlen((const char *)s), out = 0;
+
+    while (left > 0) {
+        size_t k = utf8_seq(s, left);
+        if (k == 0 && left < 4 && s[0] >= 0xC2 && s[0] <= 0xF4)
+            break; /* a character cut at the end of msg (an earlier truncation): drop it */
+        if (out + (k != 0 ? k : 1) > COFFER_MAX_MESSAGE)
+            break; /* never cut inside a character */
+        if (k == 0) {
+            dst[out++] = '?'; /* not UTF-8 */
+            k = 1;
+        } else {
+            memcpy(dst + out, s, k);
+            out += k;
+        }
+        s += k;
+        left -= k;
+    }
+    return out;
+}
+
 int proto_error_write(uint8_t *buf, size_t cap, int code, const char *msg, size_t *n)
 {
     proto_writer w;
-    size_t mlen = msg != NULL ? strlen(msg) : 0;
+    char text[COFFER_MAX_MESSAGE];
+    size_t mlen = proto_message_utf8(text, msg); /* messages are for people: cut, never fail */
 
-    if (mlen > COFFER_MAX_MESSAGE)
-        mlen = COFFER_MAX_MESSAGE; /* messages are for people: cut, never fail */
     frame_start(&w, buf, cap);
     proto_writer_u32(&w, (uint32_t)code);
     proto_writer_u16(&w, (uint16_t)mlen);
-    proto_writer_bytes(&w, msg, mlen);
+    proto_writer_bytes(&w, text, mlen);
     return frame_finish(&w, PROTO_ERROR, n);
 }
 

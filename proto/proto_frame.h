@@ -103,6 +103,13 @@ int proto_hello_write(uint8_t *buf, size_t cap, const proto_hello *h, size_t *n)
 int proto_job_write(uint8_t *buf, size_t cap, const proto_job *j, size_t *n) COFFER_WUR;
 int proto_result_write(uint8_t *buf, size_t cap, const proto_result *res, size_t *n) COFFER_WUR;
 int proto_error_write(uint8_t *buf, size_t cap, int code, const char *msg, size_t *n) COFFER_WUR;
+/*
+ * The ERROR message proto_error_write sends for msg (NUL-terminated, any bytes): valid UTF-8 of
+ * at most COFFER_MAX_MESSAGE bytes, cut only between characters; a byte that is not UTF-8 becomes
+ * '?' and a character cut off at msg's end (by an earlier snprintf) is dropped. Writes into dst
+ * (COFFER_MAX_MESSAGE bytes, not terminated) and returns the length. Any thread.
+ */
+size_t proto_message_utf8(char *dst, const char *msg);
 
 /*
  * Parsers take a frame's payload (untrusted). They return 0, COFFER_ERR_PROTO_FRAME (malformed,

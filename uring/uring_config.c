@@ -279,6 +279,12 @@ static const struct config_opt config_opts[] = {
      "Secret holding the key of new backups (its field encryptionKey).", STR(secret), 1},
     {"encryption", "on|off", "on", "Encrypt new backups; off passes them through as format none.",
      BOOL(encryption), 1},
+    /* ---- issue 10: no plaintext downgrade (uring_job.c) ---- */
+    {"allow-plaintext-restore", NULL, "off",
+     "With encryption on, also restore backups whose metadata says isEncrypted false (or jobs "
+     "that ask for format none): for backups taken before encryption was switched on. Input that "
+     "starts with coffer-v1's magic is never passed through.",
+     BOOL(allow_plaintext_restore), 1},
     {"format", "coffer-v1|velero-v1", "coffer-v1", "Format of new backups.", FN(set_format), 1},
     {"workers", "N", "one per core (at most 64)", "io_uring worker threads (1 to 1024).",
      INT(workers, 1, 1024), 1},

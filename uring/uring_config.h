@@ -42,6 +42,7 @@ struct uring_config {
     int dev;
     int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */
     int check_config; /* --check-config: parse, report every problem, start nothing */
+    int allow_plaintext_restore; /* --allow-plaintext-restore: restores of format none allowed */
     uid_t allow_uid[URING_MAX_ALLOW];
     int n_allow_uid;
     gid_t allow_gid[URING_MAX_ALLOW];

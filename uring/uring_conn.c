@@ -339,6 +339,7 @@ static json_t *conn_stats(void)
         (json_int_t)atomic_load(&s->split_batches), "fdJobsSmallBuffers",
         (json_int_t)atomic_load(&s->fd_small), "uptimeSeconds", uring_now() - uring_srv.started);
     uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
+    uring_keys_stats_add(o); /* secmemLockFailures (issue 10 item 8) */
     uring_runtime_put(rt);
     return o;
 }
@@ -943,8 +944,18 @@ void uring_conn_abort(struct uring_conn *c, int hard)
 
 void uring_conn_tick(struct uring_conn *c, double now, int timeout)
 {
-    if (c->closing || c->keyreq_pending || conn_work_busy(c))
+    if (c->closing || conn_work_busy(c))
         return;
+    if (now - c->last_progress > timeout && c->keyreq_pending && !c->close_after_flush) {
+        /* issue 10 item 3: a key that does not load in time fails the job, not the loader */
+        char detail[DETAIL_MAX];
+        snprintf(detail, sizeof(detail), "the key did not load within --io-timeout %d s",
+                 timeout);
+        atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
+        uring_conn_fail(c, COFFER_ERR_KEY_READ, detail);
+        uring_conn_pump(c);
+        return;
+    }
     if (now - c->last_progress > timeout) {
         atomic_fetch_add(&uring_srv.stats.conns_timeout, 1);
         uring_log(URING_LOG_WARN, "conn_timeout", "conn=%llu op=%s idle_s=%.0f",

@@ -67,6 +67,8 @@ static int job_stream_new(struct uring_job *j, const engine_key *key, char *deta
     p.context_len = j->context_len;
     p.spool_dir = j->rt->spool_dir[0] != '\0' ? j->rt->spool_dir : NULL;
     p.spool_mem = URING_SPOOL_MEM;
+    p.detail = detail; /* a failed _new's sentence (wrong key id, key size) reaches the client */
+    p.detail_len = detaillen;
     if (j->op == PROTO_OP_ENCRYPT) {
         if (j->meta_out == NULL) {
             meta = j->format == COFFER_FORMAT_NONE
@@ -92,8 +94,9 @@ static int job_stream_new(struct uring_job *j, const engine_key *key, char *deta
         if (key != NULL && j->format != COFFER_FORMAT_COFFER_V1 && j->key_id[0] != '\0' &&
             strcmp(j->key_id, key->id) != 0) {
             snprintf(detail, detaillen,
-                     "this backup was encrypted with key %s; Secret %s/%s now holds key %s",
-                     j->key_id, j->key_ns, j->key_name, key->id);
+                     "this backup was encrypted with key %s; the key given has id %s (Secret "
+                     "%s/%s)",
+                     j->key_id, key->id, j->key_ns, j->key_name);
             r = COFFER_ERR_WRONG_KEY;
             goto out;
         }
@@ -269,6 +272,17 @@ static int job_start_decrypt(struct uring_conn *c, const proto_job *pj, char *de
     }
     if (j->rt->echo)
         j->format = COFFER_FORMAT_NONE;
+    if (j->format == COFFER_FORMAT_NONE && j->rt->encryption && !j->rt->allow_plaintext_restore) {
+        /* a forged isEncrypted:false must not turn a restore into a pass-through */
+        snprintf(detail, detaillen,
+                 "cofferd refuses plaintext restores while encryption is on (%s); if this "
+                 "backup was taken before encryption was switched on, start cofferd with "
+                 "--allow-plaintext-restore",
+                 pj->format[0] != '\0' ? "the job asks for format none"
+                                        : "the metadata says isEncrypted false");
+        r = COFFER_ERR_FORMAT;
+        goto out;
+    }
     j->rule = engine_format_key_rule(j->format);
     if (j->format == COFFER_FORMAT_NONE) {
         r = job_stream_new(j, NULL, detail, detaillen);

@@ -4,12 +4,14 @@
 
 #include "coffer_error.h"
 #include "engine_metadata.h"
+#include "engine_secmem.h"
 #include "engine_secret.h"
 #include "uring_log.h"
 #include "uring_metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 
@@ -46,6 +48,7 @@ int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **o
     atomic_init(&rt->refs, 1);
     rt->encryption = cfg->encryption && !cfg->echo;
     rt->echo = cfg->echo;
+    rt->allow_plaintext_restore = cfg->allow_plaintext_restore;
     rt->format = rt->encryption ? cfg->format : COFFER_FORMAT_NONE;
     snprintf(rt->ns, sizeof(rt->ns), "%s", cfg->ns);
     snprintf(rt->secret, sizeof(rt->secret), "%s", cfg->secret);
@@ -169,6 +172,11 @@ static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static struct uring_keyreq *q_head, *q_tail;
 static int q_stop, q_nthreads;
+static int q_running;   /* loader threads still in keys_main */
+static int q_answering; /* threads handing answers to done() outside q_lock */
+static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER; /* q_running or q_answering fell */
+static int q_abandoned; /* uring_keys_stop gave up on stuck loaders: their answers are dropped */
+#define KEYS_STOP_WAIT_MS 2000 /* how long shutdown waits for a loader stuck in a Secret read */
 static unsigned q_gen; /* bumped by uring_keys_flush: loads started before are not cached */
 static pthread_t q_threads[URING_KEYS_THREADS];
 static struct keys_entry cache[KEYS_CACHE_MAX];
@@ -230,14 +238,62 @@ static void keys_answer(struct uring_keyreq *req, const engine_key *key, int err
     req->done(req);
 }
 
+/*
+ * The sentence a client gets for a Secret file that did not load. Clients may name any Secret in
+ * forged metadata, so it never carries the secrets directory's path, the file's size or its bytes'
+ * shape: the log line keeps those for the operator.
+ */
+static void keys_client_detail(int err, engine_key_rule rule, char *out, size_t outlen)
+{
+    const char *need = rule == ENGINE_KEY_RULE_VELERO ? "the raw 16, 24 or 32 bytes velero-v1 uses"
+                       : rule == ENGINE_KEY_RULE_COBBLESTONE_128
+                           ? "16 random bytes, or their base64 or hex text"
+                           : "32 random bytes, or their base64 or hex text";
+    switch (err) {
+    case COFFER_ERR_KEY_MISSING:
+        snprintf(out, outlen,
+                 "no field " ENGINE_SECRET_FIELD " in cofferd's secrets directory, or it is empty; "
+                 "create it with 'coffer keygen' and a Kubernetes Secret");
+        break;
+    case COFFER_ERR_KEY_READ:
+        snprintf(out, outlen,
+                 "its field " ENGINE_SECRET_FIELD " could not be read (not a regular file, or "
+                 "permissions); cofferd's log names the cause");
+        break;
+    case COFFER_ERR_KEY_SIZE:
+    case COFFER_ERR_KEY_FORM:
+        snprintf(out, outlen,
+                 "its field " ENGINE_SECRET_FIELD " is not a key of this format: it must hold %s; "
+                 "create one with 'coffer keygen' (cofferd's log has the details)",
+                 need);
+        break;
+    case COFFER_ERR_SECRET_NAME:
+        snprintf(out, outlen, "namespace and Secret name must be lowercase DNS names");
+        break;
+    default:
+        snprintf(out, outlen, "it could not be loaded (cofferd's log has the details)");
+        break;
+    }
+}
+
 /* Load the Secret of req from the current source (blocking; no lock held). */
 static int keys_load(struct uring_runtime *rt, struct uring_keyreq *req, engine_key **k)
 {
+    char full[sizeof(req->detail)], q[2 * sizeof(req->detail)];
+    int r;
+
     if (rt != NULL && rt->kube != NULL)
         return uring_kube_fetch(rt->kube, req->ns, req->name, req->rule, k, req->detail,
                                 sizeof(req->detail));
-    return engine_secret_load(k, req->secrets_dir, req->ns, req->name, req->rule, req->detail,
-                              sizeof(req->detail));
+    full[0] = '\0';
+    r = engine_secret_load(k, req->secrets_dir, req->ns, req->name, req->rule, full,
+                           sizeof(full));
+    if (r != 0) {
+        uring_log(URING_LOG_WARN, "key_load_failed", "namespace=%s secret=%s err=%s detail=%s",
+                  req->ns, req->name, coffer_errname(r), uring_log_quote(full, q, sizeof(q)));
+        keys_client_detail(r, req->rule, req->detail, sizeof(req->detail));
+    }
+    return r;
 }
 
 /* Serve one request (q_lock held on entry and on return). */
@@ -274,11 +330,14 @@ static void keys_serve_locked(struct uring_keyreq *req)
         if ((r = engine_key_from_bytes(&k, e->key->bytes, e->key->len)) == 0)
             uring_log(URING_LOG_DEBUG, "key_cached", "namespace=%s secret=%s key_id=%s", e->ns,
                       e->name, e->key->id);
+        q_answering++;
         pthread_mutex_unlock(&q_lock);
         req->err = r;
         req->key = k;
         req->done(req);
         pthread_mutex_lock(&q_lock);
+        if (--q_answering == 0)
+            pthread_cond_broadcast(&q_idle);
         goto out;
     }
     if ((e = entry_claim()) != NULL) {
@@ -298,6 +357,20 @@ static void keys_serve_locked(struct uring_keyreq *req)
         uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", req->ns,
                   req->name, k->id);
     pthread_mutex_lock(&q_lock);
+    if (q_abandoned) {
+        /* shutdown went on without this load: the requesters' workers are gone */
+        uring_log(URING_LOG_INFO, "key_load_abandoned", "namespace=%s secret=%s", req->ns,
+                  req->name);
+        engine_key_free(k);
+        for (struct uring_keyreq *w = e != NULL ? e->waiters : NULL, *nx; w != NULL; w = nx) {
+            nx = w->next;
+            free(w);
+        }
+        if (e != NULL)
+            memset(e, 0, sizeof(*e));
+        free(req);
+        goto out;
+    }
     waiters = NULL;
     if (e != NULL) {
         waiters = e->waiters;
@@ -320,6 +393,7 @@ static void keys_serve_locked(struct uring_keyreq *req)
             r = engine_key_from_bytes(&copy, e->key->bytes, e->key->len);
             src = copy;
         }
+        q_answering++;
         pthread_mutex_unlock(&q_lock);
         while (waiters != NULL) {
             struct uring_keyreq *w = waiters;
@@ -331,6 +405,8 @@ static void keys_serve_locked(struct uring_keyreq *req)
         engine_key_free(copy);
         engine_key_free(k);
         pthread_mutex_lock(&q_lock);
+        if (--q_answering == 0)
+            pthread_cond_broadcast(&q_idle);
     }
 out:
     if (rt != NULL) {
@@ -359,15 +435,51 @@ static void *keys_main(void *arg)
         req->detail[0] = '\0';
         keys_serve_locked(req);
     }
+    q_running--;
+    pthread_cond_broadcast(&q_idle);
     pthread_mutex_unlock(&q_lock);
     return NULL;
 }
 
+/* The first allocation RLIMIT_MEMLOCK refused: say once what it means and what to do. */
+static void keys_memlock_refused(size_t len)
+{
+    struct rlimit rl;
+    char limit[32] = "unknown";
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY)
+            snprintf(limit, sizeof(limit), "unlimited");
+        else
+            snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+    }
+    uring_log(URING_LOG_WARN, "memlock_refused",
+              "bytes=%zu memlock_limit=%s detail=\"RLIMIT_MEMLOCK refused to lock key and buffer "
+              "memory, which may now be swapped to disk (STATS secmemLockFailures counts it); "
+              "raise the limit: systemd LimitMEMLOCK= (docs/operations.md, Sizing), Kubernetes: "
+              "raise the container's memlock limit or grant it IPC_LOCK\"",
+              len, limit);
+}
+
+void uring_keys_stats_add(json_t *stats)
+{
+    if (stats != NULL)
+        json_object_set_new(stats, "secmemLockFailures",
+                            json_integer((json_int_t)engine_secmem_lock_failures()));
+}
+
 int uring_keys_start(void)
 {
+    engine_secmem_set_lock_failure_hook(keys_memlock_refused);
     for (int i = 0; i < URING_KEYS_THREADS; i++) {
-        if (pthread_create(&q_threads[i], NULL, keys_main, NULL) != 0)
+        pthread_mutex_lock(&q_lock);
+        q_running++;
+        pthread_mutex_unlock(&q_lock);
+        if (pthread_create(&q_threads[i], NULL, keys_main, NULL) != 0) {
+            pthread_mutex_lock(&q_lock);
+            q_running--;
+            pthread_mutex_unlock(&q_lock);
             return COFFER_ERR_INTERNAL;
+        }
         q_nthreads++;
     }
     return 0;
@@ -429,15 +541,42 @@ void uring_keys_seed(const struct uring_runtime *rt)
 void uring_keys_stop(void)
 {
     struct uring_keyreq *req;
+    struct timespec until;
+    int stuck;
+
     if (q_nthreads == 0)
         return;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += KEYS_STOP_WAIT_MS / 1000;
+    until.tv_nsec += (long)(KEYS_STOP_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&q_lock);
     q_stop = 1;
     pthread_cond_broadcast(&q_cond);
+    /* a loader stuck in a Secret read (a hung file system) must not hold shutdown up */
+    while (q_running > 0 && pthread_cond_timedwait(&q_idle, &q_lock, &until) == 0)
+        ;
+    stuck = q_running;
+    if (stuck > 0)
+        q_abandoned = 1; /* their answers are dropped when (if) their reads return */
+    while (q_answering > 0)
+        pthread_cond_wait(&q_idle, &q_lock); /* handing over answers never blocks */
     pthread_mutex_unlock(&q_lock);
-    for (int i = 0; i < q_nthreads; i++)
-        pthread_join(q_threads[i], NULL);
+    for (int i = 0; i < q_nthreads; i++) {
+        if (stuck > 0)
+            pthread_detach(q_threads[i]);
+        else
+            pthread_join(q_threads[i], NULL);
+    }
     q_nthreads = 0;
+    if (stuck > 0)
+        uring_log(URING_LOG_WARN, "key_loader_stuck",
+                  "threads=%d detail=\"a Secret read did not return within %d ms; not waiting for "
+                  "it\"",
+                  stuck, KEYS_STOP_WAIT_MS);
     pthread_mutex_lock(&q_lock);
     cache_clear_locked();
     pthread_mutex_unlock(&q_lock);

@@ -4,6 +4,7 @@
 #define URING_KEYS_H
 
 #include "engine_key.h"
+#include "engine_metadata.h"
 #include "engine_stream.h"
 #include "uring_config.h"
 #include "uring_kube.h"
@@ -21,6 +22,7 @@ struct uring_runtime {
     atomic_int refs;
     int encryption;
     int echo;
+    int allow_plaintext_restore; /* restores of format none while encryption is on */
     coffer_format format;
     char ns[64];
     char secret[254];
@@ -91,5 +93,13 @@ void uring_keys_flush(void);
  * backups do not fetch it again (API source only; main thread, after publish and flush). */
 void uring_keys_seed(const struct uring_runtime *rt);
 void uring_keys_stop(void);
+
+/*
+ * Locked memory: uring_keys_start also arranges that the first allocation RLIMIT_MEMLOCK refuses
+ * to lock is logged once (event memlock_refused, with the limit and how to raise it).
+ * uring_keys_stats_add puts "secmemLockFailures" (engine_secmem_lock_failures) into a STATS
+ * object. Any thread.
+ */
+void uring_keys_stats_add(json_t *stats);
 
 #endif

@@ -98,9 +98,20 @@ static void check_frame(uint8_t type, const uint8_t *frame, size_t framelen)
             FUZZ_CHECK(msg != NULL);
             memcpy(msg, e.message, e.message_len);
             msg[e.message_len] = '\0';
-            check_encoding(proto_error_write(out, cap, e.code, msg, &n), out, n, frame, framelen);
-            FUZZ_CHECK(proto_error_write(shortbuf, cap - 1, e.code, msg, &n) ==
-                       COFFER_ERR_TOO_LARGE);
+            char clean[COFFER_MAX_MESSAGE];
+            size_t cl = proto_message_utf8(clean, msg);
+            /* a valid UTF-8 message comes back the same; any other is sent as UTF-8 */
+            FUZZ_CHECK(cl <= e.message_len);
+            if (cl == e.message_len && memcmp(clean, e.message, cl) == 0) {
+                check_encoding(proto_error_write(out, cap, e.code, msg, &n), out, n, frame,
+                               framelen);
+                FUZZ_CHECK(proto_error_write(shortbuf, cap - 1, e.code, msg, &n) ==
+                           COFFER_ERR_TOO_LARGE);
+            } else {
+                FUZZ_CHECK(proto_error_write(out, cap, e.code, msg, &n) == 0);
+                FUZZ_CHECK(n == COFFER_FRAME_HEADER + 6 + cl);
+                FUZZ_CHECK(memcmp(out + COFFER_FRAME_HEADER + 6, clean, cl) == 0);
+            }
             free(msg);
         }
     }

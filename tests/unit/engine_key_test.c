@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -405,6 +407,47 @@ static void test_load_file(void **state)
     free(dir);
 }
 
+/* A FIFO, a device and an oversized file are refused from fstat, before anything is read: a FIFO
+ * without a writer used to block the open forever (a child with an alarm proves it returns). */
+static void test_load_file_not_regular(void **state)
+{
+    (void)state;
+    char *dir = ts_tmpdir();
+    char fifo[4096], link[4096], big[4096], detail[512];
+    engine_key *k = NULL;
+    pid_t pid;
+    int status = 0;
+
+    snprintf(fifo, sizeof(fifo), "%s/fifo.key", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(link, sizeof(link), "%s/zero.key", dir);
+    assert_int_equal(symlink("/dev/zero", link), 0);
+    snprintf(big, sizeof(big), "%s/big.key", dir);
+    assert_int_equal(ts_write_file(big, "", 0), 0);
+    assert_int_equal(truncate(big, 1L << 30), 0); /* sparse: reading it all would take a while */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        int a = engine_key_load_file(&k, ENGINE_KEY_RULE_COFFER, fifo, detail, sizeof(detail));
+        int ok = a == COFFER_ERR_KEY_READ && strstr(detail, "not a regular file") != NULL;
+        int b = engine_key_load_file(&k, ENGINE_KEY_RULE_VELERO, link, detail, sizeof(detail));
+        ok = ok && b == COFFER_ERR_KEY_READ && strstr(detail, "not a regular file") != NULL;
+        int c = engine_key_load_file(&k, ENGINE_KEY_RULE_COFFER, big, detail, sizeof(detail));
+        ok = ok && c == COFFER_ERR_KEY_SIZE && strstr(detail, "more than 4096 bytes") != NULL &&
+             strstr(detail, "1073741824") == NULL;
+        if (!ok)
+            fprintf(stderr, "fifo %d, /dev/zero %d, big %d: %s\n", a, b, c, detail);
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("engine_key_load_file blocked on a FIFO (killed by signal %d)", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_key_id),
         cmocka_unit_test(test_generate_and_from_bytes),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_load_file_not_regular),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

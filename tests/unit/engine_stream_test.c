@@ -1077,6 +1077,59 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* Pass-through opening never releases a coffer-v1 file: the magic fails FORMAT, however it is
+ * fed, and nothing of it comes out; shorter prefixes and other data pass through unchanged. */
+static void passthrough_feed(const uint8_t *in, size_t len, size_t piece, int want_err,
+                             size_t want_out)
+{
+    struct engine_stream_params p;
+    engine_stream *s = NULL;
+    uint8_t out[256];
+    size_t total = 0, n = 0;
+    int r = 0;
+
+    memset(&p, 0, sizeof(p));
+    p.format = COFFER_FORMAT_NONE;
+    assert_int_equal(engine_stream_open_new(&s, &p), 0);
+    for (size_t off = 0; off < len && r == 0; off += piece) {
+        size_t k = len - off < piece ? len - off : piece;
+        assert_true(engine_stream_bound(s, k) + total <= sizeof(out));
+        r = engine_stream_update(s, in + off, k, out + total, sizeof(out) - total, &n);
+        if (r == 0)
+            total += n;
+    }
+    if (r == 0) {
+        r = engine_stream_finish(s, out + total, sizeof(out) - total, &n);
+        if (r == 0)
+            total += n;
+    }
+    assert_int_equal(r, want_err);
+    assert_int_equal(total, want_out);
+    if (want_err == 0)
+        assert_memory_equal(out, in, len);
+    else
+        assert_non_null(strstr(engine_stream_detail(s), "coffer-v1"));
+    engine_stream_free(s);
+}
+
+static void test_passthrough_refuses_magic(void **state)
+{
+    uint8_t file[64];
+    (void)state;
+    memset(file, 'x', sizeof(file));
+    memcpy(file, engine_header_magic, ENGINE_HEADER_MAGIC_LEN);
+    for (size_t piece = 1; piece <= sizeof(file); piece++)
+        passthrough_feed(file, sizeof(file), piece, COFFER_ERR_FORMAT, 0);
+    passthrough_feed(file, ENGINE_HEADER_MAGIC_LEN, 3, COFFER_ERR_FORMAT, 0);
+    /* a prefix of the magic alone, another version, other data: released as they are */
+    passthrough_feed(file, 5, 1, 0, 5);
+    file[ENGINE_HEADER_MAGIC_LEN - 1] ^= 0x7;
+    passthrough_feed(file, sizeof(file), 2, 0, sizeof(file));
+    file[0] = 'c';
+    passthrough_feed(file, sizeof(file), 1, 0, sizeof(file));
+    passthrough_feed(file, 0, 1, 0, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1092,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_velero_holds_until_verified),
         cmocka_unit_test(test_coffer_v1_commitment_error_code),
         cmocka_unit_test(test_new_failure_sets_out_null),
+        cmocka_unit_test(test_passthrough_refuses_magic),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

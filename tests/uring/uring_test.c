@@ -949,10 +949,15 @@ static void test_encryption_off(void **state)
     check_meta(&res, NULL, 0);
     assert_int_equal(enc.len, sizeof(in));
     assert_memory_equal(enc.p, in, sizeof(in));
-    /* the unencrypted backup restores through the normal daemon by its metadata */
+    /* a daemon with encryption on refuses to restore it as plaintext (no downgrade) ... */
     assert_int_equal(
         run_stream(&main_d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p, enc.len, &dec, &res2),
-        0);
+        COFFER_ERR_FORMAT);
+    assert_non_null(strstr(res2.message, "--allow-plaintext-restore"));
+    coffer_result_clear(&res2);
+    /* ... and the daemon that wrote it restores it by its metadata */
+    assert_int_equal(
+        run_stream(&d, COFFER_CLIENT_DECRYPT, NULL, res.metadata, enc.p, enc.len, &dec, &res2), 0);
     assert_int_equal(dec.len, sizeof(in));
     assert_memory_equal(dec.p, in, sizeof(in));
     assert_int_equal(ts_daemon_stop(&d), 0);
