@@ -882,6 +882,9 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
             }
         } else {
             c->rd_eof = 1;
+            if (j != NULL) /* e.g. ECONNRESET: the client vanished with our output unread */
+                uring_log(URING_LOG_WARN, "job_failed", "conn=%llu op=%s err=PEER_GONE",
+                          (unsigned long long)c->id, uring_job_op_name(j));
             uring_conn_close(c, "recv error");
         }
         break;

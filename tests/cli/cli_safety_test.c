@@ -451,6 +451,28 @@ static void test_failed_jobs_logged(void **state)
     assert_true(log_wait(&d_main, "err=PEER_GONE", gone + 1));
     close(wfd);
     assert_false(h_exists(h_p("fo")));
+
+    /*
+     * a streamed client that leaves with the daemon's output unread: its close resets the
+     * connection, cofferd's recv fails (not a clean EOF), and the job is still logged as failed
+     */
+    {
+        static const uint8_t hello[] = {1,   0,   0, 0, 0, 0, 0, 12, 'C', 'O',
+                                        'F', 'R', 0, 1, 0, 1, 0, 2,  0,   0};
+        static const uint8_t job[] = {2, 0, 0, 0, 0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        static uint8_t data[8 + 65536] = {3, 0, 0, 0, 0, 1, 0, 0}; /* DATA, 65536 bytes */
+        uint8_t reply[20];
+        int before = ts_count_in_file(d_main.log, "err=PEER_GONE");
+        int fd = ts_daemon_connect(d_main.sock);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, hello, sizeof(hello)), (ssize_t)sizeof(hello));
+        assert_int_equal(read(fd, reply, sizeof(reply)), (ssize_t)sizeof(reply));
+        assert_int_equal(write(fd, job, sizeof(job)), (ssize_t)sizeof(job));
+        assert_int_equal(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+        usleep(300000); /* cofferd encrypts and sends; nobody reads it */
+        close(fd);
+        assert_true(log_wait(&d_main, "err=PEER_GONE", before + 1));
+    }
     /* and the daemon serves the next client */
     assert_int_equal(h_coffer(NULL, NULL, "health", "--socket", d_main.sock, NULL), 0);
 }
