@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,6 +127,24 @@ static int main_socket_dir(const char *path)
         errno = e;
     }
     return -1;
+}
+
+/*
+ * Called by the main thread every couple of seconds: once cofferd is idle after traffic, give
+ * the heap's free pages back. Descriptor jobs free 512 KiB buffers, after which glibc raises its
+ * mmap threshold and keeps later ones in its arenas; without this, RSS stays near its peak (the
+ * soak test saw 20 MiB grow to 55 MiB and stay). Never on a ring thread: malloc_trim walks the
+ * arenas under their locks.
+ */
+static void main_idle_trim(void)
+{
+    static unsigned long long trimmed_at;
+    unsigned long long total = atomic_load(&uring_srv.stats.conns_total);
+
+    if (atomic_load(&uring_srv.active_conns) != 0 || total == trimmed_at)
+        return;
+    trimmed_at = total;
+    malloc_trim(0);
 }
 
 /* --dev: where the socket is and how coffer finds it. */
@@ -336,8 +355,12 @@ int main(int argc, char **argv)
         main_dev_banner(listen_path);
     uring_systemd_notify("READY=1", "serving");
     for (;;) {
-        if ((sig = sigwaitinfo(&set, NULL)) < 0)
+        struct timespec tick = {2, 0};
+        if ((sig = sigtimedwait(&set, NULL, &tick)) < 0) {
+            if (errno == EAGAIN)
+                main_idle_trim();
             continue;
+        }
         if (sig == SIGHUP) {
             uring_log(URING_LOG_INFO, "reload", "signal=SIGHUP");
             uring_keys_flush(); /* drops cached Secret keys even when the reload fails */
