@@ -47,9 +47,9 @@ struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid
     c->out[0] = uring_buf_alloc(URING_OUT_HALF);
     c->out[1] = uring_buf_alloc(URING_OUT_HALF);
     if (c->in == NULL || c->out[0] == NULL || c->out[1] == NULL) {
-        free(c->in_mem);
-        free(c->out[0]);
-        free(c->out[1]);
+        uring_buf_free(c->in_mem);
+        uring_buf_free(c->out[0]);
+        uring_buf_free(c->out[1]);
         free(c);
         return NULL;
     }
@@ -126,9 +126,9 @@ static void conn_free(struct uring_conn *c)
     if (c->uid_counted)
         uring_peers_leave(c->uid);
     close(c->fd);
-    free(c->in_mem);
-    free(c->out[0]);
-    free(c->out[1]);
+    uring_buf_free(c->in_mem);
+    uring_buf_free(c->out[0]);
+    uring_buf_free(c->out[1]);
     w->conns[c->slot] = NULL;
     w->nconns--;
     atomic_fetch_sub(&uring_srv.active_conns, 1);

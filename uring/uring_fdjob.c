@@ -145,12 +145,6 @@ static uint64_t fdjob_pos(int fd, int output)
     return (uint64_t)pos;
 }
 
-void *uring_buf_alloc(size_t n)
-{
-    void *p = NULL;
-    return posix_memalign(&p, 4096, n) == 0 ? p : NULL;
-}
-
 int uring_fdjob_begin(struct uring_conn *c)
 {
     struct uring_job *j = c->job;

@@ -30,8 +30,8 @@ void uring_job_free(struct uring_job *j)
     if (j->out_fd >= 0)
         close(j->out_fd);
     for (unsigned i = 0; i < URING_FILE_BUFS; i++) {
-        free(j->fin[i].p);
-        free(j->fout[i].p);
+        uring_buf_free(j->fin[i].p);
+        uring_buf_free(j->fout[i].p);
     }
     if (j->budget_held > 0)
         atomic_fetch_sub(&uring_srv.fdbuf_bytes, j->budget_held);

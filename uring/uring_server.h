@@ -7,6 +7,7 @@
 #include "engine_metadata.h"
 #include "engine_stream.h"
 #include "proto_frame.h"
+#include "uring_buf.h"
 #include "uring_config.h"
 #include "uring_keys.h"
 #include "uring_udata.h"
@@ -307,13 +308,6 @@ uint8_t *uring_conn_out_reserve(struct uring_conn *c, size_t n);
 void uring_conn_out_commit(struct uring_conn *c, size_t n);
 size_t uring_conn_out_room(const struct uring_conn *c);
 
-/*
- * A page-aligned I/O buffer (free() it). On AMD Zen 3/4 `rep movsb`, which the kernel's
- * copy_to_user and glibc's memcpy use for large copies, runs 4x slower when the destination is a
- * few bytes past the source's page offset: malloc's 16-byte header puts every large buffer there
- * relative to the page cache, so reads into malloc'd buffers ran at 2 GB/s instead of 8.
- */
-void *uring_buf_alloc(size_t n);
 
 /* Descriptor jobs (uring_fdjob.c). */
 /*
