@@ -171,8 +171,14 @@ void session_fail(struct session *s, int err, const char *detail)
 
     if (s->state == SESSION_CLOSED || (s->state == SESSION_FLUSH && s->fail_err == 0))
         return;
-    if (work_busy(s)) {
-        /* the helper thread owns the output buffer: fail when the work comes back */
+    if (!work_busy(s) && j != NULL && s->fill_len > s->job_mark)
+        s->fill_len = s->job_mark; /* the failed job's output waiting: dropped, never sent */
+    if (work_busy(s) || session_out_room(s) < COFFER_FRAME_HEADER + 6 + COFFER_MAX_MESSAGE) {
+        /*
+         * The helper thread owns the output buffer (fail when the work comes back), or the
+         * frames before the failed job's (an earlier job's RESULT, replies) fill it: they go out
+         * first, then the ERROR (session_pump tries again).
+         */
         if (s->fail_err == 0) {
             s->fail_err = err;
             snprintf(s->fail_detail, sizeof(s->fail_detail), "%s", detail != NULL ? detail : "");
@@ -195,8 +201,7 @@ void session_fail(struct session *s, int err, const char *detail)
         snprintf(msg, sizeof(msg), "%s: %s", coffer_strerror(err), detail);
     else
         snprintf(msg, sizeof(msg), "%s", coffer_strerror(err));
-    /* whatever output was waiting belongs to the failed job: drop it, send only the error */
-    s->fill_len = 0;
+    /* frames before the job's output (a pipelined earlier job's RESULT) still go out first */
     s->state = SESSION_FLUSH;
     p = out_reserve(s, COFFER_FRAME_HEADER + 6 + COFFER_MAX_MESSAGE);
     if (p != NULL && proto_error_write(p, session_out_room(s), err, msg, &n) == 0)
@@ -250,6 +255,7 @@ static void submit_send(struct session *s)
         s->send_off = 0;
         s->fill ^= 1;
         s->fill_len = 0;
+        s->job_mark = 0;
     }
     idx = s->fill ^ 1;
     s->send_inflight = 1;
@@ -323,6 +329,7 @@ static int job_begin(struct session *s, const uint8_t *p, size_t len, char *deta
         s->ops->fd_probe(s, s->fds[0], s->fds[1]);
         return 0;
     }
+    s->job_mark = s->fill_len; /* the job's output starts here (session_fail) */
     r = session_job_start(s, &pj, detail, DETAIL_MAX);
     if (pj.input == PROTO_INPUT_FDS && s->job != NULL) {
         /* the job owns the descriptors now, started or not (it closes them when freed) */
@@ -755,6 +762,8 @@ static void partial_mark(struct session *s)
 
 void session_pump(struct session *s)
 {
+    if (s->state == SESSION_FLUSH && s->fail_err != 0 && !work_busy(s))
+        session_fail(s, s->fail_err, s->fail_detail); /* the deferred ERROR, if it fits now */
     for (int rounds = 0; s->state != SESSION_CLOSED && rounds < 64; rounds++) {
         int moved = input(s);
         if (s->job != NULL && s->job->input == PROTO_INPUT_STREAM)
@@ -769,7 +778,8 @@ void session_pump(struct session *s)
     }
     if (s->state != SESSION_CLOSED) {
         submit_recv(s);
-        if (s->state == SESSION_FLUSH && output_idle(s) && !session_fd_busy(s) && !work_busy(s))
+        if (s->state == SESSION_FLUSH && s->fail_err == 0 && output_idle(s) &&
+            !session_fd_busy(s) && !work_busy(s))
             session_close(s, "error sent");
         else if (s->rd_eof && s->job == NULL && output_idle(s))
             session_close(s, "peer closed");

@@ -108,6 +108,7 @@ struct session {
     /* output: one half fills while the other is being sent */
     uint8_t *out[2];
     size_t fill_len, send_len, send_off;
+    size_t job_mark; /* where in the fill half the job's output starts */
     int fill, send_inflight;
     struct session_job *job;
 };

@@ -646,6 +646,36 @@ static void test_key_wait_timeout(void **state)
     t_end(s);
 }
 
+/*
+ * A bad frame pipelined behind a job that completed: the job's last DATA and its RESULT still
+ * go out, then the ERROR (the client must not see a finished job fail). Found by fuzz_session.
+ */
+static void test_error_after_pipelined_result(void **state)
+{
+    static uint8_t plain[3000];
+    struct frames f = {.len = 0};
+    char types[64];
+    size_t n;
+    struct session *s = t_new();
+    (void)state;
+    memset(plain, 'p', sizeof(plain));
+    put_hello(&f);
+    put_job(&f, PROTO_OP_ENCRYPT, PROTO_INPUT_STREAM);
+    put_frame(&f, PROTO_DATA, plain, sizeof(plain));
+    put_frame(&f, PROTO_END, NULL, 0);
+    put_job(&f, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS); /* no descriptors came with it */
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    sent_types(types, sizeof(types));
+    n = strlen(types);
+    assert_true(n >= 4);
+    assert_int_equal(types[n - 2], '0' + PROTO_RESULT);
+    assert_int_equal(types[n - 1], '0' + PROTO_ERROR);
+    assert_int_equal(sent_error(), COFFER_ERR_PROTO_FRAME);
+    assert_int_equal(session_state(s), SESSION_CLOSED);
+    t_end(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_stream_job_nomem),
         cmocka_unit_test(test_error_waits_for_fd_io),
         cmocka_unit_test(test_key_wait_timeout),
+        cmocka_unit_test(test_error_after_pipelined_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
