@@ -454,12 +454,19 @@ static size_t ev_logfmt(const struct event *e, const char *ts, int level, const 
 
 void uring_log(int level, const char *event, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    uring_logv(level, event, fmt, ap);
+    va_end(ap);
+}
+
+void uring_logv(int level, const char *event, const char *fmt, va_list ap)
+{
     char line[URING_LOG_LINE + 1], ts[40];
     struct event *e;
     struct timespec now;
     struct tm tm;
     size_t n, k;
-    va_list ap;
 
     if (!uring_log_enabled(level))
         return;
@@ -470,9 +477,10 @@ void uring_log(int level, const char *event, const char *fmt, ...)
     k = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + k, sizeof(ts) - k, ".%03ldZ", now.tv_nsec / 1000000);
     if (fmt != NULL) {
-        va_start(ap, fmt);
-        ev_parse(e, fmt, &ap);
-        va_end(ap);
+        va_list aq;
+        va_copy(aq, ap);
+        ev_parse(e, fmt, &aq);
+        va_end(aq);
     }
     if (atomic_load(&log_format) == URING_LOG_FORMAT_JSON)
         n = ev_json(e, ts, level, event, line, URING_LOG_LINE);

@@ -3,6 +3,8 @@
 #ifndef URING_LOG_H
 #define URING_LOG_H
 
+#include <stdarg.h>
+
 enum uring_log_level {
     URING_LOG_DEBUG = 0,
     URING_LOG_INFO = 1,
@@ -39,6 +41,9 @@ void uring_log_set_format(int format);
 #define URING_LOG_LINE 4096
 void uring_log(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* uring_log with the arguments as a va_list (the session's log hook). */
+void uring_logv(int level, const char *event, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /*
  * Copy s (NULL: "") into buf (at most buflen - 1 bytes) and return buf. Kept for the callers that

@@ -3,10 +3,8 @@
 #ifndef URING_SERVER_H
 #define URING_SERVER_H
 
-#include "engine_header.h"
-#include "engine_metadata.h"
-#include "engine_stream.h"
 #include "proto_frame.h"
+#include "session.h"
 #include "uring_buf.h"
 #include "uring_config.h"
 #include "uring_keys.h"
@@ -28,39 +26,24 @@
  * opened on a helper while the ring thread does the other half, since a lone large job would
  * otherwise leave the second core to the writes alone. (Streamed jobs are not split: their
  * client needs the other core, and the split measured 0.35x the echo baseline against 0.5x.)
- * Work that
- * may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its first
- * URING_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so once a
- * job passes that size every batch of it (update, finish, drain) runs on a helper while the ring
- * serves the other connections. Buffered file writes of descriptor jobs go to io_uring's own
- * io-wq workers. Key material comes from the key loader (uring_keys.c) and HSM loaders.
+ * Work that may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its
+ * first SESSION_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so
+ * once a job passes that size every batch of it (update, finish, drain) runs on a helper while
+ * the ring serves the other connections; so does the lseek that learns where a descriptor job's
+ * files stand (it waits for the file's position lock). Buffered file writes of descriptor jobs
+ * go to io_uring's own io-wq workers. Key material comes from the key loader (uring_keys.c) and
+ * HSM loaders.
  *
- * Buffers. A connection receives into one buffer of four maximal frames and sends from two
- * halves of two maximal frames each (one fills while the other is being sent): a streamed job
- * moves up to two 96 KiB frames per cipher batch and per send. A descriptor job reads and writes
- * in 512 KiB pieces through four input and four output buffers, so that the cipher of one piece
- * overlaps the writes of the previous ones (buffered file writes run on io_uring's io-wq).
+ * The protocol and job state of a connection is the session (session.h), plain code with no
+ * ring; this layer (uring_conn.c, uring_worker.c) is the only one that includes liburing: it
+ * turns the session's actions into submissions and completions back into session calls. Buffer
+ * sizes and limits are the session's (SESSION_*). Descriptor jobs read --fd-piece bytes
+ * (URING_FD_PIECE_DEFAULT, 512 KiB) at a time: smaller pieces were measured slower here (each
+ * piece costs thread wake-ups), larger ones too (writes of 1 MiB and more get large page-cache
+ * folios that this VM's host faults in slowly).
  */
-#define URING_IN_CAP   (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))        /* frames being read */
-#define URING_OUT_HALF (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buffer */
-#define URING_DATA_OUT COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
-#define URING_OUT_MIN  4096u            /* smallest output room worth running the cipher for */
-/*
- * Descriptor jobs read --fd-piece bytes (URING_FD_PIECE_DEFAULT, 512 KiB) at a time into
- * URING_FILE_BUFS input buffers, with as many output buffers: 4.25 MiB a job by default, taken
- * from a budget of URING_FDBUF_BUDGET for all jobs at once. A job that finds the budget spent gets
- * two URING_FILE_SMALL pieces instead (0.25 MiB), so memory stays bounded by the connections,
- * whatever the job sizes. Smaller pieces were measured slower here (each piece costs thread
- * wake-ups), larger ones too (writes of 1 MiB and more get large page-cache folios that this VM's
- * host faults in slowly).
- */
-#define URING_FILE_SMALL   (64u * 1024u)
-#define URING_FILE_BUFS    4u            /* at most; <= 16 (the write op codes) */
-#define URING_FILE_WEXTRA  (64u * 1024u) /* output room beyond the input: header and tags */
-#define URING_FDBUF_BUDGET (32u << 20)
-#define URING_SPOOL_MEM    (1u << 20) /* velero-v1 restores: bytes spooled in memory per job */
-#define URING_WORK_SLICES  4          /* DATA frames one cipher batch may take */
-#define URING_DETAIL_MAX   512
+#define URING_DETAIL_MAX   SESSION_DETAIL_MAX
+#define URING_FDBUF_BUDGET SESSION_FDBUF_BUDGET
 #define URING_RING_SIZE    512
 
 struct uring_stats {
@@ -91,14 +74,6 @@ struct uring_server {
 
 extern struct uring_server uring_srv;
 
-enum uring_job_state {
-    JOB_HEADER,  /* decrypt coffer-v1: reading the header */
-    JOB_KEYWAIT, /* waiting for the key loader */
-    JOB_RUN,     /* the stream exists: input flows */
-    JOB_DRAIN,   /* input ended and finish() done: draining (velero-v1 restores) */
-    JOB_DONE,    /* all output produced */
-};
-
 /*
  * A unit of work for the helper threads (uring_pool.c): run() executes there, then the task goes
  * back to its worker's ring (the worker's eventfd), which finds the connection by slot and
@@ -112,79 +87,10 @@ struct uring_task {
 };
 
 /*
- * One cipher batch of a job: engine_stream update calls over up to URING_WORK_SLICES input
- * slices (tail = 0), or finish and drain calls (tail = 1), writing into one output region, with
- * DATA frame headers (streams) or raw (descriptor jobs). It runs inline on the ring thread when
- * small, otherwise on a helper thread: while busy, the job, its stream, the input slices and the
- * output region belong to the helper, and the ring thread touches none of them.
+ * One connection on a worker's ring: its session (the protocol, session.h) and what the ring
+ * needs to serve the session's actions. At most one task is out per connection: the probe of a
+ * descriptor job's positions (before its job exists) or the job's cipher batch.
  */
-struct uring_work {
-    struct uring_task task;
-    struct uring_job *job;
-    int busy, tail, framed;
-    int nin;
-    const uint8_t *in[URING_WORK_SLICES];
-    size_t inlen[URING_WORK_SLICES], used[URING_WORK_SLICES];
-    uint8_t *out;
-    size_t outcap, produced;
-    int err;
-    char detail[URING_DETAIL_MAX];
-    /* a split batch (uring_conn_work_split): spans [0, nspans/2) run on the ring thread, the
-     * rest on a helper at the same time */
-    int split;
-    engine_span spans[2 * URING_WORK_SLICES];
-    size_t nspans;
-};
-
-/*
- * A descriptor job's buffer: len bytes held, off consumed (input) or written (output); an
- * output buffer's bytes go to file offset pos (regular files) and io says a write is out.
- */
-struct uring_fdbuf {
-    uint8_t *p;
-    size_t len, off;
-    uint64_t pos;
-    int io;
-};
-
-struct uring_job {
-    uint8_t op, input;
-    uint16_t flags;
-    enum uring_job_state state;
-    coffer_format format;
-    int input_ended;
-    struct uring_runtime *rt;
-    engine_stream *s;
-    engine_header_reader hdr;
-    engine_key_rule rule;
-    char key_ns[64], key_name[254], key_id[ENGINE_KEY_ID_LEN + 1];
-    uint8_t *context;
-    size_t context_len;
-    char *meta_out; /* status metadata for the result (malloc) */
-    size_t meta_out_len;
-    struct uring_hsm_job *hsm; /* pkcs11 retriever state (uring_hsm.h), NULL for the Secret */
-    uint64_t bytes_in, bytes_out;
-    double t_start;
-    int failure_counted; /* jobs_failed and the metrics counted it (at its ERROR) */
-    struct uring_work work;
-    /*
-     * fd jobs: nbufs input and output buffers used as rings; in_head/out_head count
-     * buffers started (read issued, output filled), in_tail/out_tail buffers finished
-     * (consumed, written). One read is in flight at a time; writes to a regular file go at
-     * explicit offsets, so every filled output buffer may be out at once (io-wq's worker then
-     * goes from one to the next without sleeping, while the cipher fills the next); a pipe or
-     * socket gets one write at a time, in order.
-     */
-    int in_fd, out_fd;
-    struct uring_fdbuf fin[URING_FILE_BUFS], fout[URING_FILE_BUFS];
-    unsigned nbufs;     /* buffers in use: URING_FILE_BUFS, or 2 when the budget is spent */
-    size_t piece, wcap; /* bytes per read; bytes per output buffer */
-    size_t budget_held; /* bytes of URING_FDBUF_BUDGET this job holds */
-    unsigned in_head, in_tail, out_head, out_tail;
-    int read_inflight, writes_inflight, fsync_inflight, read_eof, fsynced;
-    uint64_t in_pos, out_pos; /* explicit offsets for regular files, else (uint64_t)-1 */
-};
-
 struct uring_conn {
     struct uring_worker *w;
     uint32_t slot, gen;
@@ -192,39 +98,21 @@ struct uring_conn {
     uint64_t id;
     uid_t uid;
     pid_t pid;
-    int inflight; /* ring operations in flight for this connection */
-    int closing, close_after_flush, hello_done, rd_eof, keyreq_pending;
-    int fail_err; /* an error that waits for the job's work to come back */
-    char fail_detail[URING_DETAIL_MAX];
-    double last_progress;
-    double partial_since; /* when the front frame's first bytes came (0: no partial frame) */
-    int uid_counted;      /* counted in uring_peers (--max-connections-per-uid) */
-    /* input */
-    uint8_t *in_mem, *in; /* in = in_mem + 2048 (see uring_conn_new) */
-    size_t in_start, in_end, frame_pos;
-    int recv_inflight;
+    int inflight;    /* ring operations and tasks out for this connection */
+    int uid_counted; /* counted in uring_peers (--max-connections-per-uid) */
+    int closing;     /* the session is closed: freed once inflight is 0 */
+    struct session *s;
     struct msghdr msg;
     struct iovec iov;
     union {
-        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        char buf[CMSG_SPACE(sizeof(int) * SESSION_MAX_FDS)];
         struct cmsghdr align;
     } cmsg;
-    int fds[COFFER_MAX_FDS];
-    int nfds;
-    /*
-     * Descriptors belong to the last frame that starts before fds_end, the offset in `in` where
-     * the receive that brought them ended (the kernel ends a receive right after the bytes sent
-     * with descriptors); only a descriptor JOB frame may own them, any other has them closed at
-     * once. While some wait for a job to end, nothing more is received (one set waits at most).
-     */
-    size_t fds_end;
-    int frame_owns_fds; /* the frame being handled owns fds[] */
-    /* output: one half fills while the other is being sent */
-    uint8_t *out[2];
-    size_t fill_len; /* bytes in out[fill] */
-    size_t send_len, send_off;
-    int fill, send_inflight;
-    struct uring_job *job;
+    struct uring_task task; /* the probe or the cipher batch out */
+    int task_probe;         /* the task out is the probe */
+    struct session_work *work;
+    int probe_in, probe_out, probe_out_regular;
+    uint64_t probe_in_pos, probe_out_pos;
 };
 
 struct uring_worker {
@@ -265,21 +153,20 @@ void uring_pool_submit(struct uring_task *t);
 /* After every worker joined (no task can be out). */
 void uring_pool_stop(void);
 
-/* Connections (uring_conn.c). */
+/*
+ * Connections (uring_conn.c), ring thread of c->w only. uring_conn_new: NULL when out of memory
+ * or slots (the caller refuses the connection and closes fd); the connection owns fd from then
+ * on. Every other call may free c (when its session closed and nothing is out): do not touch c
+ * after it.
+ */
 struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid_t pid);
 void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32_t cflags);
 void uring_conn_pump(struct uring_conn *c);
-void uring_conn_fail(struct uring_conn *c, int err, const char *detail);
-void uring_conn_close(struct uring_conn *c, const char *why);
 /* Close a descriptor the client passed without blocking the ring (an IORING_OP_CLOSE). */
 void uring_conn_close_fd(struct uring_conn *c, int fd);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
-/*
- * Every tick, before uring_conn_tick: a frame started more than --frame-timeout ago fails the
- * connection PROTO_FRAME; a descriptor job whose file I/O made no progress for --io-timeout fails
- * with IO (its reads and writes are cancelled, the client gets the error).
- */
+/* Every tick, before uring_conn_tick: --frame-timeout and --io-timeout (session_tick_io). */
 void uring_conn_tick_io(struct uring_conn *c, double now);
 
 /* Connections per peer uid (uring_peers.c; any thread). 0 when uid may open one more (counted),
@@ -287,67 +174,45 @@ void uring_conn_tick_io(struct uring_conn *c, double now);
 int uring_peers_enter(uid_t uid, int max);
 void uring_peers_leave(uid_t uid);
 void uring_peers_free(void);
+/* The key loader answered (req is the worker's: it frees it after this returns). */
 void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);
-/* The job's work came back from a helper thread. */
+/* The connection's task (probe or cipher batch) came back from a helper thread. */
 void uring_conn_work_done(struct uring_conn *c);
 /* The shutdown grace expired: fail the running job with SHUTDOWN (or close when hard). */
 void uring_conn_abort(struct uring_conn *c, int hard);
-/* Hand the job's work to a helper thread, or run it here when run_here; then apply it. */
-void uring_conn_work_submit(struct uring_conn *c, int run_here);
+
 /*
- * The job's work split: the batch's whole chunks are cut into spans (engine_stream_update_spans,
- * two per input), half of them run on a helper while the ring thread runs the other half, so
- * one large job's cipher uses two cores; the work applies when both halves are done.
+ * The ring's side of a job (uring_job.c): what a session asks of the runtime, the key loaders
+ * and the HSM, as session_ops hooks (see session.h for each contract). Ring thread.
  */
-void uring_conn_work_split(struct uring_conn *c);
-void uring_conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uring_op op);
-/* The job is complete: queue its RESULT frame and free it. Returns 1 if done, 0 if no room. */
-int uring_conn_job_result(struct uring_conn *c);
-/* Reserve n bytes of output in the fill buffer; NULL if it does not fit now. */
-uint8_t *uring_conn_out_reserve(struct uring_conn *c, size_t n);
-void uring_conn_out_commit(struct uring_conn *c, size_t n);
-size_t uring_conn_out_room(const struct uring_conn *c);
+void *uring_job_rt_get(struct session_rt *out);
+void uring_job_rt_put(void *rt);
+int uring_job_key_request(struct session *s, const struct session_keyask *ask);
+void uring_job_key_answer(void *hsm, const void *answer, struct session_key *ans);
+int uring_job_hsm_backup(void *rt, void **hsm, engine_key **dk, char **meta);
+int uring_job_hsm_restore(void *rt, const void *metadata_json, void **hsm, char *detail,
+                          size_t detaillen);
+void uring_job_hsm_end(void *rt, void *hsm, uint64_t bytes);
+int uring_job_kube_ns_allowed(void *rt, const char *ns, char *detail, size_t detaillen);
+int uring_job_recovery_seal(void *rt, const engine_key *key, char **meta, size_t *len,
+                            char *detail, size_t detaillen);
+void uring_job_recovery_hint(const void *metadata_json, char *detail, size_t detaillen);
 
-
-/* Descriptor jobs (uring_fdjob.c). */
 /*
- * Before anything is read: the input must be a regular file, pipe/FIFO or socket open for
- * reading, the output a regular file, pipe/FIFO, socket or /dev/null open for writing, and not
- * the same file. Returns 0 or COFFER_ERR_INVALID_ARG with detail naming what was passed and what
- * to pass instead. Ring thread; never blocks (cached attributes only).
+ * Descriptor facts (uring_fdjob.c).
+ * uring_fdjob_check: the input must be a regular file, pipe/FIFO or socket open for reading,
+ * the output a regular file, pipe/FIFO, socket or /dev/null open for writing, and not the same
+ * file. Returns 0 or COFFER_ERR_INVALID_ARG with detail naming what was passed and what to pass
+ * instead. Ring thread; never blocks (cached attributes only).
  */
 int uring_fdjob_check(int in, int out, char *detail, size_t detaillen)
     __attribute__((warn_unused_result));
-int uring_fdjob_begin(struct uring_conn *c) __attribute__((warn_unused_result));
-/* Read, cipher, write, fsync, result. Returns 1 if anything moved. */
-int uring_fdjob_pump(struct uring_conn *c);
-void uring_fdjob_complete(struct uring_conn *c, enum uring_op op, int res);
-/* The fd job's work came back: account its input and output. */
-void uring_fdjob_work_applied(struct uring_conn *c);
-int uring_fdjob_busy(const struct uring_conn *c);
-void uring_fdjob_cancel(struct uring_conn *c);
-
-/* Jobs (uring_job.c). */
-int uring_job_start(struct uring_conn *c, const proto_job *pj, char *detail, size_t detaillen);
-/* JOB_HEADER: feed the coffer-v1 header reader; asks for the key once the header is complete. */
-int uring_job_feed_header(struct uring_conn *c, const uint8_t *in, size_t len, size_t *used,
-                          char *detail, size_t detaillen);
-/* The error for input that ended in JOB_HEADER. */
-int uring_job_header_truncated(struct uring_conn *c, char *detail, size_t detaillen);
 /*
- * The cipher (any thread, while the ring thread leaves the job alone): JOB_RUN input through
- * engine_stream_update, or finish and drain (JOB_RUN -> JOB_DRAIN -> JOB_DONE).
+ * Where in and out stand: explicit offsets for regular files (their current position), else
+ * (uint64_t)-1 (pipes, sockets, /dev/null, an O_APPEND output); *out_regular: out is a regular
+ * file. Calls lseek, which waits for the file's position lock (held by another thread of the
+ * client in a read on a hung filesystem): a helper thread only, never a ring thread.
  */
-void uring_job_work_run(struct uring_work *wk);
-/* Take back the spans of a split batch (engine_stream_spans_join) before the work applies. */
-void uring_job_work_join(struct uring_work *wk);
-/* 1 if this batch (input bytes, or the tail) may block on the velero-v1 spool file. */
-int uring_job_may_block(const struct uring_job *j, size_t inbytes, int tail);
-/* 1 if this batch goes to a helper thread: it may block, or it is at least --offload-min. */
-int uring_job_offload(const struct uring_job *j, size_t inbytes, int tail);
-int uring_job_key_ready(struct uring_conn *c, struct uring_keyreq *req, char *detail,
-                        size_t detaillen);
-void uring_job_free(struct uring_job *j);
-const char *uring_job_op_name(const struct uring_job *j);
+void uring_fdjob_probe(int in, int out, uint64_t *in_pos, uint64_t *out_pos, int *out_regular);
 
 #endif
