@@ -385,7 +385,7 @@ static int conn_job_begin(struct uring_conn *c, const uint8_t *p, size_t len, ch
     return r;
 }
 
-static void conn_work_task(struct uring_task *t)
+static void conn_work_task(struct uring_offload_task *t)
 {
     struct uring_work *wk = (struct uring_work *)((char *)t - offsetof(struct uring_work, task));
     uring_job_work_run(wk);
@@ -422,18 +422,29 @@ static void conn_work_applied(struct uring_conn *c)
 }
 
 /* The job's work goes to a helper thread running `run`; it comes back in uring_conn_work_done. */
-static void conn_work_to_helper(struct uring_conn *c, void (*run)(struct uring_task *))
+static void conn_work_to_helper(struct uring_conn *c, void (*run)(struct uring_offload_task *))
 {
     struct uring_work *wk = &c->job->work;
+    size_t inbytes = 0;
 
+    for (int i = 0; i < wk->nin; i++)
+        inbytes += wk->inlen[i];
     wk->busy = 1;
     atomic_fetch_add(&uring_srv.stats.helper_batches, 1);
     wk->task.run = run;
-    wk->task.w = c->w;
+    wk->task.done = uring_worker_work_back;
+    wk->task.drop = NULL;
+    wk->task.ring = &c->w->offload;
     wk->task.slot = c->slot;
     wk->task.gen = c->gen;
     c->inflight++;
-    uring_pool_submit(&wk->task);
+    /* the pools run while any ring does (uring_offload_stop comes after the workers' join) */
+    if (uring_offload_submit(run == conn_work_task &&
+                                     uring_job_may_block(c->job, inbytes, wk->tail)
+                                 ? URING_POOL_FILE
+                                 : URING_POOL_CIPHER,
+                             &wk->task) != 0)
+        abort();
 }
 
 void uring_conn_work_submit(struct uring_conn *c, int run_here)
@@ -449,7 +460,7 @@ void uring_conn_work_submit(struct uring_conn *c, int run_here)
 }
 
 /* A helper's half of a split batch: the second half of its spans. */
-static void conn_span_task(struct uring_task *t)
+static void conn_span_task(struct uring_offload_task *t)
 {
     struct uring_work *wk = (struct uring_work *)((char *)t - offsetof(struct uring_work, task));
     for (size_t i = wk->nspans / 2; i < wk->nspans; i++)

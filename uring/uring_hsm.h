@@ -77,13 +77,19 @@ int uring_hsm_backups(const struct uring_hsm *h);
 int uring_hsm_secret_optional(const struct uring_hsm *h);
 
 /*
- * The HSM loader threads: every call into the hsm library that may wait for the token runs on
- * them, never on a ring thread. uring_hsm_stop joins them (a call in progress may take up to the
- * HSM timeout): after the workers have joined and before uring_keys_stop, since a failed backup
- * falling back is handed on to the Secret loader.
+ * The HSM pool of uring_offload.h (URING_HSM_LOADERS threads): every call into the hsm library
+ * that may wait for the token runs there, never on a ring thread. uring_hsm_start starts it (main
+ * thread, after the first runtime is built: its HSM is then asked to connect);
+ * uring_hsm_stop (main thread, after uring_offload_stop) marks it gone, so that a retriever's
+ * last reference closes it on the caller's thread from then on.
  */
 int uring_hsm_start(void) __attribute__((warn_unused_result));
 void uring_hsm_stop(void);
+/*
+ * Every second from a ring thread (never blocks): every URING_HSM_SWEEP_S seconds, queue a sweep
+ * of the data-key caches (keys past their age are wiped) and a probe of a failing HSM.
+ */
+void uring_hsm_tick(void);
 
 /* ---- one job (called on its ring thread; nothing here waits for the HSM) ---- */
 

@@ -117,8 +117,6 @@ out:
     return r;
 }
 
-static void job_key_done(struct uring_keyreq *req);
-
 /* Ask the loader thread for <ns>/<name> under the job's rule; the job waits in JOB_KEYWAIT. */
 static int job_key_request(struct uring_conn *c)
 {
@@ -127,10 +125,10 @@ static int job_key_request(struct uring_conn *c)
 
     if (req == NULL)
         return COFFER_ERR_NOMEM;
-    req->done = job_key_done;
-    req->owner = c->w;
-    req->slot = c->slot;
-    req->gen = c->gen;
+    req->task.done = uring_worker_key_back; /* the answer comes back to this ring */
+    req->task.ring = &c->w->offload;
+    req->task.slot = c->slot;
+    req->task.gen = c->gen;
     snprintf(req->secrets_dir, sizeof(req->secrets_dir), "%s", j->rt->secrets_dir);
     snprintf(req->ns, sizeof(req->ns), "%s", j->key_ns);
     snprintf(req->name, sizeof(req->name), "%s", j->key_name);
@@ -144,16 +142,6 @@ static int job_key_request(struct uring_conn *c)
     else
         uring_keys_submit(req);
     return 0;
-}
-
-static void job_key_done(struct uring_keyreq *req)
-{
-    struct uring_worker *w = req->owner;
-    pthread_mutex_lock(&w->lock);
-    req->next = w->keys_done;
-    w->keys_done = req;
-    pthread_mutex_unlock(&w->lock);
-    uring_worker_wake(w);
 }
 
 /* Where the key of a restore comes from: its metadata, or the daemon's Secret when there is none.

@@ -325,8 +325,8 @@ int main(int argc, char **argv)
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;
     }
-    if (uring_keys_start() != 0 || uring_pool_start(uring_srv.cfg.helpers) != 0 ||
-        uring_hsm_start() != 0)
+    if (uring_keys_start() != 0 || uring_offload_start(URING_POOL_CIPHER, uring_srv.cfg.helpers) != 0 ||
+        uring_offload_start(URING_POOL_FILE, uring_srv.cfg.helpers) != 0 || uring_hsm_start() != 0)
         goto out;
     uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
     if (uring_srv.workers == NULL)
@@ -384,8 +384,8 @@ out:
     for (int i = 0; i < nstarted; i++)
         uring_worker_join(&uring_srv.workers[i]);
     uring_metrics_listen_stop(); /* reads the runtime and the HSM: before they go */
-    uring_pool_stop();
-    uring_hsm_stop(); /* before the Secret loader: a fallback is handed on to it */
+    uring_offload_stop(URING_OFFLOAD_STOP_WAIT_MS); /* every pool; a stuck loader is left behind */
+    uring_hsm_stop();
     uring_keys_stop();
     for (int i = 0; i < nstarted; i++)
         uring_worker_free(&uring_srv.workers[i]);

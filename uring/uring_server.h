@@ -9,6 +9,7 @@
 #include "proto_frame.h"
 #include "uring_config.h"
 #include "uring_keys.h"
+#include "uring_offload.h"
 #include "uring_udata.h"
 
 #include <liburing.h>
@@ -28,7 +29,7 @@
  * otherwise leave the second core to the writes alone. (Streamed jobs are not split: their
  * client needs the other core, and the split measured 0.35x the echo baseline against 0.5x.)
  * Work that
- * may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its first
+ * may block goes to the FILE pool (uring_offload.h): a velero-v1 restore keeps its first
  * URING_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so once a
  * job passes that size every batch of it (update, finish, drain) runs on a helper while the ring
  * serves the other connections. Buffered file writes of descriptor jobs go to io_uring's own
@@ -99,18 +100,6 @@ enum uring_job_state {
 };
 
 /*
- * A unit of work for the helper threads (uring_pool.c): run() executes there, then the task goes
- * back to its worker's ring (the worker's eventfd), which finds the connection by slot and
- * generation. A connection with a task out is never freed before the task comes back.
- */
-struct uring_task {
-    struct uring_task *next;
-    void (*run)(struct uring_task *t);
-    struct uring_worker *w;
-    uint32_t slot, gen;
-};
-
-/*
  * One cipher batch of a job: engine_stream update calls over up to URING_WORK_SLICES input
  * slices (tail = 0), or finish and drain calls (tail = 1), writing into one output region, with
  * DATA frame headers (streams) or raw (descriptor jobs). It runs inline on the ring thread when
@@ -118,7 +107,7 @@ struct uring_task {
  * output region belong to the helper, and the ring thread touches none of them.
  */
 struct uring_work {
-    struct uring_task task;
+    struct uring_offload_task task; /* uring_offload.h; slot/gen name the connection */
     struct uring_job *job;
     int busy, tail, framed;
     int nin;
@@ -226,6 +215,12 @@ struct uring_conn {
     struct uring_job *job;
 };
 
+struct uring_cqe_copy {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+
 struct uring_worker {
     int index;
     struct io_uring ring;
@@ -240,11 +235,17 @@ struct uring_worker {
     double paused_at;     /* when this episode of accept_paused began (0: none) */
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
-    struct uring_keyreq *keys_done; /* answers from the key loader */
-    struct uring_task *tasks_done;  /* work back from the helper threads */
+    struct uring_offload_ring offload; /* work and key answers back from the pools */
     int aborted;                    /* 1: jobs failed after the grace, 2: connections closed */
     int ready;
     int start_err;
+    int started;   /* uring_worker_start succeeded (uring_worker_free has work to do) */
+    int fail_ring; /* tests: COFFER_TEST_WORKER_FAIL (uring_worker.c) */
+    /* completions reaped while the SQ was full (uring_worker_sqe), handled by the loop next */
+    struct uring_cqe_copy *backlog;
+    size_t nbacklog, backlog_cap, backlog_head;
+    unsigned long long sq_waits; /* times uring_worker_sqe waited for a completion */
+    int fail_submit;             /* tests: io_uring_submit answers -EBUSY this many times */
 };
 
 double uring_now(void);
@@ -257,12 +258,13 @@ void uring_worker_join(struct uring_worker *w);
 /* After every worker joined and the key loader stopped. */
 void uring_worker_free(struct uring_worker *w);
 
-/* Helper threads (uring_pool.c): cipher batches and the blocking velero-v1 spool. */
-int uring_pool_start(int nthreads) __attribute__((warn_unused_result));
-/* Queue t; t->run executes on a helper thread, then t goes back to t->w's ring. */
-void uring_pool_submit(struct uring_task *t);
-/* After every worker joined (no task can be out). */
-void uring_pool_stop(void);
+/*
+ * The done callbacks of tasks that come back to a worker (uring_offload.h; ring thread): a job's
+ * cipher batch (the connection by t->slot/t->gen, which must still exist) and a key request (a
+ * struct uring_keyreq; dropped when its connection is gone, then freed).
+ */
+void uring_worker_work_back(struct uring_offload_task *t);
+void uring_worker_key_back(struct uring_offload_task *t);
 
 /* Connections (uring_conn.c). */
 struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid_t pid);
