@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,14 @@ static void *hsm_watchdog_main(void *arg)
     return NULL;
 }
 
+/* HSM threads of every client that are inside a call to the token right now. */
+static atomic_int calls_in_progress;
+
+int hsm_client_calls_in_progress(void)
+{
+    return atomic_load(&calls_in_progress);
+}
+
 static void *hsm_thread_main(void *arg)
 {
     struct hsm_core *core = arg;
@@ -226,7 +235,9 @@ static void *hsm_thread_main(void *arg)
 
         hsm_status st;
         hsm_status_clear(&st);
+        atomic_fetch_add(&calls_in_progress, 1);
         int r = hsm_token_run(core->token, &sess, rq->op, rq->payload, &st);
+        atomic_fetch_sub(&calls_in_progress, 1);
         if (r < 0 && st.code == 0)
             st.code = r;
 

@@ -75,6 +75,14 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
 void hsm_client_close(hsm_client *c);
 
 /*
+ * How many HSM threads (of every client of the process) are inside a PKCS#11 call right now,
+ * including threads hsm_client_close left behind. A process about to exit while this is not 0
+ * must not finalize the module or OpenSSL under them (no OPENSSL_cleanup, no p11-kit
+ * finalization, no exit() with its atexit handlers): end with _exit instead. Any thread.
+ */
+int hsm_client_calls_in_progress(void);
+
+/*
  * Connect now (module, token, login, and the key when key_label is set) and report the first
  * step that fails. Connecting again after success costs nothing.
  *

@@ -6,6 +6,7 @@
 #include "engine_metadata.h"
 #include "engine_stream.h"
 #include "hsm_cache.h"
+#include "hsm_fallback.h"
 #include "hsm_kek.h"
 #include "hsm_retriever.h"
 #include "uring_keys.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HSM_TIMEOUT_MAX_MS 600000u
 #define HSM_AGE_MAX_S      (10ull * 365 * 86400)
@@ -66,11 +68,9 @@ static struct uring_hsm *live;
 static atomic_llong q_last_sweep; /* CLOCK_MONOTONIC seconds of the last sweep */
 static atomic_int q_started;      /* uring_hsm_start ran and uring_hsm_stop did not */
 
-/* Counters for STATS; fallbacks by reason: HSM_MODULE (-60) .. HSM_UNAVAILABLE (-66), other. */
+/* Counters for STATS; fallbacks by reason (hsm_fallback.h). */
 #define REASONS URING_HSM_REASONS
-static const char *const reason_names[REASONS] = {"HSM_MODULE",      "HSM_TOKEN", "HSM_KEY",
-                                                  "HSM_LOGIN",       "HSM_CALL",  "HSM_TIMEOUT",
-                                                  "HSM_UNAVAILABLE", "OTHER"};
+_Static_assert(URING_HSM_REASONS == HSM_FALLBACK_REASONS, "one reason per counter");
 static atomic_ullong n_fallbacks, n_fallback_by[REASONS], n_backups, n_backups_failed, n_restores,
     n_restores_failed;
 
@@ -79,15 +79,7 @@ static struct uring_hsm_req *req_of(struct uring_keyreq *req)
     return (struct uring_hsm_req *)(void *)req; /* kr is the first member */
 }
 
-static int is_hsm_code(int code)
-{
-    return code <= COFFER_ERR_HSM_MODULE && code >= COFFER_ERR_HSM_UNAVAILABLE;
-}
-
-static int reason_index(int code)
-{
-    return is_hsm_code(code) ? COFFER_ERR_HSM_MODULE - code : REASONS - 1;
-}
+#define is_hsm_code hsm_fallback_is_hsm_code
 
 /* ---- settings ---- */
 
@@ -543,6 +535,7 @@ static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, 
     struct uring_hsm *h = hr->h;
     json_t *meta = NULL;
     char *text = NULL, q[HSM_STATUS_TEXT_MAX * 2];
+    hsm_fallback_decision fd;
 
     hr->st = *st;
     if (r == 0) {
@@ -570,7 +563,8 @@ static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, 
         return;
     }
     engine_key_free(dk);
-    if (h->cfg.fallback == URING_HSM_FALLBACK_NONE) {
+    hsm_fallback_decide(r, h->cfg.fallback == URING_HSM_FALLBACK_SECRET, &fd);
+    if (!fd.fall_back) {
         hr->kr.err = r;
         atomic_fetch_add(&n_backups_failed, 1);
         hsm_answer(hr, 0);
@@ -582,7 +576,7 @@ static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, 
     snprintf(hr->mc.wrapped.key_label, sizeof(hr->mc.wrapped.key_label), "%s", h->cfg.key);
     hr->fell_back = 1;
     atomic_fetch_add(&n_fallbacks, 1);
-    atomic_fetch_add(&n_fallback_by[reason_index(r)], 1);
+    atomic_fetch_add(&n_fallback_by[fd.reason], 1);
     uring_log(URING_LOG_WARN, "hsm_fallback",
               "module=%s token=%s key=%s step=%s err=%s ckr=%s namespace=%s secret=%s reason=%s",
               h->cfg.module, h->cfg.token, h->cfg.key, hr->st.step, coffer_errname(r),
@@ -801,12 +795,10 @@ int uring_hsm_job_restore(const struct uring_hsm *h, const json_t *metadata,
         return COFFER_ERR_METADATA;
     }
     if (h == NULL) {
-        snprintf(detail, detaillen,
-                 "restoring needs key '%s' on token '%s' to unwrap the data key, and this cofferd "
-                 "has no HSM configured (--hsm-module, --hsm-token, --hsm-pin-file)",
-                 hj->mc.wrapped.key_label, hj->mc.token);
+        int r = hsm_fallback_restore_unconfigured(hj->mc.token, hj->mc.wrapped.key_label, detail,
+                                                  detaillen);
         free(hj);
-        return COFFER_ERR_HSM_UNAVAILABLE;
+        return r;
     }
     *out = hj;
     return 0;
@@ -839,33 +831,6 @@ void uring_hsm_submit(struct uring_hsm *h, struct uring_keyreq *req)
     }
 }
 
-/* " (HSM_LOGIN, CKR_PIN_INCORRECT)" after a status sentence. */
-static void status_detail(const hsm_status *st, int err, const char *prefix, char *detail,
-                          size_t detaillen)
-{
-    int code = st->code != 0 ? st->code : err;
-    snprintf(detail, detaillen, "%s%s (%s%s%s)", prefix,
-             st->text[0] != '\0' ? st->text : coffer_strerror(err), coffer_errname(code),
-             st->ckr[0] != '\0' ? ", " : "", st->ckr);
-}
-
-static int restore_error(const struct uring_hsm_req *hr, int err, char *detail, size_t detaillen)
-{
-    char prefix[HSM_KEY_LABEL_MAX + HSM_TOKEN_LABEL_MAX + 64];
-
-    prefix[0] = '\0';
-    if (strstr(hr->st.text, hr->mc.token) == NULL ||
-        strstr(hr->st.text, hr->mc.wrapped.key_label) == NULL)
-        snprintf(prefix, sizeof(prefix),
-                 "restoring needs key '%s' on token '%s': ", hr->mc.wrapped.key_label,
-                 hr->mc.token);
-    status_detail(&hr->st, err, prefix, detail, detaillen);
-    /* the token, its module, the login or the key is away, or it does not answer */
-    if (is_hsm_code(err) || err == COFFER_ERR_CONFIG)
-        return COFFER_ERR_HSM_UNAVAILABLE;
-    return err;
-}
-
 int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char **meta,
                         char *detail, size_t detaillen)
 {
@@ -876,25 +841,22 @@ int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char
     *meta = NULL;
     detail[0] = '\0';
     if (hj->op == HSM_OP_RESTORE)
-        return req->err == 0 ? 0 : restore_error(hr, req->err, detail, detaillen);
+        return req->err == 0 ? 0
+                             : hsm_fallback_restore_error(req->err, &hr->st, hr->mc.token,
+                                                          hr->mc.wrapped.key_label, detail,
+                                                          detaillen);
     if (!hr->fell_back) {
-        if (req->err != 0) {
-            status_detail(&hr->st, req->err,
-                          "the HSM cannot serve this backup and --hsm-fallback is none: ", detail,
-                          detaillen);
-            return req->err;
-        }
+        if (req->err != 0)
+            return hsm_fallback_backup_error(req->err, &hr->st, detail, detaillen);
         if ((*meta = strdup(hr->meta)) == NULL)
             return COFFER_ERR_NOMEM;
         hj->used = 1;
         snprintf(hj->key_id, sizeof(hj->key_id), "%s", req->key->id);
         return 0;
     }
-    if (req->err != 0) {
-        snprintf(detail, detaillen, "Secret %s/%s (the fallback after the HSM failed: %s): %s",
-                 req->ns, req->name, hr->st.text, req->detail);
-        return req->err;
-    }
+    if (req->err != 0)
+        return hsm_fallback_secret_error(req->err, req->ns, req->name, &hr->st, req->detail,
+                                         detail, detaillen);
     m = engine_metadata_new_secret(req->ns, req->name, engine_format_name(COFFER_FORMAT_COFFER_V1),
                                    req->key->id);
     note =
@@ -937,7 +899,7 @@ void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
     for (int i = 0; i < REASONS; i++) {
         unsigned long long n = atomic_load(&n_fallback_by[i]);
         if (n > 0)
-            json_object_set_new(by, reason_names[i], json_integer((json_int_t)n));
+            json_object_set_new(by, hsm_fallback_reason_name(i), json_integer((json_int_t)n));
     }
     json_object_set_new(o, "fallbacks", json_integer((json_int_t)atomic_load(&n_fallbacks)));
     json_object_set_new(o, "fallbackReasons", by);
@@ -1011,7 +973,7 @@ void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < REASONS; i++) {
-        out->reason_name[i] = reason_names[i];
+        out->reason_name[i] = hsm_fallback_reason_name(i);
         out->fallbacks_by[i] = atomic_load_explicit(&n_fallback_by[i], memory_order_relaxed);
     }
     out->backups = atomic_load_explicit(&n_backups, memory_order_relaxed);
@@ -1022,4 +984,20 @@ void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out)
         return;
     hsm_cache_stats_get(hsm_retriever_cache(h->retriever), &out->cache);
     out->have_cache = 1;
+}
+
+void uring_hsm_exit(int code)
+{
+    int hsm = hsm_client_calls_in_progress(), pools = uring_offload_left_behind();
+    if (hsm == 0 && pools == 0)
+        return;
+    /* a thread is inside a PKCS#11 call (or a Secret read): finalizing p11-kit's modules and
+     * OpenSSL at exit would pull them out from under it */
+    uring_log(URING_LOG_WARN, "exit_without_teardown",
+              "hsm_calls=%d pool_threads=%d exit=%d detail=\"threads are still inside calls that "
+              "did not return; exiting without finalizing the PKCS#11 module and OpenSSL\"",
+              hsm, pools, code);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code);
 }

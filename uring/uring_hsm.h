@@ -90,6 +90,13 @@ void uring_hsm_stop(void);
  * of the data-key caches (keys past their age are wiped) and a probe of a failing HSM.
  */
 void uring_hsm_tick(void);
+/*
+ * The daemon's last step (main thread, after everything is stopped): when a thread is still
+ * inside a PKCS#11 call (hsm_client_calls_in_progress) or a pool task (uring_offload_left_behind),
+ * log it and _exit(code) at once, so that neither p11-kit's modules nor OpenSSL are finalized
+ * under it; else return (and the caller returns from main normally).
+ */
+void uring_hsm_exit(int code);
 
 /* ---- one job (called on its ring thread; nothing here waits for the HSM) ---- */
 

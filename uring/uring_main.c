@@ -398,5 +398,6 @@ out:
     uring_peers_free(); /* issue 10: --max-connections-per-uid's table */
     uring_runtime_publish(NULL);
     uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
+    uring_hsm_exit(exit_code); /* _exit when a thread is stuck in a PKCS#11 call (issue 9) */
     return exit_code;
 }

@@ -293,6 +293,17 @@ int uring_offload_stop(unsigned wait_ms)
     return left;
 }
 
+int uring_offload_left_behind(void)
+{
+    int n = 0;
+    for (int i = 0; i < URING_POOL_COUNT; i++) {
+        pthread_mutex_lock(&pools[i].lock);
+        n += pools[i].running;
+        pthread_mutex_unlock(&pools[i].lock);
+    }
+    return n;
+}
+
 unsigned long long uring_offload_runs(enum uring_offload_pool pool)
 {
     return atomic_load_explicit(&pools[pool].runs, memory_order_relaxed);

@@ -113,6 +113,9 @@ void uring_offload_ring_close(struct uring_offload_ring *ring);
  */
 int uring_offload_stop(unsigned wait_ms);
 
+/* Pool threads still inside a task (after uring_offload_stop: those left behind). Any thread. */
+int uring_offload_left_behind(void);
+
 /* Tasks run per pool since start, for STATS (any thread). */
 unsigned long long uring_offload_runs(enum uring_offload_pool pool);
 
