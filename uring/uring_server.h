@@ -244,8 +244,10 @@ struct uring_worker {
     /* completions reaped while the SQ was full (uring_worker_sqe), handled by the loop next */
     struct uring_cqe_copy *backlog;
     size_t nbacklog, backlog_cap, backlog_head;
-    unsigned long long sq_waits; /* times uring_worker_sqe waited for a completion */
+    unsigned long long sq_full;  /* times uring_worker_sqe found the SQ full */
+    unsigned long long sq_waits; /* of them, times it waited for a completion */
     int fail_submit;             /* tests: io_uring_submit answers -EBUSY this many times */
+    unsigned ring_entries;       /* URING_RING_SIZE, or smaller for tests */
 };
 
 double uring_now(void);

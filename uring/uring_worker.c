@@ -54,6 +54,18 @@ static unsigned worker_reap(struct uring_worker *w)
 }
 
 /*
+ * io_uring_submit; under COFFER_TEST_WORKER_FAIL=<i>:submit it answers as kernels before 5.19 do
+ * while completions wait in a full CQ (IORING_FEAT_NODROP's overflow): -EBUSY until the CQ is
+ * reaped (here: while it is half full or more, so that a test's few connections get there).
+ */
+static int worker_submit(struct uring_worker *w)
+{
+    if (w->fail_submit && io_uring_cq_ready(&w->ring) >= *w->ring.cq.kring_entries / 2)
+        return -EBUSY;
+    return io_uring_submit(&w->ring);
+}
+
+/*
  * A free SQE. When the SQ is full, submit it; when the kernel refuses (-EBUSY: completions wait
  * to be reaped, -EAGAIN: no memory for now), reap the completions into the backlog and submit
  * again, or wait a millisecond for one when there was none: never a busy loop.
@@ -63,7 +75,8 @@ struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
     struct io_uring_sqe *sqe;
 
     while ((sqe = io_uring_get_sqe(&w->ring)) == NULL) {
-        int r = io_uring_submit(&w->ring);
+        w->sq_full++;
+        int r = worker_submit(w);
         if (r > 0 || r == -EINTR)
             continue;
         if (r == 0 || r == -EBUSY || r == -EAGAIN) {
@@ -349,6 +362,34 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
     }
 }
 
+/*
+ * Handle every completion: each leaves the CQ before it is handled (a handler that finds the SQ
+ * full reaps the CQ into the backlog, uring_worker_sqe), and the backlog, being older, goes
+ * before what is still in the CQ.
+ */
+static void worker_drain(struct uring_worker *w)
+{
+    for (;;) {
+        struct io_uring_cqe c, *cqe;
+        memset(&c, 0, sizeof(c));
+        if (w->backlog_head < w->nbacklog) {
+            c.user_data = w->backlog[w->backlog_head].user_data;
+            c.res = w->backlog[w->backlog_head].res;
+            c.flags = w->backlog[w->backlog_head].flags;
+            if (++w->backlog_head == w->nbacklog)
+                w->backlog_head = w->nbacklog = 0;
+        } else if (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe != NULL) {
+            c.user_data = cqe->user_data;
+            c.res = cqe->res;
+            c.flags = cqe->flags;
+            io_uring_cqe_seen(&w->ring, cqe);
+        } else {
+            return;
+        }
+        worker_cqe(w, &c);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct uring_worker *w = arg;
@@ -357,13 +398,13 @@ static void *worker_main(void *arg)
 
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = URING_RING_SIZE * 4;
-    r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+    p.cq_entries = w->ring_entries * 4;
+    r = io_uring_queue_init_params(w->ring_entries, &w->ring, &p);
     if (r == -EINVAL) {
         memset(&p, 0, sizeof(p));
         p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = URING_RING_SIZE * 4;
-        r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+        p.cq_entries = w->ring_entries * 4;
+        r = io_uring_queue_init_params(w->ring_entries, &w->ring, &p);
     }
     if (r == 0 && w->fail_ring) {
         io_uring_queue_exit(&w->ring);
@@ -381,43 +422,22 @@ static void *worker_main(void *arg)
     worker_arm_tick(w);
     worker_arm_accept(w);
     while (!(w->stopping_seen && !w->accept_armed && w->nconns == 0)) {
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
         if (w->stopping_seen && w->nconns == 0)
             worker_accept_cancel(w);
-        if (w->nbacklog > 0) {
-            /* completions reaped while the SQ was full (uring_worker_sqe): handle them first;
-             * handling them may reap more, which join the end of the backlog */
-            struct io_uring_cqe c;
-            memset(&c, 0, sizeof(c));
-            while (w->backlog_head < w->nbacklog) {
-                c.user_data = w->backlog[w->backlog_head].user_data;
-                c.res = w->backlog[w->backlog_head].res;
-                c.flags = w->backlog[w->backlog_head].flags;
-                w->backlog_head++;
-                worker_cqe(w, &c);
-            }
-            w->backlog_head = w->nbacklog = 0;
-        }
         r = io_uring_submit_and_wait(&w->ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d", w->index, -r);
             break;
         }
-        io_uring_for_each_cqe(&w->ring, head, cqe)
-        {
-            worker_cqe(w, cqe);
-            n++;
-        }
-        io_uring_cq_advance(&w->ring, n);
+        worker_drain(w);
     }
     io_uring_submit(&w->ring); /* the asynchronous closes of the last connections' files */
     io_uring_queue_exit(&w->ring);
     free(w->backlog);
     w->backlog = NULL;
-    if (w->sq_waits > 0)
-        uring_log(URING_LOG_INFO, "ring_sq_full", "worker=%d waits=%llu", w->index,
-                  (unsigned long long)w->sq_waits);
+    if (w->sq_full > 0)
+        uring_log(URING_LOG_INFO, "ring_sq_full", "worker=%d full=%llu waits=%llu", w->index,
+                  (unsigned long long)w->sq_full, (unsigned long long)w->sq_waits);
     atomic_fetch_sub(&uring_srv.workers_running, 1);
     return NULL;
 }
@@ -425,7 +445,8 @@ static void *worker_main(void *arg)
 /*
  * Fault injection for tests: COFFER_TEST_WORKER_FAIL=<index>:<step> makes worker <index>'s start
  * fail at <step> ("eventfd", "thread" or "ring"), as if the system had refused it; "submit" makes
- * its first 64 submits of a full SQ answer -EBUSY. Read once at
+ * its submits of a full SQ answer -EBUSY while completions wait (worker_submit). COFFER_TEST_RING_ENTRIES=N (2..URING_RING_SIZE)
+ * makes every ring that small, so that its SQ and CQ fill up under a few connections. Read once at
  * start-up on the main thread; no effect unless set.
  */
 static int uring_worker_fault_at(int index, const char *step)
@@ -465,7 +486,12 @@ int uring_worker_start(struct uring_worker *w, int index)
     }
     uring_offload_ring_init(&w->offload, w->evfd);
     w->fail_ring = uring_worker_fault("ring");
-    w->fail_submit = uring_worker_fault("submit") ? 64 : 0;
+    w->ring_entries = URING_RING_SIZE;
+    if (getenv("COFFER_TEST_RING_ENTRIES") != NULL) { /* tests: a tiny ring fills at once */
+        long n = strtol(getenv("COFFER_TEST_RING_ENTRIES"), NULL, 10);
+        w->ring_entries = n >= 2 && n <= URING_RING_SIZE ? (unsigned)n : URING_RING_SIZE;
+    }
+    w->fail_submit = uring_worker_fault("submit");
     atomic_fetch_add(&uring_srv.workers_running, 1);
     if (uring_worker_fault("thread") || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         atomic_fetch_sub(&uring_srv.workers_running, 1);
