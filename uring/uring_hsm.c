@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The pkcs11 retriever inside cofferd: settings, shared clients, HSM loader threads, fallback. */
+/* The pkcs11 retriever inside cofferd: settings, shared clients, per-job requests through hsm/'s
+ * asynchronous submit, HEALTH/STATS counters. */
 #include "uring_hsm.h"
 
 #include "coffer_error.h"
@@ -426,7 +427,7 @@ int uring_hsm_secret_optional(const struct uring_hsm *h)
     return uring_hsm_backups(h) && h->cfg.fallback == URING_HSM_FALLBACK_NONE;
 }
 
-/* ---- the loader threads ---- */
+/* ---- requests: answered by hsm/ callbacks ---- */
 
 /*
  * Whether a restore under the configured token shows that the HSM works as configured: with a
@@ -766,7 +767,7 @@ int uring_hsm_job_backup(struct uring_hsm *h, struct uring_hsm_job **out, engine
     /* the data-key cache only: its mutex is never held across a PKCS#11 call */
     memset(&w, 0, sizeof(w));
     if ((r = hsm_cache_current_take(hsm_retriever_cache(h->retriever), 0, dk, &w)) != 1)
-        return r < 0 ? r : 0; /* a miss: the loader threads ask the HSM */
+        return r < 0 ? r : 0; /* a miss: uring_hsm_submit asks the HSM */
     if ((*meta = cached_meta(h, *dk, &w)) == NULL) {
         engine_key_free(*dk);
         *dk = NULL;

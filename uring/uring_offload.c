@@ -33,25 +33,16 @@ struct offload_thread_arg {
 };
 
 /* Static, never freed: a thread left behind at shutdown may still touch its pool. */
+#define POOL(label, qmax)                                                                          \
+    {                                                                                              \
+        .name = label, .queue_max = qmax, .lock = PTHREAD_MUTEX_INITIALIZER,                       \
+        .work = PTHREAD_COND_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER                         \
+    }
 static struct offload_pool pools[URING_POOL_COUNT] = {
-    [URING_POOL_CIPHER] = {.name = "cipher",
-                           .lock = PTHREAD_MUTEX_INITIALIZER,
-                           .work = PTHREAD_COND_INITIALIZER,
-                           .idle = PTHREAD_COND_INITIALIZER},
-    [URING_POOL_FILE] = {.name = "file",
-                         .lock = PTHREAD_MUTEX_INITIALIZER,
-                         .work = PTHREAD_COND_INITIALIZER,
-                         .idle = PTHREAD_COND_INITIALIZER},
-    [URING_POOL_KEYS] = {.name = "keys",
-                         .queue_max = URING_OFFLOAD_QUEUE_MAX,
-                         .lock = PTHREAD_MUTEX_INITIALIZER,
-                         .work = PTHREAD_COND_INITIALIZER,
-                         .idle = PTHREAD_COND_INITIALIZER},
-    [URING_POOL_HSM] = {.name = "hsm",
-                        .queue_max = URING_OFFLOAD_QUEUE_MAX,
-                        .lock = PTHREAD_MUTEX_INITIALIZER,
-                        .work = PTHREAD_COND_INITIALIZER,
-                        .idle = PTHREAD_COND_INITIALIZER},
+    [URING_POOL_CIPHER] = POOL("cipher", 0),
+    [URING_POOL_FILE] = POOL("file", 0),
+    [URING_POOL_KEYS] = POOL("keys", URING_OFFLOAD_QUEUE_MAX),
+    [URING_POOL_HSM] = POOL("hsm", URING_OFFLOAD_QUEUE_MAX),
 };
 static struct offload_thread_arg thread_args[URING_POOL_COUNT][URING_OFFLOAD_THREADS_MAX];
 
