@@ -539,6 +539,8 @@ static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, 
     hsm_fallback_decision fd;
 
     hr->st = *st;
+    if (r != 0)
+        json_decref(config); /* NULL on failure; taken below on success */
     if (r == 0) {
         meta =
             hsm_metadata_from_config(config, engine_format_name(COFFER_FORMAT_COFFER_V1), dk->id);
@@ -553,8 +555,7 @@ static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, 
                            "the metadata of a new HSM backup could not be built: %s",
                            coffer_strerror(r));
     }
-    json_decref(meta);
-    json_decref(config);
+    json_decref(meta); /* config went into it (hsm_metadata_from_config takes it) */
     free(text);
     hsm_note(h, HSM_OP_BACKUP, r, &hr->st, NULL);
     if (r == 0) {

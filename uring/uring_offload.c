@@ -141,6 +141,7 @@ static void *offload_main(void *arg)
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct uring_offload_task *t;
+        int ringless;
         while (p->head == NULL && !p->stop)
             pthread_cond_wait(&p->work, &p->lock);
         if (p->stop)
@@ -152,9 +153,10 @@ static void *offload_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         t->next = NULL;
         offload_parked = 0;
+        ringless = t->ring == NULL; /* a ring-less task may free itself in run */
         t->run(t);
         atomic_fetch_add_explicit(&p->runs, 1, memory_order_relaxed);
-        if (!offload_parked && t->ring != NULL)
+        if (!offload_parked && !ringless)
             uring_offload_post(t); /* dropped when shutdown went on without us */
         pthread_mutex_lock(&p->lock);
     }
