@@ -325,7 +325,8 @@ int main(int argc, char **argv)
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;
     }
-    if (uring_keys_start() != 0 || uring_offload_start(URING_POOL_CIPHER, uring_srv.cfg.helpers) != 0 ||
+    if (uring_keys_start() != 0 ||
+        uring_offload_start(URING_POOL_CIPHER, uring_srv.cfg.helpers) != 0 ||
         uring_offload_start(URING_POOL_FILE, uring_srv.cfg.helpers) != 0 || uring_hsm_start() != 0)
         goto out;
     uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
