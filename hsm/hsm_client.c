@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,14 @@ struct hsm_request {
     void (*payload_free)(void *);
     int result;
     hsm_status st;
+    /* asynchronous requests (hsm_client_submit): answered exactly once, by the HSM thread that
+     * ran it or by the watchdog at the deadline (answered, under core->mu) */
+    hsm_done_fn cb;
+    void *cb_ctx;
+    int answered;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    struct hsm_request *anext; /* on core->async, while not answered */
+    char what[96];
 };
 
 /*
@@ -44,12 +53,18 @@ struct hsm_core {
     hsm_status last; /* the last failure */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    struct hsm_request *async; /* asynchronous requests not answered yet */
+    pthread_cond_t async_cond; /* the watchdog: a new deadline, or stopping */
+    unsigned timeout_ms;
+    const char *token_label, *module; /* the client's strings, for the timeout sentence */
 };
 
 struct hsm_client {
     struct hsm_core *core;
     pthread_t threads[HSM_THREADS_MAX];
     unsigned nthreads;
+    pthread_t watchdog;
+    int have_watchdog;
     unsigned timeout_ms;
     char *module;
     char *token;
@@ -67,6 +82,7 @@ static void core_unref(struct hsm_core *core)
     hsm_token_free(core->token);
     pthread_mutex_destroy(&core->mu);
     pthread_cond_destroy(&core->work);
+    pthread_cond_destroy(&core->async_cond);
     free(core);
 }
 
@@ -96,6 +112,108 @@ static void request_unref_locked(struct hsm_request *rq)
     free(rq);
 }
 
+/* Under core->mu. */
+static void async_unlink_locked(struct hsm_core *core, struct hsm_request *rq)
+{
+    for (struct hsm_request **pp = &core->async; *pp != NULL; pp = &(*pp)->anext) {
+        if (*pp == rq) {
+            *pp = rq->anext;
+            break;
+        }
+    }
+    rq->anext = NULL;
+}
+
+/* Under core->mu: take a queued request off the queue (it never ran). 1 if it was there. */
+static int queue_unlink_locked(struct hsm_core *core, struct hsm_request *rq)
+{
+    struct hsm_request **pp = &core->head, *prev = NULL;
+    while (*pp != NULL && *pp != rq) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp != rq)
+        return 0;
+    *pp = rq->next;
+    if (core->tail == rq)
+        core->tail = prev;
+    return 1;
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * The watchdog: answers an asynchronous request that reached its deadline with
+ * COFFER_ERR_HSM_TIMEOUT, while its call goes on (or waits) in an HSM thread. It never calls
+ * PKCS#11, so closing the client can always join it.
+ */
+static void *hsm_watchdog_main(void *arg)
+{
+    struct hsm_core *core = arg;
+
+    pthread_mutex_lock(&core->mu);
+    while (!core->stopping || core->async != NULL) {
+        struct hsm_request *due = NULL, *first = NULL;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (struct hsm_request *rq = core->async; rq != NULL; rq = rq->anext) {
+            if (!ts_before(&now, &rq->deadline) || core->stopping) {
+                due = rq;
+                break;
+            }
+            if (first == NULL || ts_before(&rq->deadline, &first->deadline))
+                first = rq;
+        }
+        if (due != NULL) {
+            hsm_status st;
+            int queued = due->state == REQ_QUEUED;
+            async_unlink_locked(core, due);
+            due->answered = 1;
+            due->abandoned = 1;
+            if (queued && queue_unlink_locked(core, due))
+                due->refs--; /* the queue's: it never runs */
+            hsm_status_clear(&st);
+            if (core->stopping)
+                hsm_status_set(&st, COFFER_ERR_SHUTDOWN, "shutdown", HSM_STATUS_NO_RV,
+                               "the HSM client is shutting down");
+            else
+                hsm_status_set(&st, COFFER_ERR_HSM_TIMEOUT, "timeout", HSM_STATUS_NO_RV,
+                               "the HSM did not answer within %u ms (%s, token '%s', module "
+                               "'%s'%s)",
+                               core->timeout_ms, due->what, core->token_label, core->module,
+                               queued ? "; every HSM thread was still busy with earlier calls"
+                                      : "");
+            if (!core->stopping)
+                core->last = st;
+            pthread_mutex_unlock(&core->mu);
+            if (!core->stopping)
+                core_log(core, "pkcs11: %s", st.text);
+            due->cb(due->cb_ctx, st.code, &st, NULL);
+            pthread_mutex_lock(&core->mu);
+            request_unref_locked(due); /* the watchdog's (the caller's) reference */
+            continue;
+        }
+        if (first == NULL)
+            pthread_cond_wait(&core->async_cond, &core->mu);
+        else
+            pthread_cond_timedwait(&core->async_cond, &core->mu, &first->deadline);
+    }
+    pthread_mutex_unlock(&core->mu);
+    core_unref(core);
+    return NULL;
+}
+
+/* HSM threads of every client that are inside a call to the token right now. */
+static atomic_int calls_in_progress;
+
+int hsm_client_calls_in_progress(void)
+{
+    return atomic_load(&calls_in_progress);
+}
+
 static void *hsm_thread_main(void *arg)
 {
     struct hsm_core *core = arg;
@@ -117,7 +235,9 @@ static void *hsm_thread_main(void *arg)
 
         hsm_status st;
         hsm_status_clear(&st);
+        atomic_fetch_add(&calls_in_progress, 1);
         int r = hsm_token_run(core->token, &sess, rq->op, rq->payload, &st);
+        atomic_fetch_sub(&calls_in_progress, 1);
         if (r < 0 && st.code == 0)
             st.code = r;
 
@@ -128,6 +248,14 @@ static void *hsm_thread_main(void *arg)
         if (r < 0)
             core->last = st;
         int late = rq->abandoned && r < 0;
+        if (rq->cb != NULL && !rq->answered) {
+            async_unlink_locked(core, rq);
+            rq->answered = 1;
+            pthread_mutex_unlock(&core->mu);
+            rq->cb(rq->cb_ctx, r, &st, rq->payload); /* the payload is freed below */
+            pthread_mutex_lock(&core->mu);
+            request_unref_locked(rq); /* the answer's reference */
+        }
         pthread_mutex_unlock(&core->mu);
         /* Signalled without the mutex, so the caller does not wake up only to wait for it; our
          * reference keeps rq alive until then. */
@@ -190,6 +318,16 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
         goto fail;
     pthread_mutex_init(&core->mu, NULL);
     pthread_cond_init(&core->work, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&core->async_cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    core->timeout_ms = c->timeout_ms;
+    core->token_label = c->token != NULL ? c->token : "";
+    core->module = c->module != NULL ? c->module : "";
     core->log = cfg->log;
     core->log_ctx = cfg->log_ctx;
     core->refs = 1;
@@ -206,6 +344,21 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
             break;
         }
         c->nthreads++;
+    }
+    if (c->nthreads > 0) {
+        pthread_mutex_lock(&core->mu);
+        core->refs++;
+        pthread_mutex_unlock(&core->mu);
+        if (pthread_create(&c->watchdog, NULL, hsm_watchdog_main, core) == 0) {
+            c->have_watchdog = 1;
+        } else {
+            pthread_mutex_lock(&core->mu);
+            core->refs--;
+            pthread_mutex_unlock(&core->mu);
+            hsm_client_close(c);
+            return hsm_status_set(st, COFFER_ERR_NOMEM, "config", HSM_STATUS_NO_RV,
+                                  "could not start the HSM watchdog thread");
+        }
     }
     if (c->nthreads == 0) {
         hsm_client_close(c);
@@ -237,7 +390,10 @@ void hsm_client_close(hsm_client *c)
     pthread_mutex_lock(&core->mu);
     core->stopping = 1;
     pthread_cond_broadcast(&core->work);
+    pthread_cond_broadcast(&core->async_cond);
     pthread_mutex_unlock(&core->mu);
+    if (c->have_watchdog)
+        pthread_join(c->watchdog, NULL); /* it answers what is left with SHUTDOWN; never stuck */
 
     clock_gettime(CLOCK_REALTIME, &deadline); /* pthread_timedjoin_np measures CLOCK_REALTIME */
     deadline.tv_sec += c->timeout_ms / 1000;
@@ -350,6 +506,45 @@ int hsm_client_call(hsm_client *c, const char *what, hsm_token_op op, void *payl
     return r;
 }
 
+int hsm_client_submit(hsm_client *c, const char *what, hsm_token_op op, void *payload,
+                      void (*payload_free)(void *), hsm_done_fn done, void *ctx)
+{
+    struct hsm_core *core = c->core;
+    struct hsm_request *rq;
+
+    if ((rq = calloc(1, sizeof(*rq))) == NULL)
+        return COFFER_ERR_NOMEM;
+    pthread_cond_init(&rq->done, NULL); /* unused by asynchronous requests; destroyed alike */
+    rq->op = op;
+    rq->payload = payload;
+    rq->payload_free = payload_free;
+    rq->refs = 2; /* the queue's/thread's, and the answer's (dropped by whoever answers last) */
+    rq->state = REQ_QUEUED;
+    rq->cb = done;
+    rq->cb_ctx = ctx;
+    snprintf(rq->what, sizeof(rq->what), "%s", what);
+    deadline_after(&rq->deadline, c->timeout_ms);
+
+    pthread_mutex_lock(&core->mu);
+    if (core->stopping) {
+        pthread_mutex_unlock(&core->mu);
+        pthread_cond_destroy(&rq->done);
+        free(rq);
+        return COFFER_ERR_SHUTDOWN;
+    }
+    if (core->tail != NULL)
+        core->tail->next = rq;
+    else
+        core->head = rq;
+    core->tail = rq;
+    rq->anext = core->async;
+    core->async = rq;
+    pthread_cond_signal(&core->async_cond);
+    pthread_mutex_unlock(&core->mu);
+    pthread_cond_signal(&core->work);
+    return 0;
+}
+
 static int op_connect(hsm_token *t, hsm_session *s, void *arg, hsm_status *st)
 {
     const char *label = arg;
@@ -372,6 +567,38 @@ int hsm_client_connect(hsm_client *c, hsm_status *st)
     r = hsm_client_call(c, "connect", op_connect, label, free, st);
     if (r != COFFER_ERR_HSM_TIMEOUT)
         free(label);
+    return r;
+}
+
+struct connect_async {
+    void (*done)(void *ctx, int r, const hsm_status *st);
+    void *ctx;
+};
+
+static void connect_done(void *ctx, int r, const hsm_status *st, void *payload)
+{
+    struct connect_async *a = ctx;
+    (void)payload;
+    a->done(a->ctx, r, st);
+    free(a);
+}
+
+int hsm_client_connect_submit(hsm_client *c, void (*done)(void *ctx, int r, const hsm_status *st),
+                              void *ctx)
+{
+    struct connect_async *a = calloc(1, sizeof(*a));
+    char *label = NULL;
+    int r = COFFER_ERR_NOMEM;
+
+    if (a == NULL || (c->key_label != NULL && (label = strdup(c->key_label)) == NULL))
+        goto fail;
+    a->done = done;
+    a->ctx = ctx;
+    if ((r = hsm_client_submit(c, "connect", op_connect, label, free, connect_done, a)) == 0)
+        return 0;
+fail:
+    free(label);
+    free(a);
     return r;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* An HSM client: one PKCS#11 token served by dedicated HSM threads that callers wait on with a
- * timeout. */
+ * timeout, or hand work to with a completion callback (asynchronous submit). */
 #ifndef HSM_CLIENT_H
 #define HSM_CLIENT_H
 
@@ -75,6 +75,14 @@ int hsm_client_open(hsm_client **out, const hsm_client_config *cfg, hsm_status *
 void hsm_client_close(hsm_client *c);
 
 /*
+ * How many HSM threads (of every client of the process) are inside a PKCS#11 call right now,
+ * including threads hsm_client_close left behind. A process about to exit while this is not 0
+ * must not finalize the module or OpenSSL under them (no OPENSSL_cleanup, no p11-kit
+ * finalization, no exit() with its atexit handlers): end with _exit instead. Any thread.
+ */
+int hsm_client_calls_in_progress(void);
+
+/*
  * Connect now (module, token, login, and the key when key_label is set) and report the first
  * step that fails. Connecting again after success costs nothing.
  *
@@ -94,6 +102,16 @@ void hsm_client_close(hsm_client *c);
  * succeed once the token answers again.
  */
 int hsm_client_connect(hsm_client *c, hsm_status *st) COFFER_WUR;
+
+/*
+ * hsm_client_connect without waiting: done(ctx, result, st) runs exactly once on a thread of the
+ * client (an HSM thread, or its watchdog with COFFER_ERR_HSM_TIMEOUT at the timeout, or
+ * COFFER_ERR_SHUTDOWN when the client closes first), possibly before this returns; it must not
+ * block for long nor close the client. Returns 0, or COFFER_ERR_NOMEM / _SHUTDOWN when nothing
+ * was queued (done does not run). Any thread.
+ */
+int hsm_client_connect_submit(hsm_client *c, void (*done)(void *ctx, int r, const hsm_status *st),
+                              void *ctx) COFFER_WUR;
 
 /*
  * The last failure of any call of this client (code 0 when nothing has failed yet): for the

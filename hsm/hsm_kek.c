@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* In engine_secmem: it carries the data key in or out. */
@@ -458,5 +459,111 @@ int hsm_kek_unwrap(hsm_client *c, const hsm_wrapped *w, engine_key **out, hsm_st
     if (r == 0 && (r = engine_key_from_bytes(out, j->key, HSM_DATA_KEY_LEN)) < 0)
         hsm_status_set(st, r, "unwrap", HSM_STATUS_NO_RV, "out of memory");
     kek_job_free(j);
+    return r;
+}
+
+/* ---- asynchronous forms ---- */
+
+struct kek_async {
+    hsm_kek_wrap_cb wrap;
+    hsm_kek_unwrap_cb unwrap;
+    void *ctx;
+};
+
+/* Copy the job's result into the caller's form (both GCM kinds look alike, as in hsm_kek_wrap). */
+static void wrapped_result(const struct kek_job *j, hsm_wrapped *out)
+{
+    *out = j->w;
+    snprintf(out->key_label, sizeof(out->key_label), "%s", j->label);
+    if (hsm_wrapped_mech(out) == HSM_MECH_GCM || out->mech == HSM_MECH_GCM_TOKEN_IV) {
+        out->mech = HSM_MECH_AUTO;
+        out->iv_len = 0;
+        out->wrapped_len = 0;
+    }
+}
+
+static void wrap_done(void *ctx, int r, const hsm_status *st, void *payload)
+{
+    struct kek_async *a = ctx;
+    hsm_wrapped w;
+    memset(&w, 0, sizeof(w));
+    if (r == 0 && payload != NULL)
+        wrapped_result(payload, &w);
+    a->wrap(a->ctx, r, st, r == 0 && payload != NULL ? &w : NULL);
+    engine_secmem_wipe(&w, sizeof(w));
+    free(a);
+}
+
+int hsm_kek_wrap_submit(hsm_client *c, const engine_key *dk, hsm_kek_wrap_cb cb, void *ctx)
+{
+    const char *label = hsm_client_key_label(c);
+    struct kek_async *a;
+    struct kek_job *j;
+    char what[HSM_KEY_LABEL_MAX + 32];
+    int r;
+
+    if (label == NULL)
+        return COFFER_ERR_CONFIG;
+    if (dk->len != HSM_DATA_KEY_LEN)
+        return COFFER_ERR_KEY_SIZE;
+    if ((a = calloc(1, sizeof(*a))) == NULL)
+        return COFFER_ERR_NOMEM;
+    if ((j = kek_job_new(label)) == NULL) {
+        free(a);
+        return COFFER_ERR_NOMEM;
+    }
+    a->wrap = cb;
+    a->ctx = ctx;
+    memset(&j->w, 0, sizeof(j->w));
+    memcpy(j->key, dk->bytes, HSM_DATA_KEY_LEN);
+    snprintf(what, sizeof(what), "wrap with key '%s'", label);
+    if ((r = hsm_client_submit(c, what, op_wrap, j, kek_job_free, wrap_done, a)) != 0) {
+        kek_job_free(j);
+        free(a);
+    }
+    return r;
+}
+
+static void unwrap_done(void *ctx, int r, const hsm_status *st, void *payload)
+{
+    struct kek_async *a = ctx;
+    struct kek_job *j = payload;
+    engine_key *dk = NULL;
+    hsm_status local = *st;
+    if (r == 0 && j != NULL && (r = engine_key_from_bytes(&dk, j->key, HSM_DATA_KEY_LEN)) < 0)
+        hsm_status_set(&local, r, "unwrap", HSM_STATUS_NO_RV, "out of memory");
+    a->unwrap(a->ctx, r, &local, dk);
+    free(a);
+}
+
+int hsm_kek_unwrap_submit(hsm_client *c, const hsm_wrapped *w, hsm_kek_unwrap_cb cb, void *ctx)
+{
+    hsm_status st;
+    struct kek_async *a;
+    struct kek_job *j;
+    char what[HSM_KEY_LABEL_MAX + 32];
+    int r;
+
+    if ((r = hsm_token_label_check("key", w->key_label, HSM_KEY_LABEL_MAX, &st)) < 0)
+        return r;
+    if (hsm_wrapped_mech(w) == HSM_MECH_CBC_HMAC &&
+        (r = hsm_token_label_check("HMAC key", w->mac_key_label, HSM_KEY_LABEL_MAX, &st)) < 0)
+        return r;
+    if (hsm_wrapped_mech(w) >= HSM_MECH_COUNT)
+        return COFFER_ERR_METADATA;
+    if ((a = calloc(1, sizeof(*a))) == NULL)
+        return COFFER_ERR_NOMEM;
+    if ((j = kek_job_new(w->key_label)) == NULL) {
+        free(a);
+        return COFFER_ERR_NOMEM;
+    }
+    a->unwrap = cb;
+    a->ctx = ctx;
+    j->w = *w;
+    snprintf(what, sizeof(what), "unwrap with key '%s'", w->key_label);
+    if ((r = hsm_client_submit(c, what, op_unwrap, j, kek_job_free, unwrap_done, a)) != 0) {
+        kek_job_free(j);
+        free(a);
+    }
     return r;
 }

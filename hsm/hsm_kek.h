@@ -158,6 +158,27 @@ typedef struct hsm_negotiation {
  */
 int hsm_kek_negotiate(hsm_client *c, hsm_negotiation *out, hsm_status *st) COFFER_WUR;
 
+/*
+ * Asynchronous forms: the same work, queued to the client's HSM threads without waiting. The
+ * callback runs exactly once on a thread of the client (an HSM thread when the call ended, the
+ * client's watchdog at the timeout, possibly before the submit returns), with the result code and
+ * status of the synchronous form: wrap gives the wrapped key (NULL on failure; valid during the
+ * call only), unwrap the data key (the callback owns it: engine_key_free; NULL on failure),
+ * negotiate what was found (valid during the call). The callback must not block for long and must
+ * not close the client. A submit returns 0 (the callback will run), or the code for a request
+ * that could not be queued (bad arguments, COFFER_ERR_NOMEM, _SHUTDOWN): then the callback does
+ * not run. Any thread; dk and w are copied before the submit returns.
+ */
+typedef void (*hsm_kek_wrap_cb)(void *ctx, int r, const hsm_status *st, const hsm_wrapped *w);
+typedef void (*hsm_kek_unwrap_cb)(void *ctx, int r, const hsm_status *st, engine_key *dk);
+typedef void (*hsm_kek_negotiate_cb)(void *ctx, int r, const hsm_status *st,
+                                     const hsm_negotiation *neg);
+int hsm_kek_wrap_submit(hsm_client *c, const engine_key *dk, hsm_kek_wrap_cb cb,
+                        void *ctx) COFFER_WUR;
+int hsm_kek_unwrap_submit(hsm_client *c, const hsm_wrapped *w, hsm_kek_unwrap_cb cb,
+                          void *ctx) COFFER_WUR;
+int hsm_kek_negotiate_submit(hsm_client *c, hsm_kek_negotiate_cb cb, void *ctx) COFFER_WUR;
+
 /* The HMAC key label of encrypt-then-MAC for a KEK label: "<label>-hmac" (cap bytes; 0 or -1). */
 int hsm_kek_mac_label(const char *kek_label, char *out, size_t cap);
 

@@ -365,3 +365,39 @@ int hsm_kek_negotiate(hsm_client *c, hsm_negotiation *out, hsm_status *st)
     free(j);
     return r;
 }
+
+struct neg_async {
+    hsm_kek_negotiate_cb cb;
+    void *ctx;
+};
+
+static void negotiate_done(void *ctx, int r, const hsm_status *st, void *payload)
+{
+    struct neg_async *a = ctx;
+    struct neg_job *j = payload;
+    hsm_negotiation none;
+    memset(&none, 0, sizeof(none));
+    a->cb(a->ctx, r, st, j != NULL ? &j->neg : &none);
+    free(a);
+}
+
+int hsm_kek_negotiate_submit(hsm_client *c, hsm_kek_negotiate_cb cb, void *ctx)
+{
+    struct neg_async *a = calloc(1, sizeof(*a));
+    struct neg_job *j = calloc(1, sizeof(*j));
+    int r = COFFER_ERR_NOMEM;
+
+    if (a == NULL || j == NULL)
+        goto fail;
+    a->cb = cb;
+    a->ctx = ctx;
+    if (hsm_client_key_label(c) != NULL)
+        snprintf(j->label, sizeof(j->label), "%s", hsm_client_key_label(c));
+    if ((r = hsm_client_submit(c, "choosing a wrapping mechanism", op_negotiate, j, free,
+                               negotiate_done, a)) == 0)
+        return 0;
+fail:
+    free(a);
+    free(j);
+    return r;
+}

@@ -21,4 +21,21 @@
 int hsm_client_call(hsm_client *c, const char *what, hsm_token_op op, void *payload,
                     void (*payload_free)(void *), hsm_status *st);
 
+/*
+ * The same without waiting: queue op and return. done(ctx, result, st, payload) is called exactly
+ * once, on a thread of the client (possibly before hsm_client_submit returns), when:
+ *  - the call ended: result and st are the call's, payload is the payload (read the results
+ *    during done; the client frees it with payload_free afterwards);
+ *  - its deadline (the client's timeout) passed first: result COFFER_ERR_HSM_TIMEOUT and payload
+ *    NULL (called on the client's watchdog thread; the call, if it started, goes on and its
+ *    payload is freed when it ends);
+ *  - the client is closing: COFFER_ERR_SHUTDOWN, payload NULL.
+ * done must not block for long and must not call hsm_client_close. Returns 0 (done will be
+ * called), or COFFER_ERR_NOMEM / COFFER_ERR_SHUTDOWN when nothing was queued (done is not called
+ * and payload is the caller's).
+ */
+typedef void (*hsm_done_fn)(void *ctx, int result, const hsm_status *st, void *payload);
+int hsm_client_submit(hsm_client *c, const char *what, hsm_token_op op, void *payload,
+                      void (*payload_free)(void *), hsm_done_fn done, void *ctx) COFFER_WUR;
+
 #endif

@@ -44,6 +44,24 @@ void hsm_retriever_backup_done(hsm_retriever *r, const char *key_id, uint64_t by
 int hsm_retriever_restore_key(hsm_retriever *r, const json_t *config, engine_key **dk,
                               hsm_status *st) COFFER_WUR;
 
+/*
+ * Asynchronous forms of hsm_retriever_backup_key and hsm_retriever_restore_key, for callers that
+ * must not wait (cofferd's ring threads): done(ctx, r, st, dk, config) runs exactly once with
+ * what the synchronous form would return: dk and config are the callback's (engine_key_free,
+ * json_decref; config is NULL for a restore). It runs on a thread of the client (the HSM call
+ * ended, or its watchdog at the timeout), or on the caller's thread before the submit returns
+ * when no HSM call is needed (a cache hit, a malformed or foreign config, no memory). Concurrent
+ * backups that miss the cache make one HSM call: the others wait for it without a thread each,
+ * then take the key it cached (or share its failure). done must not block for long nor free the
+ * retriever or its client. Any thread; config is read before the submit returns.
+ */
+typedef void (*hsm_retriever_cb)(void *ctx, int r, const hsm_status *st, engine_key *dk,
+                                 json_t *config);
+void hsm_retriever_backup_key_submit(hsm_retriever *r, uint64_t bytes, hsm_retriever_cb done,
+                                     void *ctx);
+void hsm_retriever_restore_key_submit(hsm_retriever *r, const json_t *config,
+                                      hsm_retriever_cb done, void *ctx);
+
 /* The cache, for statistics, clearing and sweeping. */
 hsm_cache *hsm_retriever_cache(hsm_retriever *r);
 

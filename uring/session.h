@@ -282,5 +282,11 @@ void session_pump(struct session *s);
  */
 void session_work_run(struct session_work *wk);
 void session_work_run_spans(struct session_work *wk);
+/*
+ * 1 when the batch (split = 0) may block: a velero-v1 restore past SESSION_SPOOL_MEM reads and
+ * writes its spool file. The ring layer runs such batches on a pool for blocking file I/O, not
+ * beside the cipher batches. Owner thread, before the action `work` returns.
+ */
+int session_work_may_block(const struct session_work *wk);
 
 #endif

@@ -570,6 +570,14 @@ static int job_may_block(const struct session_job *j, size_t inbytes, int tail)
     return tail ? j->bytes_in > SESSION_SPOOL_MEM : j->bytes_in + inbytes > SESSION_SPOOL_MEM;
 }
 
+int session_work_may_block(const struct session_work *wk)
+{
+    size_t inbytes = 0;
+    for (int i = 0; i < wk->nin; i++)
+        inbytes += wk->inlen[i];
+    return job_may_block(wk->job, inbytes, wk->tail);
+}
+
 /* 1 if this batch goes off the owner thread: it may block, or it is at least --offload-min. */
 int session_job_offload(const struct session *s, const struct session_job *j, size_t inbytes,
                         int tail)

@@ -118,24 +118,36 @@ static void conn_fd_close(struct session *s, int fd)
     uring_conn_close_fd(session_owner(s), fd);
 }
 
-static void conn_task_out(struct uring_conn *c, void (*run)(struct uring_task *), int probe)
+/*
+ * The connection's one task goes to a pool (uring_offload.h) and comes back to this ring's
+ * completion path (uring_worker_work_back, then uring_conn_work_done). CIPHER and FILE take
+ * every task submitted while a ring runs (their queues are bounded by the connections, one task
+ * each), so a refusal is a broken invariant.
+ */
+static void conn_task_out(struct uring_conn *c, enum uring_offload_pool pool,
+                          void (*run)(struct uring_offload_task *), int probe)
 {
     c->task.run = run;
-    c->task.w = c->w;
+    c->task.done = uring_worker_work_back;
+    c->task.drop = NULL;
+    c->task.ring = &c->w->offload;
     c->task.slot = c->slot;
     c->task.gen = c->gen;
     c->task_probe = probe;
     c->inflight++;
-    uring_pool_submit(&c->task);
+    if (uring_offload_submit(pool, &c->task) != 0) {
+        uring_log(URING_LOG_ERROR, "internal", "detail=\"a pool refused a connection's task\"");
+        abort();
+    }
 }
 
-static struct uring_conn *conn_of_task(struct uring_task *t)
+static struct uring_conn *conn_of_task(struct uring_offload_task *t)
 {
     return (struct uring_conn *)((char *)t - offsetof(struct uring_conn, task));
 }
 
-/* On a helper thread: lseek may wait for the file's position lock (uring_fdjob_probe). */
-static void conn_probe_task(struct uring_task *t)
+/* On the FILE pool: lseek may wait for the file's position lock (uring_fdjob_probe). */
+static void conn_probe_task(struct uring_offload_task *t)
 {
     struct uring_conn *c = conn_of_task(t);
     uring_fdjob_probe(c->probe_in, c->probe_out, &c->probe_in_pos, &c->probe_out_pos,
@@ -147,24 +159,29 @@ static void conn_fd_probe(struct session *s, int in, int out)
     struct uring_conn *c = session_owner(s);
     c->probe_in = in;
     c->probe_out = out;
-    conn_task_out(c, conn_probe_task, 1);
+    conn_task_out(c, URING_POOL_FILE, conn_probe_task, 1);
 }
 
-static void conn_work_task(struct uring_task *t)
+static void conn_work_task(struct uring_offload_task *t)
 {
     session_work_run(conn_of_task(t)->work);
 }
 
-static void conn_span_task(struct uring_task *t)
+static void conn_span_task(struct uring_offload_task *t)
 {
     session_work_run_spans(conn_of_task(t)->work);
 }
 
+/* A batch that may block on the velero-v1 spool goes to the FILE pool, the others to CIPHER. */
 static void conn_work(struct session *s, struct session_work *wk, int split)
 {
     struct uring_conn *c = session_owner(s);
     c->work = wk;
-    conn_task_out(c, split ? conn_span_task : conn_work_task, 0);
+    if (split)
+        conn_task_out(c, URING_POOL_CIPHER, conn_span_task, 0);
+    else
+        conn_task_out(c, session_work_may_block(wk) ? URING_POOL_FILE : URING_POOL_CIPHER,
+                      conn_work_task, 0);
 }
 
 static void conn_shutdown(struct session *s)

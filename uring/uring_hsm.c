@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The pkcs11 retriever inside cofferd: settings, shared clients, HSM loader threads, fallback. */
+/* The pkcs11 retriever inside cofferd: settings, shared clients, per-job requests through hsm/'s
+ * asynchronous submit, HEALTH/STATS counters. */
 #include "uring_hsm.h"
 
 #include "coffer_error.h"
 #include "engine_metadata.h"
 #include "engine_stream.h"
 #include "hsm_cache.h"
+#include "hsm_fallback.h"
 #include "hsm_kek.h"
 #include "hsm_retriever.h"
 #include "uring_keys.h"
 #include "uring_log.h"
+#include "uring_offload.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HSM_TIMEOUT_MAX_MS 600000u
 #define HSM_AGE_MAX_S      (10ull * 365 * 86400)
@@ -25,7 +29,8 @@ enum { HSM_OP_PROBE = 1, HSM_OP_BACKUP = 2, HSM_OP_RESTORE = 3 };
 
 struct uring_hsm {
     atomic_int refs;
-    struct uring_hsm *next; /* on the live or the retired list (under q_lock) */
+    struct uring_hsm *next; /* on the live list (under q_lock) */
+    struct uring_offload_task close_task; /* the last put closes it on the HSM pool */
     struct uring_hsm_config cfg;
     hsm_client *client;
     hsm_retriever *retriever;
@@ -38,7 +43,7 @@ struct uring_hsm {
     pthread_mutex_t meta_lock;
     hsm_wrapped meta_w;
     char *meta_text;
-    /* a probe of a failing HSM is queued or running (probe_queue_locked) */
+    /* a probe of a failing HSM is queued or running (probe_queue) */
     atomic_int probing;
 };
 
@@ -59,19 +64,14 @@ struct uring_hsm_req {
     char meta[URING_HSM_META_MAX]; /* backup: the pkcs11 status metadata */
 };
 
-static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
-static struct uring_keyreq *q_head, *q_tail;
-static struct uring_hsm *live, *retired;
-static int q_stop, q_running, q_nthreads;
-static pthread_t q_threads[URING_HSM_LOADERS];
-static time_t q_last_sweep;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
+static struct uring_hsm *live;
+static atomic_llong q_last_sweep; /* CLOCK_MONOTONIC seconds of the last sweep */
+static atomic_int q_started;      /* uring_hsm_start ran and uring_hsm_stop did not */
 
-/* Counters for STATS; fallbacks by reason: HSM_MODULE (-60) .. HSM_UNAVAILABLE (-66), other. */
+/* Counters for STATS; fallbacks by reason (hsm_fallback.h). */
 #define REASONS URING_HSM_REASONS
-static const char *const reason_names[REASONS] = {"HSM_MODULE",      "HSM_TOKEN", "HSM_KEY",
-                                                  "HSM_LOGIN",       "HSM_CALL",  "HSM_TIMEOUT",
-                                                  "HSM_UNAVAILABLE", "OTHER"};
+_Static_assert(URING_HSM_REASONS == HSM_FALLBACK_REASONS, "one reason per counter");
 static atomic_ullong n_fallbacks, n_fallback_by[REASONS], n_backups, n_backups_failed, n_restores,
     n_restores_failed;
 
@@ -80,15 +80,7 @@ static struct uring_hsm_req *req_of(struct uring_keyreq *req)
     return (struct uring_hsm_req *)(void *)req; /* kr is the first member */
 }
 
-static int is_hsm_code(int code)
-{
-    return code <= COFFER_ERR_HSM_MODULE && code >= COFFER_ERR_HSM_UNAVAILABLE;
-}
-
-static int reason_index(int code)
-{
-    return is_hsm_code(code) ? COFFER_ERR_HSM_MODULE - code : REASONS - 1;
-}
+#define is_hsm_code hsm_fallback_is_hsm_code
 
 /* ---- settings ---- */
 
@@ -265,15 +257,15 @@ static void hsm_free(struct uring_hsm *h)
     free(h);
 }
 
-static void queue_push_locked(struct uring_keyreq *req)
+static void hsm_req_drop(struct uring_offload_task *t);
+static int hsm_start_req(struct uring_hsm_req *hr);
+
+/* Hand an HSM request to the hsm library (its callback answers); a probe is freed once answered.
+ * 0 or the refusal (the request is still the caller's). */
+static int hsm_queue(struct uring_hsm_req *hr)
 {
-    req->next = NULL;
-    if (q_tail != NULL)
-        q_tail->next = req;
-    else
-        q_head = req;
-    q_tail = req;
-    pthread_cond_signal(&q_cond);
+    hr->kr.task.drop = hsm_req_drop;
+    return hsm_start_req(hr);
 }
 
 static struct uring_hsm *hsm_ref(struct uring_hsm *h)
@@ -282,8 +274,8 @@ static struct uring_hsm *hsm_ref(struct uring_hsm *h)
     return h;
 }
 
-/* Under q_lock: queue a probe of h unless one is out (a failed restore, or a failing HSM). */
-static void probe_queue_locked(struct uring_hsm *h)
+/* Queue a probe of h unless one is out (a failed restore, or a failing HSM). Any thread. */
+static void probe_queue(struct uring_hsm *h)
 {
     struct uring_hsm_req *probe;
     int expect = 0;
@@ -296,7 +288,8 @@ static void probe_queue_locked(struct uring_hsm *h)
     }
     probe->op = HSM_OP_PROBE;
     probe->h = hsm_ref(h);
-    queue_push_locked(&probe->kr);
+    if (hsm_queue(probe) != 0)
+        hsm_req_drop(&probe->kr.task);
 }
 
 int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out, char *detail,
@@ -376,8 +369,9 @@ int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out
     pthread_mutex_lock(&q_lock);
     h->next = live;
     live = h;
-    queue_push_locked(&probe->kr);
     pthread_mutex_unlock(&q_lock);
+    if (hsm_queue(probe) != 0) /* before uring_hsm_start (the first runtime): probe later */
+        hsm_req_drop(&probe->kr.task);
     *out = h;
     return 0;
 fail:
@@ -392,9 +386,18 @@ fail:
     return r;
 }
 
+static void hsm_close_run(struct uring_offload_task *t)
+{
+    hsm_free((struct uring_hsm *)t->ctx);
+}
+
+static void hsm_close_drop(struct uring_offload_task *t)
+{
+    hsm_free((struct uring_hsm *)t->ctx); /* it never ran: shutdown, on the main thread */
+}
+
 void uring_hsm_put(struct uring_hsm *h)
 {
-    int later = 0;
     if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1)
         return;
     pthread_mutex_lock(&q_lock);
@@ -404,15 +407,14 @@ void uring_hsm_put(struct uring_hsm *h)
             break;
         }
     }
-    if (q_running) {
-        h->next = retired;
-        retired = h;
-        pthread_cond_signal(&q_cond);
-        later = 1;
-    }
     pthread_mutex_unlock(&q_lock);
-    if (!later)
-        hsm_free(h); /* no loader threads (start-up or shutdown): the main thread closes it */
+    /* closing may wait for a stuck PKCS#11 call: on the HSM pool, never on a ring thread */
+    memset(&h->close_task, 0, sizeof(h->close_task));
+    h->close_task.run = hsm_close_run;
+    h->close_task.drop = hsm_close_drop;
+    h->close_task.ctx = h;
+    if (!atomic_load(&q_started) || uring_offload_submit(URING_POOL_HSM, &h->close_task) != 0)
+        hsm_free(h); /* no pool (start-up or shutdown): the main thread closes it */
 }
 
 int uring_hsm_backups(const struct uring_hsm *h)
@@ -425,13 +427,13 @@ int uring_hsm_secret_optional(const struct uring_hsm *h)
     return uring_hsm_backups(h) && h->cfg.fallback == URING_HSM_FALLBACK_NONE;
 }
 
-/* ---- the loader threads ---- */
+/* ---- requests: answered by hsm/ callbacks ---- */
 
 /*
  * Whether a restore under the configured token shows that the HSM works as configured: with a
  * key label, only when the backup used that key (another key proves nothing about it). A failed
  * restore never marks the HSM down by itself, since a forged or damaged wrapped key fails too:
- * it asks for a probe (probe_queue_locked), which decides.
+ * it asks for a probe (probe_queue), which decides.
  */
 static int restore_proves(const struct uring_hsm *h, const hsm_metadata_config *mc)
 {
@@ -476,45 +478,69 @@ static void hsm_note(struct uring_hsm *h, int op, int r, const hsm_status *st,
                   uring_log_quote(st->text, q, sizeof(q)));
 }
 
-static void serve_probe(struct uring_hsm_req *hr)
+/* The probe's answer (a thread of the HSM client): remember it, log the mechanism; free it. */
+static void probe_negotiated(void *ctx, int r, const hsm_status *st, const hsm_negotiation *neg)
 {
+    struct uring_hsm_req *hr = ctx;
     struct uring_hsm *h = hr->h;
-    hsm_negotiation neg;
     char q[HSM_STATUS_TEXT_MAX * 2], why[HSM_MECH_COUNT * 64];
     size_t n = 0;
-    int r = hsm_client_connect(h->client, &hr->st);
 
     /* with a key for new backups, say at start how they will be wrapped, and why */
-    if (r == 0 && uring_hsm_backups(h) && (r = hsm_kek_negotiate(h->client, &neg, &hr->st)) == 0) {
+    if (r == 0 && neg != NULL) {
         why[0] = '\0';
         for (int m = HSM_MECH_GCM; m < HSM_MECH_COUNT && n < sizeof(why); m++)
-            if (m != neg.mech && neg.why[m][0] != '\0')
+            if (m != neg->mech && neg->why[m][0] != '\0')
                 n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s: %s", n ? "; " : "",
-                                      hsm_mech_option_name(m), neg.why[m]);
+                                      hsm_mech_option_name(m), neg->why[m]);
         pthread_mutex_lock(&h->st_lock);
         snprintf(h->mechanism, sizeof(h->mechanism), "%s",
-                 hsm_mech_metadata_name(neg.mech, neg.kwp_ckm));
+                 hsm_mech_metadata_name(neg->mech, neg->kwp_ckm));
         pthread_mutex_unlock(&h->st_lock);
         uring_log(URING_LOG_INFO, "hsm_mechanism",
                   "module=%s token=%s key=%s mechanism=%s "
                   "name=%s passed_over=%s",
                   h->cfg.module, h->cfg.token, h->cfg.key,
-                  hsm_mech_metadata_name(neg.mech, neg.kwp_ckm), hsm_mech_option_name(neg.mech),
+                  hsm_mech_metadata_name(neg->mech, neg->kwp_ckm), hsm_mech_option_name(neg->mech),
                   uring_log_quote(why, q, sizeof(q)));
     }
+    hr->st = *st;
     hsm_note(h, HSM_OP_PROBE, r, &hr->st, NULL);
     atomic_store(&h->probing, 0);
+    hr->h = NULL;
+    uring_hsm_put(h);
+    free(hr);
 }
 
-/* A new backup's data key; returns 1 when the request went on to the Secret loader. */
-static int serve_backup(struct uring_hsm_req *hr)
+static void probe_connected(void *ctx, int r, const hsm_status *st)
+{
+    probe_negotiated(ctx, r, st, NULL);
+}
+
+/* Hand the answered request back to its ring (or, after a fallback, to the Secret loader). */
+static void hsm_answer(struct uring_hsm_req *hr, int forward)
 {
     struct uring_hsm *h = hr->h;
-    engine_key *dk = NULL;
-    json_t *config = NULL, *meta = NULL;
-    char *text = NULL, q[HSM_STATUS_TEXT_MAX * 2];
-    int r = hsm_retriever_backup_key(h->retriever, 0, &dk, &config, &hr->st);
+    hr->h = NULL;
+    uring_hsm_put(h);
+    if (forward)
+        uring_keys_submit(&hr->kr); /* the Secret loader loads the fallback key; then the ring */
+    else
+        uring_offload_post(&hr->kr.task);
+}
 
+/* A new backup's data key came (a thread of the HSM client, or the submitter's on a cache hit). */
+static void backup_done(void *ctx, int r, const hsm_status *st, engine_key *dk, json_t *config)
+{
+    struct uring_hsm_req *hr = ctx;
+    struct uring_hsm *h = hr->h;
+    json_t *meta = NULL;
+    char *text = NULL, q[HSM_STATUS_TEXT_MAX * 2];
+    hsm_fallback_decision fd;
+
+    hr->st = *st;
+    if (r != 0)
+        json_decref(config); /* NULL on failure; taken below on success */
     if (r == 0) {
         meta =
             hsm_metadata_from_config(config, engine_format_name(COFFER_FORMAT_COFFER_V1), dk->id);
@@ -529,19 +555,22 @@ static int serve_backup(struct uring_hsm_req *hr)
                            "the metadata of a new HSM backup could not be built: %s",
                            coffer_strerror(r));
     }
-    json_decref(meta);
+    json_decref(meta); /* config went into it (hsm_metadata_from_config takes it) */
     free(text);
     hsm_note(h, HSM_OP_BACKUP, r, &hr->st, NULL);
     if (r == 0) {
         hr->kr.key = dk;
         atomic_fetch_add(&n_backups, 1);
-        return 0;
+        hsm_answer(hr, 0);
+        return;
     }
     engine_key_free(dk);
-    if (h->cfg.fallback == URING_HSM_FALLBACK_NONE) {
+    hsm_fallback_decide(r, h->cfg.fallback == URING_HSM_FALLBACK_SECRET, &fd);
+    if (!fd.fall_back) {
         hr->kr.err = r;
         atomic_fetch_add(&n_backups_failed, 1);
-        return 0;
+        hsm_answer(hr, 0);
+        return;
     }
     /* what was tried, for the backup's hsmFallback note */
     snprintf(hr->mc.module, sizeof(hr->mc.module), "%s", h->cfg.module);
@@ -549,159 +578,147 @@ static int serve_backup(struct uring_hsm_req *hr)
     snprintf(hr->mc.wrapped.key_label, sizeof(hr->mc.wrapped.key_label), "%s", h->cfg.key);
     hr->fell_back = 1;
     atomic_fetch_add(&n_fallbacks, 1);
-    atomic_fetch_add(&n_fallback_by[reason_index(r)], 1);
+    atomic_fetch_add(&n_fallback_by[fd.reason], 1);
     uring_log(URING_LOG_WARN, "hsm_fallback",
               "module=%s token=%s key=%s step=%s err=%s ckr=%s namespace=%s secret=%s reason=%s",
               h->cfg.module, h->cfg.token, h->cfg.key, hr->st.step, coffer_errname(r),
               hr->st.ckr[0] != '\0' ? hr->st.ckr : "-", hr->kr.ns, hr->kr.name,
               uring_log_quote(hr->st.text, q, sizeof(q)));
-    return 1;
+    hsm_answer(hr, 1);
 }
 
-static void serve_restore(struct uring_hsm_req *hr)
+/* A restore's data key came (a thread of the HSM client, or the submitter's). */
+static void restore_done(void *ctx, int r, const hsm_status *st, engine_key *dk, json_t *config)
 {
-    engine_key *dk = NULL;
-    json_t *cfg = hsm_metadata_config_new(hr->mc.module, hr->mc.token, &hr->mc.wrapped);
-    int r = cfg == NULL ? hsm_status_set(&hr->st, COFFER_ERR_NOMEM, "unwrap", HSM_STATUS_NO_RV,
-                                         "out of memory")
-                        : hsm_retriever_restore_key(hr->h->retriever, cfg, &dk, &hr->st);
-
-    json_decref(cfg);
+    struct uring_hsm_req *hr = ctx;
+    json_decref(config);
+    hr->st = *st;
     hsm_note(hr->h, HSM_OP_RESTORE, r, &hr->st, &hr->mc);
-    if (r != 0 && is_hsm_code(r) && strcmp(hr->mc.token, hr->h->cfg.token) == 0) {
-        /* the HSM may be gone: a probe finds out (and HEALTH follows) */
-        pthread_mutex_lock(&q_lock);
-        probe_queue_locked(hr->h);
-        pthread_mutex_unlock(&q_lock);
-    }
+    if (r != 0 && is_hsm_code(r) && strcmp(hr->mc.token, hr->h->cfg.token) == 0)
+        probe_queue(hr->h); /* the HSM may be gone: a probe finds out (HEALTH follows) */
     hr->kr.err = r;
     hr->kr.key = r == 0 ? dk : NULL;
     if (r != 0)
         engine_key_free(dk);
     atomic_fetch_add(r == 0 ? &n_restores : &n_restores_failed, 1);
+    hsm_answer(hr, 0);
 }
 
-static void loader_serve(struct uring_hsm_req *hr)
+/*
+ * Hand hr to the hsm library without waiting: its callback answers (on a thread of the HSM
+ * client, or here at once when no token call is needed). 0, or the library's refusal (nothing
+ * queued; the request is still the caller's).
+ */
+static int hsm_start_req(struct uring_hsm_req *hr)
 {
     struct uring_hsm *h = hr->h;
-    int forward = 0;
+    json_t *cfg;
 
     hr->kr.err = 0;
     hr->kr.detail[0] = '\0';
     hsm_status_clear(&hr->st);
     if (hr->op == HSM_OP_PROBE)
-        serve_probe(hr);
-    else if (hr->op == HSM_OP_BACKUP)
-        forward = serve_backup(hr);
-    else
-        serve_restore(hr);
-    hr->h = NULL;
-    uring_hsm_put(h);
-    if (hr->op == HSM_OP_PROBE)
-        free(hr);
-    else if (forward)
-        uring_keys_submit(&hr->kr); /* the Secret loader loads the fallback key, then done() */
-    else
-        hr->kr.done(&hr->kr);
-}
-
-/* Under q_lock: wipe the cached data keys that are past their age, now and then. */
-static void loader_sweep_locked(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - q_last_sweep < URING_HSM_SWEEP_S)
-        return;
-    q_last_sweep = now.tv_sec;
-    for (struct uring_hsm *h = live; h != NULL; h = h->next) {
-        hsm_cache_sweep(hsm_retriever_cache(h->retriever));
-        if (uring_hsm_status(h) < 0)
-            probe_queue_locked(h); /* so that HEALTH sees it recover without traffic */
+        return uring_hsm_backups(h) ? hsm_kek_negotiate_submit(h->client, probe_negotiated, hr)
+                                    : hsm_client_connect_submit(h->client, probe_connected, hr);
+    if (hr->op == HSM_OP_BACKUP) {
+        hsm_retriever_backup_key_submit(h->retriever, 0, backup_done, hr);
+        return 0;
     }
+    if ((cfg = hsm_metadata_config_new(hr->mc.module, hr->mc.token, &hr->mc.wrapped)) == NULL)
+        return COFFER_ERR_NOMEM;
+    hsm_retriever_restore_key_submit(h->retriever, cfg, restore_done, hr);
+    json_decref(cfg);
+    return 0;
 }
 
-static void *loader_main(void *arg)
+/* A request that never ran or whose ring is gone (shutdown). */
+static void hsm_req_drop(struct uring_offload_task *t)
 {
-    (void)arg;
+    struct uring_hsm_req *hr = req_of((struct uring_keyreq *)(void *)t);
+    if (hr->op == HSM_OP_PROBE)
+        atomic_store(&hr->h->probing, 0);
+    uring_hsm_put(hr->h);
+    hr->h = NULL;
+    uring_keyreq_free(&hr->kr);
+}
+
+/* References to up to max live retrievers (each to uring_hsm_put). */
+static int live_refs(struct uring_hsm **out, int max)
+{
+    int n = 0;
     pthread_mutex_lock(&q_lock);
-    for (;;) {
-        struct uring_hsm *dead = retired;
-        struct uring_keyreq *req;
-        struct timespec until;
-        if (dead != NULL) {
-            retired = dead->next;
-            pthread_mutex_unlock(&q_lock);
-            hsm_free(dead);
-            pthread_mutex_lock(&q_lock);
-            continue;
-        }
-        if (q_stop)
-            break;
-        if ((req = q_head) != NULL) {
-            q_head = req->next;
-            if (q_head == NULL)
-                q_tail = NULL;
-            pthread_mutex_unlock(&q_lock);
-            req->next = NULL;
-            loader_serve(req_of(req));
-            pthread_mutex_lock(&q_lock);
-            continue;
-        }
-        loader_sweep_locked();
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
-        pthread_cond_timedwait(&q_cond, &q_lock, &until);
+    for (struct uring_hsm *h = live; h != NULL && n < max; h = h->next) {
+        int refs = atomic_load(&h->refs);
+        while (refs > 0 && !atomic_compare_exchange_weak(&h->refs, &refs, refs + 1))
+            ;
+        if (refs > 0)
+            out[n++] = h;
     }
     pthread_mutex_unlock(&q_lock);
-    return NULL;
+    return n;
+}
+
+static void hsm_sweep_run(struct uring_offload_task *t)
+{
+    struct uring_hsm *hs[16];
+    int n = live_refs(hs, 16);
+    for (int i = 0; i < n; i++) {
+        hsm_cache_sweep(hsm_retriever_cache(hs[i]->retriever));
+        if (uring_hsm_status(hs[i]) < 0)
+            probe_queue(hs[i]); /* so that HEALTH sees it recover without traffic */
+        uring_hsm_put(hs[i]);
+    }
+    free(t);
+}
+
+static void hsm_sweep_drop(struct uring_offload_task *t)
+{
+    free(t);
+}
+
+void uring_hsm_tick(void)
+{
+    struct timespec now;
+    long long last = atomic_load(&q_last_sweep);
+    struct uring_offload_task *t;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!atomic_load(&q_started) || now.tv_sec - last < URING_HSM_SWEEP_S ||
+        !atomic_compare_exchange_strong(&q_last_sweep, &last, (long long)now.tv_sec))
+        return;
+    pthread_mutex_lock(&q_lock);
+    t = live != NULL ? calloc(1, sizeof(*t)) : NULL;
+    pthread_mutex_unlock(&q_lock);
+    if (t == NULL)
+        return;
+    t->run = hsm_sweep_run;
+    t->drop = hsm_sweep_drop;
+    if (uring_offload_submit(URING_POOL_HSM, t) != 0)
+        free(t);
 }
 
 int uring_hsm_start(void)
 {
-    pthread_mutex_lock(&q_lock);
-    q_stop = 0;
-    q_running = 1;
-    pthread_mutex_unlock(&q_lock);
-    for (q_nthreads = 0; q_nthreads < URING_HSM_LOADERS; q_nthreads++) {
-        if (pthread_create(&q_threads[q_nthreads], NULL, loader_main, NULL) != 0) {
-            uring_hsm_stop();
-            return COFFER_ERR_INTERNAL;
-        }
+    int r = uring_offload_start(URING_POOL_HSM, URING_HSM_LOADERS);
+    if (r != 0)
+        return r;
+    struct uring_hsm *hs[16];
+    int n;
+    atomic_store(&q_started, 1);
+    /* the first runtime's HSM was acquired before the pool: ask it to connect now */
+    n = live_refs(hs, 16);
+    for (int i = 0; i < n; i++) {
+        probe_queue(hs[i]);
+        uring_hsm_put(hs[i]);
     }
     return 0;
 }
 
 void uring_hsm_stop(void)
 {
-    struct uring_keyreq *pending;
-    struct uring_hsm *dead;
-
-    pthread_mutex_lock(&q_lock);
-    q_stop = 1;
-    pthread_cond_broadcast(&q_cond);
-    pthread_mutex_unlock(&q_lock);
-    for (int i = 0; i < q_nthreads; i++)
-        pthread_join(q_threads[i], NULL);
-    q_nthreads = 0;
-    pthread_mutex_lock(&q_lock);
-    q_running = 0;
-    pending = q_head;
-    q_head = q_tail = NULL;
-    dead = retired;
-    retired = NULL;
-    pthread_mutex_unlock(&q_lock);
-    /* requests nobody will serve: their owners are gone (workers stop first) */
-    while (pending != NULL) {
-        struct uring_hsm_req *hr = req_of(pending);
-        pending = pending->next;
-        uring_hsm_put(hr->h);
-        free(hr);
-    }
-    while (dead != NULL) {
-        struct uring_hsm *next = dead->next;
-        hsm_free(dead);
-        dead = next;
-    }
+    /* the HSM pool stopped (uring_offload_stop): requests that never ran were dropped, and
+     * retired clients closed */
+    atomic_store(&q_started, 0);
 }
 
 /* ---- one job (ring thread) ---- */
@@ -751,7 +768,7 @@ int uring_hsm_job_backup(struct uring_hsm *h, struct uring_hsm_job **out, engine
     /* the data-key cache only: its mutex is never held across a PKCS#11 call */
     memset(&w, 0, sizeof(w));
     if ((r = hsm_cache_current_take(hsm_retriever_cache(h->retriever), 0, dk, &w)) != 1)
-        return r < 0 ? r : 0; /* a miss: the loader threads ask the HSM */
+        return r < 0 ? r : 0; /* a miss: uring_hsm_submit asks the HSM */
     if ((*meta = cached_meta(h, *dk, &w)) == NULL) {
         engine_key_free(*dk);
         *dk = NULL;
@@ -780,12 +797,10 @@ int uring_hsm_job_restore(const struct uring_hsm *h, const json_t *metadata,
         return COFFER_ERR_METADATA;
     }
     if (h == NULL) {
-        snprintf(detail, detaillen,
-                 "restoring needs key '%s' on token '%s' to unwrap the data key, and this cofferd "
-                 "has no HSM configured (--hsm-module, --hsm-token, --hsm-pin-file)",
-                 hj->mc.wrapped.key_label, hj->mc.token);
+        int r = hsm_fallback_restore_unconfigured(hj->mc.token, hj->mc.wrapped.key_label, detail,
+                                                  detaillen);
         free(hj);
-        return COFFER_ERR_HSM_UNAVAILABLE;
+        return r;
     }
     *out = hj;
     return 0;
@@ -805,37 +820,17 @@ struct uring_keyreq *uring_hsm_req_new(const struct uring_hsm_job *hj)
 void uring_hsm_submit(struct uring_hsm *h, struct uring_keyreq *req)
 {
     struct uring_hsm_req *hr = req_of(req);
+    int r;
     hr->h = hsm_ref(h);
-    pthread_mutex_lock(&q_lock);
-    queue_push_locked(req);
-    pthread_mutex_unlock(&q_lock);
-}
-
-/* " (HSM_LOGIN, CKR_PIN_INCORRECT)" after a status sentence. */
-static void status_detail(const hsm_status *st, int err, const char *prefix, char *detail,
-                          size_t detaillen)
-{
-    int code = st->code != 0 ? st->code : err;
-    snprintf(detail, detaillen, "%s%s (%s%s%s)", prefix,
-             st->text[0] != '\0' ? st->text : coffer_strerror(err), coffer_errname(code),
-             st->ckr[0] != '\0' ? ", " : "", st->ckr);
-}
-
-static int restore_error(const struct uring_hsm_req *hr, int err, char *detail, size_t detaillen)
-{
-    char prefix[HSM_KEY_LABEL_MAX + HSM_TOKEN_LABEL_MAX + 64];
-
-    prefix[0] = '\0';
-    if (strstr(hr->st.text, hr->mc.token) == NULL ||
-        strstr(hr->st.text, hr->mc.wrapped.key_label) == NULL)
-        snprintf(prefix, sizeof(prefix),
-                 "restoring needs key '%s' on token '%s': ", hr->mc.wrapped.key_label,
-                 hr->mc.token);
-    status_detail(&hr->st, err, prefix, detail, detaillen);
-    /* the token, its module, the login or the key is away, or it does not answer */
-    if (is_hsm_code(err) || err == COFFER_ERR_CONFIG)
-        return COFFER_ERR_HSM_UNAVAILABLE;
-    return err;
+    if ((r = hsm_queue(hr)) != 0) {
+        uring_hsm_put(hr->h);
+        hr->h = NULL;
+        req->err = r;
+        snprintf(req->detail, sizeof(req->detail), "%s",
+                 r == COFFER_ERR_BUSY ? "too many HSM requests are waiting; try again shortly"
+                                      : "cofferd is shutting down");
+        uring_offload_post(&req->task);
+    }
 }
 
 int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char **meta,
@@ -848,25 +843,22 @@ int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char
     *meta = NULL;
     detail[0] = '\0';
     if (hj->op == HSM_OP_RESTORE)
-        return req->err == 0 ? 0 : restore_error(hr, req->err, detail, detaillen);
+        return req->err == 0 ? 0
+                             : hsm_fallback_restore_error(req->err, &hr->st, hr->mc.token,
+                                                          hr->mc.wrapped.key_label, detail,
+                                                          detaillen);
     if (!hr->fell_back) {
-        if (req->err != 0) {
-            status_detail(&hr->st, req->err,
-                          "the HSM cannot serve this backup and --hsm-fallback is none: ", detail,
-                          detaillen);
-            return req->err;
-        }
+        if (req->err != 0)
+            return hsm_fallback_backup_error(req->err, &hr->st, detail, detaillen);
         if ((*meta = strdup(hr->meta)) == NULL)
             return COFFER_ERR_NOMEM;
         hj->used = 1;
         snprintf(hj->key_id, sizeof(hj->key_id), "%s", req->key->id);
         return 0;
     }
-    if (req->err != 0) {
-        snprintf(detail, detaillen, "Secret %s/%s (the fallback after the HSM failed: %s): %s",
-                 req->ns, req->name, hr->st.text, req->detail);
-        return req->err;
-    }
+    if (req->err != 0)
+        return hsm_fallback_secret_error(req->err, req->ns, req->name, &hr->st, req->detail,
+                                         detail, detaillen);
     m = engine_metadata_new_secret(req->ns, req->name, engine_format_name(COFFER_FORMAT_COFFER_V1),
                                    req->key->id);
     note =
@@ -909,7 +901,7 @@ void uring_hsm_stats_add(json_t *o, struct uring_hsm *h)
     for (int i = 0; i < REASONS; i++) {
         unsigned long long n = atomic_load(&n_fallback_by[i]);
         if (n > 0)
-            json_object_set_new(by, reason_names[i], json_integer((json_int_t)n));
+            json_object_set_new(by, hsm_fallback_reason_name(i), json_integer((json_int_t)n));
     }
     json_object_set_new(o, "fallbacks", json_integer((json_int_t)atomic_load(&n_fallbacks)));
     json_object_set_new(o, "fallbackReasons", by);
@@ -983,7 +975,7 @@ void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < REASONS; i++) {
-        out->reason_name[i] = reason_names[i];
+        out->reason_name[i] = hsm_fallback_reason_name(i);
         out->fallbacks_by[i] = atomic_load_explicit(&n_fallback_by[i], memory_order_relaxed);
     }
     out->backups = atomic_load_explicit(&n_backups, memory_order_relaxed);
@@ -994,4 +986,20 @@ void uring_hsm_counts_get(struct uring_hsm *h, struct uring_hsm_counts *out)
         return;
     hsm_cache_stats_get(hsm_retriever_cache(h->retriever), &out->cache);
     out->have_cache = 1;
+}
+
+void uring_hsm_exit(int code)
+{
+    int hsm = hsm_client_calls_in_progress(), pools = uring_offload_left_behind();
+    if (hsm == 0 && pools == 0)
+        return;
+    /* a thread is inside a PKCS#11 call (or a Secret read): finalizing p11-kit's modules and
+     * OpenSSL at exit would pull them out from under it */
+    uring_log(URING_LOG_WARN, "exit_without_teardown",
+              "hsm_calls=%d pool_threads=%d exit=%d detail=\"threads are still inside calls that "
+              "did not return; exiting without finalizing the PKCS#11 module and OpenSSL\"",
+              hsm, pools, code);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code);
 }

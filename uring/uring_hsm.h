@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cofferd's pkcs11 key retriever: the --hsm-* settings, HSM loader threads and the Secret fallback.
- */
+/* cofferd's pkcs11 key retriever: the --hsm-* settings, the shared clients, and the daemon glue
+ * of per-job requests (the fallback policy and its sentences live in hsm/hsm_fallback.h). */
 #ifndef URING_HSM_H
 #define URING_HSM_H
 
@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define URING_HSM_LOADERS  4    /* HSM loader threads: jobs waiting on the HSM at once */
+#define URING_HSM_LOADERS  2    /* HSM pool threads: closing retired clients, cache sweeps */
 #define URING_HSM_META_MAX 4096 /* bytes of a new HSM backup's status metadata */
 #define URING_HSM_SWEEP_S  5    /* seconds between cache sweeps of an idle daemon */
 
@@ -68,8 +68,9 @@ struct uring_hsm;
  */
 int uring_hsm_acquire(const struct uring_hsm_config *cfg, struct uring_hsm **out, char *detail,
                       size_t detaillen) __attribute__((warn_unused_result));
-/* Drop a reference. Never blocks: the last one hands the client to an HSM loader thread, which
- * closes it (closing may wait for a stuck PKCS#11 call). NULL allowed. */
+/* Drop a reference (any thread; NULL allowed). Never blocks while the HSM pool runs: the last one
+ * queues the close on it (closing may wait for a stuck PKCS#11 call); before uring_hsm_start and
+ * after uring_hsm_stop the caller (the main thread) closes it. */
 void uring_hsm_put(struct uring_hsm *h);
 /* 1 when new coffer-v1 backups get their data key from this HSM (a key label is configured). */
 int uring_hsm_backups(const struct uring_hsm *h);
@@ -77,13 +78,26 @@ int uring_hsm_backups(const struct uring_hsm *h);
 int uring_hsm_secret_optional(const struct uring_hsm *h);
 
 /*
- * The HSM loader threads: every call into the hsm library that may wait for the token runs on
- * them, never on a ring thread. uring_hsm_stop joins them (a call in progress may take up to the
- * HSM timeout): after the workers have joined and before uring_keys_stop, since a failed backup
- * falling back is handed on to the Secret loader.
+ * The HSM pool of uring_offload.h (URING_HSM_LOADERS threads): every call into the hsm library
+ * that may wait for the token runs there, never on a ring thread. uring_hsm_start starts it (main
+ * thread, after the first runtime is built: its HSM is then asked to connect);
+ * uring_hsm_stop (main thread, after uring_offload_stop) marks it gone, so that a retriever's
+ * last reference closes it on the caller's thread from then on.
  */
 int uring_hsm_start(void) __attribute__((warn_unused_result));
 void uring_hsm_stop(void);
+/*
+ * Every second from a ring thread (never blocks): every URING_HSM_SWEEP_S seconds, queue a sweep
+ * of the data-key caches (keys past their age are wiped) and a probe of a failing HSM.
+ */
+void uring_hsm_tick(void);
+/*
+ * The daemon's last step (main thread, after everything is stopped): when a thread is still
+ * inside a PKCS#11 call (hsm_client_calls_in_progress) or a pool task (uring_offload_left_behind),
+ * log it and _exit(code) at once, so that neither p11-kit's modules nor OpenSSL are finalized
+ * under it; else return (and the caller returns from main normally). Never returns when it logs.
+ */
+void uring_hsm_exit(int code);
 
 /* ---- one job (called on its ring thread; nothing here waits for the HSM) ---- */
 
@@ -94,7 +108,7 @@ struct uring_hsm_job;
  * A new coffer-v1 backup whose data key comes from the HSM. When the data-key cache holds a
  * current key within its bounds, *dk is a copy (engine_key_free it) and *meta the status metadata
  * to store (malloc; free() it), and the job needs no key request. Otherwise both are NULL and the
- * job asks the HSM loader threads (uring_hsm_req_new). This cache look is the only hsm library
+ * job asks the HSM (uring_hsm_req_new, uring_hsm_submit). This cache look is the only hsm library
  * call a ring thread makes: the cache's mutex is held for microseconds by everyone and never
  * across a PKCS#11 call, so it cannot wait for the token. Returns 0 or COFFER_ERR_NOMEM.
  */
@@ -111,11 +125,18 @@ int uring_hsm_job_restore(const struct uring_hsm *h, const json_t *metadata,
 
 struct uring_keyreq;
 /*
- * A key request for the job (a struct uring_keyreq at the front of a larger allocation, so the
- * worker frees it with free() like any other). NULL when out of memory.
+ * A key request for the job (a struct uring_keyreq at the front of a larger allocation, freed
+ * with uring_keyreq_free like any other). The caller owns it until uring_hsm_submit. NULL when
+ * out of memory. Ring thread.
  */
 struct uring_keyreq *uring_hsm_req_new(const struct uring_hsm_job *hj);
-/* Queue req for the HSM loader threads (takes a reference to h for the request). */
+/*
+ * Hand req (filled as uring_keys.h says) to the hsm library's asynchronous submit; never blocks
+ * (ring thread). Takes a reference to h for the request. The answer comes back to req->task.ring
+ * like a Secret's (a backup that falls back goes on to the Secret loader first); when the library
+ * refuses it at once, it comes back with that error. From then on the request is the loader's
+ * until its done runs (or its drop, at shutdown, which frees it).
+ */
 void uring_hsm_submit(struct uring_hsm *h, struct uring_keyreq *req);
 
 /*
@@ -143,8 +164,8 @@ void uring_hsm_health_add(json_t *o, struct uring_hsm *h, int state);
 /*
  * Whether the HSM works for what it is configured for (new backups with a key label, else
  * restores): 1 it does, -1 it failed at the last try (a probe, a backup, or a restore of a backup
- * under its own token and key), 0 not tried yet or no HSM (h NULL). While it fails, the loader
- * threads probe it again every URING_HSM_SWEEP_S seconds of idleness, so a recovery shows without
+ * under its own token and key), 0 not tried yet or no HSM (h NULL). While it fails, it is
+ * probed again every URING_HSM_SWEEP_S seconds (uring_hsm_tick), so a recovery shows without
  * traffic. Any thread; takes the status lock for microseconds.
  */
 int uring_hsm_status(struct uring_hsm *h);

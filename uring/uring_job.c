@@ -34,17 +34,6 @@ void uring_job_rt_put(void *rt)
     uring_runtime_put(rt);
 }
 
-/* Runs on the loader thread: hand the answer to the requesting connection's ring. */
-static void job_key_done(struct uring_keyreq *req)
-{
-    struct uring_worker *w = req->owner;
-    pthread_mutex_lock(&w->lock);
-    req->next = w->keys_done;
-    w->keys_done = req;
-    pthread_mutex_unlock(&w->lock);
-    uring_worker_wake(w);
-}
-
 /* Ask the loader threads (or the HSM loaders) for the key; the answer comes to worker_keys. */
 int uring_job_key_request(struct session *s, const struct session_keyask *ask)
 {
@@ -55,10 +44,10 @@ int uring_job_key_request(struct session *s, const struct session_keyask *ask)
 
     if (req == NULL)
         return COFFER_ERR_NOMEM;
-    req->done = job_key_done;
-    req->owner = c->w;
-    req->slot = c->slot;
-    req->gen = c->gen;
+    req->task.done = uring_worker_key_back; /* the answer comes back to this ring */
+    req->task.ring = &c->w->offload;
+    req->task.slot = c->slot;
+    req->task.gen = c->gen;
     snprintf(req->secrets_dir, sizeof(req->secrets_dir), "%s", rt->secrets_dir);
     snprintf(req->ns, sizeof(req->ns), "%s", ask->ns);
     snprintf(req->name, sizeof(req->name), "%s", ask->name);
@@ -66,7 +55,7 @@ int uring_job_key_request(struct session *s, const struct session_keyask *ask)
     req->rule = ask->rule;
     atomic_fetch_add(&uring_srv.stats.key_loads, 1);
     if (ask->hsm != NULL)
-        uring_hsm_submit(rt->hsm, req); /* the HSM loader threads, never this ring thread */
+        uring_hsm_submit(rt->hsm, req); /* hsm/'s asynchronous submit, never this ring thread */
     else
         uring_keys_submit(req);
     return 0;

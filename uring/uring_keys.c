@@ -165,20 +165,11 @@ struct keys_entry {
     int ttl;
     int loading;                  /* a thread is loading it; waiters queue below */
     unsigned gen;                 /* q_gen when the load started */
-    struct uring_keyreq *waiters; /* requests that arrived during the load */
+    struct uring_keyreq *waiters; /* parked requests that arrived during the load (task.ctx) */
 };
 
-static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
-static struct uring_keyreq *q_head, *q_tail;
-static int q_stop, q_nthreads;
-static int q_running;   /* loader threads still in keys_main */
-static int q_answering; /* threads handing answers to done() outside q_lock */
-static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER; /* q_running or q_answering fell */
-static int q_abandoned; /* uring_keys_stop gave up on stuck loaders: their answers are dropped */
-#define KEYS_STOP_WAIT_MS 2000 /* how long shutdown waits for a loader stuck in a Secret read */
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER; /* the cache */
 static unsigned q_gen; /* bumped by uring_keys_flush: loads started before are not cached */
-static pthread_t q_threads[URING_KEYS_THREADS];
 static struct keys_entry cache[KEYS_CACHE_MAX];
 
 static double keys_now(void)
@@ -235,7 +226,19 @@ static void keys_answer(struct uring_keyreq *req, const engine_key *key, int err
     } else if (req->detail != detail) {
         snprintf(req->detail, sizeof(req->detail), "%s", detail);
     }
-    req->done(req);
+}
+
+void uring_keyreq_free(struct uring_keyreq *req)
+{
+    if (req == NULL)
+        return;
+    engine_key_free(req->key);
+    free(req);
+}
+
+static void keys_drop(struct uring_offload_task *t)
+{
+    uring_keyreq_free((struct uring_keyreq *)(void *)t);
 }
 
 /*
@@ -312,8 +315,9 @@ static void keys_serve_locked(struct uring_keyreq *req)
         if (entry_matches(&cache[i], kube, req))
             e = &cache[i];
     if (e != NULL && e->loading) {
-        req->next = e->waiters; /* answered when that load ends */
+        req->task.ctx = e->waiters; /* answered (posted) by the thread of that load */
         e->waiters = req;
+        uring_offload_park(&req->task);
         goto out;
     }
     /* a keyId that differs from the cached key's reloads at once; from the API at most once a
@@ -330,14 +334,8 @@ static void keys_serve_locked(struct uring_keyreq *req)
         if ((r = engine_key_from_bytes(&k, e->key->bytes, e->key->len)) == 0)
             uring_log(URING_LOG_DEBUG, "key_cached", "namespace=%s secret=%s key_id=%s", e->ns,
                       e->name, e->key->id);
-        q_answering++;
-        pthread_mutex_unlock(&q_lock);
         req->err = r;
-        req->key = k;
-        req->done(req);
-        pthread_mutex_lock(&q_lock);
-        if (--q_answering == 0)
-            pthread_cond_broadcast(&q_idle);
+        req->key = k; /* the request goes back when the task returns */
         goto out;
     }
     if ((e = entry_claim()) != NULL) {
@@ -357,20 +355,6 @@ static void keys_serve_locked(struct uring_keyreq *req)
         uring_log(URING_LOG_DEBUG, "key_loaded", "namespace=%s secret=%s key_id=%s", req->ns,
                   req->name, k->id);
     pthread_mutex_lock(&q_lock);
-    if (q_abandoned) {
-        /* shutdown went on without this load: the requesters' workers are gone */
-        uring_log(URING_LOG_INFO, "key_load_abandoned", "namespace=%s secret=%s", req->ns,
-                  req->name);
-        engine_key_free(k);
-        for (struct uring_keyreq *w = e != NULL ? e->waiters : NULL, *nx; w != NULL; w = nx) {
-            nx = w->next;
-            free(w);
-        }
-        if (e != NULL)
-            memset(e, 0, sizeof(*e));
-        free(req);
-        goto out;
-    }
     waiters = NULL;
     if (e != NULL) {
         waiters = e->waiters;
@@ -393,20 +377,18 @@ static void keys_serve_locked(struct uring_keyreq *req)
             r = engine_key_from_bytes(&copy, e->key->bytes, e->key->len);
             src = copy;
         }
-        q_answering++;
         pthread_mutex_unlock(&q_lock);
         while (waiters != NULL) {
             struct uring_keyreq *w = waiters;
-            waiters = w->next;
-            w->next = NULL;
+            waiters = w->task.ctx;
+            w->task.ctx = NULL;
             keys_answer(w, src, r, req->detail);
+            uring_offload_post(&w->task); /* dropped (freed) if shutdown went on without it */
         }
         keys_answer(req, src, r, req->detail);
         engine_key_free(copy);
         engine_key_free(k);
         pthread_mutex_lock(&q_lock);
-        if (--q_answering == 0)
-            pthread_cond_broadcast(&q_idle);
     }
 out:
     if (rt != NULL) {
@@ -416,29 +398,15 @@ out:
     }
 }
 
-static void *keys_main(void *arg)
+/* A request on a KEYS pool thread: served from the cache, loaded, or parked behind a load. */
+static void keys_run(struct uring_offload_task *t)
 {
-    (void)arg;
+    struct uring_keyreq *req = (struct uring_keyreq *)(void *)t;
+    req->err = 0;
+    req->detail[0] = '\0';
     pthread_mutex_lock(&q_lock);
-    for (;;) {
-        struct uring_keyreq *req;
-        while (q_head == NULL && !q_stop)
-            pthread_cond_wait(&q_cond, &q_lock);
-        if (q_stop)
-            break;
-        req = q_head;
-        q_head = req->next;
-        if (q_head == NULL)
-            q_tail = NULL;
-        req->next = NULL;
-        req->err = 0;
-        req->detail[0] = '\0';
-        keys_serve_locked(req);
-    }
-    q_running--;
-    pthread_cond_broadcast(&q_idle);
+    keys_serve_locked(req);
     pthread_mutex_unlock(&q_lock);
-    return NULL;
 }
 
 /* The first allocation RLIMIT_MEMLOCK refused: say once what it means and what to do. */
@@ -470,32 +438,22 @@ void uring_keys_stats_add(json_t *stats)
 int uring_keys_start(void)
 {
     engine_secmem_set_lock_failure_hook(keys_memlock_refused);
-    for (int i = 0; i < URING_KEYS_THREADS; i++) {
-        pthread_mutex_lock(&q_lock);
-        q_running++;
-        pthread_mutex_unlock(&q_lock);
-        if (pthread_create(&q_threads[i], NULL, keys_main, NULL) != 0) {
-            pthread_mutex_lock(&q_lock);
-            q_running--;
-            pthread_mutex_unlock(&q_lock);
-            return COFFER_ERR_INTERNAL;
-        }
-        q_nthreads++;
-    }
-    return 0;
+    return uring_offload_start(URING_POOL_KEYS, URING_KEYS_THREADS);
 }
 
 void uring_keys_submit(struct uring_keyreq *req)
 {
-    req->next = NULL;
-    pthread_mutex_lock(&q_lock);
-    if (q_tail != NULL)
-        q_tail->next = req;
-    else
-        q_head = req;
-    q_tail = req;
-    pthread_cond_signal(&q_cond);
-    pthread_mutex_unlock(&q_lock);
+    int r;
+    req->task.run = keys_run;
+    req->task.drop = keys_drop;
+    req->task.ctx = NULL;
+    if ((r = uring_offload_submit(URING_POOL_KEYS, &req->task)) != 0) {
+        req->err = r;
+        snprintf(req->detail, sizeof(req->detail), "%s",
+                 r == COFFER_ERR_BUSY ? "too many key loads are waiting; try again shortly"
+                                      : "cofferd is shutting down");
+        uring_offload_post(&req->task);
+    }
 }
 
 void uring_keys_flush(void)
@@ -540,50 +498,9 @@ void uring_keys_seed(const struct uring_runtime *rt)
 
 void uring_keys_stop(void)
 {
-    struct uring_keyreq *req;
-    struct timespec until;
-    int stuck;
-
-    if (q_nthreads == 0)
-        return;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += KEYS_STOP_WAIT_MS / 1000;
-    until.tv_nsec += (long)(KEYS_STOP_WAIT_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&q_lock);
-    q_stop = 1;
-    pthread_cond_broadcast(&q_cond);
-    /* a loader stuck in a Secret read (a hung file system) must not hold shutdown up */
-    while (q_running > 0 && pthread_cond_timedwait(&q_idle, &q_lock, &until) == 0)
-        ;
-    stuck = q_running;
-    if (stuck > 0)
-        q_abandoned = 1; /* their answers are dropped when (if) their reads return */
-    while (q_answering > 0)
-        pthread_cond_wait(&q_idle, &q_lock); /* handing over answers never blocks */
-    pthread_mutex_unlock(&q_lock);
-    for (int i = 0; i < q_nthreads; i++) {
-        if (stuck > 0)
-            pthread_detach(q_threads[i]);
-        else
-            pthread_join(q_threads[i], NULL);
-    }
-    q_nthreads = 0;
-    if (stuck > 0)
-        uring_log(URING_LOG_WARN, "key_loader_stuck",
-                  "threads=%d detail=\"a Secret read did not return within %d ms; not waiting for "
-                  "it\"",
-                  stuck, KEYS_STOP_WAIT_MS);
+    /* the KEYS pool stopped (uring_offload_stop): its threads are gone or left behind in a
+     * read, whose entry stays marked loading and whose answers are dropped */
     pthread_mutex_lock(&q_lock);
     cache_clear_locked();
     pthread_mutex_unlock(&q_lock);
-    /* requests nobody will serve: their owners are gone (workers stop first) */
-    while ((req = q_head) != NULL) {
-        q_head = req->next;
-        free(req);
-    }
-    q_tail = NULL;
 }

@@ -8,6 +8,7 @@
 #include "engine_stream.h"
 #include "uring_config.h"
 #include "uring_kube.h"
+#include "uring_offload.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -56,15 +57,15 @@ void uring_runtime_put(struct uring_runtime *rt);
 int uring_runtime_peer_allowed(const struct uring_runtime *rt, uid_t uid, gid_t gid);
 
 /*
- * A key request for the loader thread. The requester fills the first block; the loader fills
- * err, detail and key (a copy the requester owns and frees with engine_key_free) and hands the
- * request to done(), which runs on the loader thread and must not block.
+ * A key request. The requester fills task.done, task.ring, task.slot/gen (where the answer goes,
+ * see uring_offload.h) and the block from secrets_dir to key_id; the loader fills err, detail and
+ * key (a copy the requester owns) and the task comes back to task.ring, where done runs. Allocate
+ * it with calloc (or at the front of a larger calloc'd block, uring_hsm_req_new) and free it with
+ * uring_keyreq_free, which also frees the key. If the ring is gone by the time the answer comes
+ * (shutdown), the loader frees it (task.drop).
  */
 struct uring_keyreq {
-    struct uring_keyreq *next;
-    void (*done)(struct uring_keyreq *req);
-    void *owner;
-    uint32_t slot, gen; /* the requesting connection */
+    struct uring_offload_task task; /* first member */
     char secrets_dir[4096];
     char ns[64];
     char name[254];
@@ -75,15 +76,25 @@ struct uring_keyreq {
     engine_key *key;
 };
 
+/* Free req and its key. NULL allowed. Any thread. */
+void uring_keyreq_free(struct uring_keyreq *req);
+
 /*
- * The loader threads (URING_KEYS_THREADS of them, so one slow Secret delays no other): each
- * request is served from the source of the *current* runtime: with --secret-source kubernetes a
- * GET through the API (uring_kube_fetch, bounded by --kube-timeout), else engine_secret_load
- * (fresh open each time, so a Kubernetes ..data symlink swap is seen). Keys are cached per
- * (source, namespace, name, rule) in locked memory: --secret-cache-ttl seconds for the API, a
- * few seconds for files. Concurrent requests for one Secret wait for one load (no thread blocks
- * on another's load). A cached key whose keyId does not match the one asked for is reloaded at
- * once. uring_keys_flush (SIGHUP) empties the cache; a load in flight then is not cached.
+ * The key loader: requests run on the KEYS pool of uring_offload.h (URING_KEYS_THREADS threads,
+ * so one slow Secret delays no other): each request is served from the source of the *current*
+ * runtime: with --secret-source kubernetes a GET through the API (uring_kube_fetch, bounded by
+ * --kube-timeout), else engine_secret_load (fresh open each time, so a Kubernetes ..data symlink
+ * swap is seen). Keys are cached per (source, namespace, name, rule) in locked memory:
+ * --secret-cache-ttl seconds for the API, a few seconds for files. Concurrent requests for one
+ * Secret wait for one load: they are parked (no thread blocks on another's load) and answered
+ * by the thread that loads it. A cached key whose keyId does not match the one asked for is
+ * reloaded at once. uring_keys_flush (SIGHUP) empties the cache; a load in flight then is not
+ * cached.
+ *
+ * uring_keys_start (main thread): starts the KEYS pool. uring_keys_submit (any thread, never
+ * blocks): queues req; when the pool refuses it (full: COFFER_ERR_BUSY, stopped: _SHUTDOWN) the
+ * request comes back at once with that error. uring_keys_stop (main thread, after
+ * uring_offload_stop): empties the cache; a loader still stuck in a read keeps its entry.
  */
 #define URING_KEYS_THREADS 4
 int uring_keys_start(void) __attribute__((warn_unused_result));

@@ -325,8 +325,9 @@ int main(int argc, char **argv)
                   uring_srv.cfg.socket_path, errno, strerror(errno));
         goto out;
     }
-    if (uring_keys_start() != 0 || uring_pool_start(uring_srv.cfg.helpers) != 0 ||
-        uring_hsm_start() != 0)
+    if (uring_keys_start() != 0 ||
+        uring_offload_start(URING_POOL_CIPHER, uring_srv.cfg.helpers) != 0 ||
+        uring_offload_start(URING_POOL_FILE, uring_srv.cfg.helpers) != 0 || uring_hsm_start() != 0)
         goto out;
     uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
     if (uring_srv.workers == NULL)
@@ -384,8 +385,8 @@ out:
     for (int i = 0; i < nstarted; i++)
         uring_worker_join(&uring_srv.workers[i]);
     uring_metrics_listen_stop(); /* reads the runtime and the HSM: before they go */
-    uring_pool_stop();
-    uring_hsm_stop(); /* before the Secret loader: a fallback is handed on to it */
+    uring_offload_stop(URING_OFFLOAD_STOP_WAIT_MS); /* every pool; a stuck loader is left behind */
+    uring_hsm_stop();
     uring_keys_stop();
     for (int i = 0; i < nstarted; i++)
         uring_worker_free(&uring_srv.workers[i]);
@@ -398,5 +399,6 @@ out:
     uring_peers_free(); /* issue 10: --max-connections-per-uid's table */
     uring_runtime_publish(NULL);
     uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
+    uring_hsm_exit(exit_code); /* _exit when a thread is stuck in a PKCS#11 call (issue 9) */
     return exit_code;
 }

@@ -8,6 +8,7 @@
 #include "uring_buf.h"
 #include "uring_config.h"
 #include "uring_keys.h"
+#include "uring_offload.h"
 #include "uring_udata.h"
 
 #include <liburing.h>
@@ -26,13 +27,13 @@
  * opened on a helper while the ring thread does the other half, since a lone large job would
  * otherwise leave the second core to the writes alone. (Streamed jobs are not split: their
  * client needs the other core, and the split measured 0.35x the echo baseline against 0.5x.)
- * Work that may block goes to the helper threads (uring_pool.c): a velero-v1 restore keeps its
+ * Work that may block goes to the FILE pool (uring_offload.h): a velero-v1 restore keeps its
  * first SESSION_SPOOL_MEM bytes of ciphertext in memory and then spools to an unlinked file, so
  * once a job passes that size every batch of it (update, finish, drain) runs on a helper while
  * the ring serves the other connections; so does the lseek that learns where a descriptor job's
  * files stand (it waits for the file's position lock). Buffered file writes of descriptor jobs
- * go to io_uring's own io-wq workers. Key material comes from the key loader (uring_keys.c) and
- * HSM loaders.
+ * go to io_uring's own io-wq workers. Key material comes from the key loader (the KEYS pool,
+ * uring_keys.c) and the HSM's asynchronous requests (uring_hsm.c).
  *
  * The protocol and job state of a connection is the session (session.h), plain code with no
  * ring; this layer (uring_conn.c, uring_worker.c) is the only one that includes liburing: it
@@ -75,18 +76,6 @@ struct uring_server {
 extern struct uring_server uring_srv;
 
 /*
- * A unit of work for the helper threads (uring_pool.c): run() executes there, then the task goes
- * back to its worker's ring (the worker's eventfd), which finds the connection by slot and
- * generation. A connection with a task out is never freed before the task comes back.
- */
-struct uring_task {
-    struct uring_task *next;
-    void (*run)(struct uring_task *t);
-    struct uring_worker *w;
-    uint32_t slot, gen;
-};
-
-/*
  * One connection on a worker's ring: its session (the protocol, session.h) and what the ring
  * needs to serve the session's actions. At most one task is out per connection: the probe of a
  * descriptor job's positions (before its job exists) or the job's cipher batch.
@@ -108,11 +97,17 @@ struct uring_conn {
         char buf[CMSG_SPACE(sizeof(int) * SESSION_MAX_FDS)];
         struct cmsghdr align;
     } cmsg;
-    struct uring_task task; /* the probe or the cipher batch out */
+    struct uring_offload_task task; /* the probe or the cipher batch out (slot/gen: this) */
     int task_probe;         /* the task out is the probe */
     struct session_work *work;
     int probe_in, probe_out, probe_out_regular;
     uint64_t probe_in_pos, probe_out_pos;
+};
+
+struct uring_cqe_copy {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
 };
 
 struct uring_worker {
@@ -129,11 +124,19 @@ struct uring_worker {
     double paused_at;     /* when this episode of accept_paused began (0: none) */
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
-    struct uring_keyreq *keys_done; /* answers from the key loader */
-    struct uring_task *tasks_done;  /* work back from the helper threads */
+    struct uring_offload_ring offload; /* work and key answers back from the pools */
     int aborted;                    /* 1: jobs failed after the grace, 2: connections closed */
     int ready;
     int start_err;
+    int started;   /* uring_worker_start succeeded (uring_worker_free has work to do) */
+    int fail_ring; /* tests: COFFER_TEST_WORKER_FAIL (uring_worker.c) */
+    /* completions reaped while the SQ was full (uring_worker_sqe), handled by the loop next */
+    struct uring_cqe_copy *backlog;
+    size_t nbacklog, backlog_cap, backlog_head;
+    unsigned long long sq_full;  /* times uring_worker_sqe found the SQ full */
+    unsigned long long sq_waits; /* of them, times it waited for a completion */
+    int fail_submit;             /* tests: io_uring_submit answers -EBUSY this many times */
+    unsigned ring_entries;       /* URING_RING_SIZE, or smaller for tests */
 };
 
 double uring_now(void);
@@ -146,12 +149,13 @@ void uring_worker_join(struct uring_worker *w);
 /* After every worker joined and the key loader stopped. */
 void uring_worker_free(struct uring_worker *w);
 
-/* Helper threads (uring_pool.c): cipher batches and the blocking velero-v1 spool. */
-int uring_pool_start(int nthreads) __attribute__((warn_unused_result));
-/* Queue t; t->run executes on a helper thread, then t goes back to t->w's ring. */
-void uring_pool_submit(struct uring_task *t);
-/* After every worker joined (no task can be out). */
-void uring_pool_stop(void);
+/*
+ * The done callbacks of tasks that come back to a worker (uring_offload.h; ring thread): a
+ * connection's task (the connection by t->slot/t->gen, which must still exist) and a key request
+ * (a struct uring_keyreq; dropped when its connection is gone, then freed).
+ */
+void uring_worker_work_back(struct uring_offload_task *t);
+void uring_worker_key_back(struct uring_offload_task *t);
 
 /*
  * Connections (uring_conn.c), ring thread of c->w only. uring_conn_new: NULL when out of memory

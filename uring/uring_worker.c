@@ -3,10 +3,12 @@
 #include "uring_server.h"
 
 #include "coffer_error.h"
+#include "uring_hsm.h"
 #include "uring_log.h"
 #include "uring_metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -21,12 +23,76 @@ double uring_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * Move every completion out of the CQ into the worker's backlog, handled by worker_main before it
+ * waits again (not here: the caller is in the middle of changing a connection). Returns how many
+ * moved; 0 when the CQ was empty or the backlog could not grow.
+ */
+static unsigned worker_reap(struct uring_worker *w)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
+        if (w->nbacklog == w->backlog_cap) {
+            size_t cap = w->backlog_cap ? 2 * w->backlog_cap : 256;
+            struct uring_cqe_copy *b = realloc(w->backlog, cap * sizeof(*b));
+            if (b == NULL)
+                break;
+            w->backlog = b;
+            w->backlog_cap = cap;
+        }
+        w->backlog[w->nbacklog].user_data = cqe->user_data;
+        w->backlog[w->nbacklog].res = cqe->res;
+        w->backlog[w->nbacklog].flags = cqe->flags;
+        w->nbacklog++;
+        n++;
+    }
+    io_uring_cq_advance(&w->ring, n);
+    return n;
+}
+
+/*
+ * io_uring_submit; under COFFER_TEST_WORKER_FAIL=<i>:submit it answers as kernels before 5.19 do
+ * while completions wait in a full CQ (IORING_FEAT_NODROP's overflow): -EBUSY until the CQ is
+ * reaped (here: while it is half full or more, so that a test's few connections get there).
+ */
+static int worker_submit(struct uring_worker *w)
+{
+    if (w->fail_submit && io_uring_cq_ready(&w->ring) >= *w->ring.cq.kring_entries / 2)
+        return -EBUSY;
+    return io_uring_submit(&w->ring);
+}
+
+/*
+ * A free SQE. When the SQ is full, submit it; when the kernel refuses (-EBUSY: completions wait
+ * to be reaped, -EAGAIN: no memory for now), reap the completions into the backlog and submit
+ * again, or wait a millisecond for one when there was none: never a busy loop.
+ */
 struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-    while (sqe == NULL) {
-        io_uring_submit(&w->ring);
-        sqe = io_uring_get_sqe(&w->ring);
+    struct io_uring_sqe *sqe;
+
+    while ((sqe = io_uring_get_sqe(&w->ring)) == NULL) {
+        w->sq_full++;
+        int r = worker_submit(w);
+        if (r > 0 || r == -EINTR)
+            continue;
+        if (r == 0 || r == -EBUSY || r == -EAGAIN) {
+            if (worker_reap(w) == 0) {
+                struct __kernel_timespec ms = {0, 1000000};
+                struct io_uring_cqe *cqe;
+                w->sq_waits++;
+                if (io_uring_wait_cqe_timeout(&w->ring, &cqe, &ms) == 0)
+                    worker_reap(w);
+            }
+            continue;
+        }
+        /* the ring itself is broken (-EBADF, -EFAULT): a broken invariant */
+        uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d detail=\"io_uring_submit\"",
+                  w->index, -r);
+        abort();
     }
     return sqe;
 }
@@ -176,43 +242,32 @@ static struct uring_conn *worker_conn(struct uring_worker *w, uint64_t ud)
     return c != NULL && c->gen == uring_udata_gen(ud) ? c : NULL;
 }
 
-static void worker_keys(struct uring_worker *w)
+/* The worker of a ring's completion path (the ring is embedded in it). */
+static struct uring_worker *worker_of_ring(struct uring_offload_ring *ring)
 {
-    struct uring_keyreq *list;
-    pthread_mutex_lock(&w->lock);
-    list = w->keys_done;
-    w->keys_done = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (list != NULL) {
-        struct uring_keyreq *req = list;
-        struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, req->slot, req->gen));
-        list = req->next;
-        if (c != NULL)
-            uring_conn_key_done(c, req);
-        engine_key_free(req->key);
-        free(req);
-    }
+    return (struct uring_worker *)(void *)((char *)ring - offsetof(struct uring_worker, offload));
 }
 
-/* Work back from the helper threads. */
-static void worker_tasks(struct uring_worker *w)
+void uring_worker_key_back(struct uring_offload_task *t)
 {
-    struct uring_task *list;
-    pthread_mutex_lock(&w->lock);
-    list = w->tasks_done;
-    w->tasks_done = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (list != NULL) {
-        struct uring_task *t = list;
-        struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
-        list = t->next;
-        if (c == NULL) {
-            /* a connection with work out is never freed: this is a broken invariant */
-            uring_log(URING_LOG_ERROR, "internal", "detail=\"work came back to no connection\"");
-            abort();
-        }
-        uring_conn_work_done(c);
+    struct uring_keyreq *req = (struct uring_keyreq *)(void *)t; /* task is the first member */
+    struct uring_worker *w = worker_of_ring(t->ring);
+    struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
+    if (c != NULL)
+        uring_conn_key_done(c, req);
+    uring_keyreq_free(req);
+}
+
+void uring_worker_work_back(struct uring_offload_task *t)
+{
+    struct uring_worker *w = worker_of_ring(t->ring);
+    struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
+    if (c == NULL) {
+        /* a connection with work out is never freed: this is a broken invariant */
+        uring_log(URING_LOG_ERROR, "internal", "detail=\"work came back to no connection\"");
+        abort();
     }
+    uring_conn_work_done(c);
 }
 
 /* The shutdown grace expired: fail running jobs; two seconds later close what is left. */
@@ -274,16 +329,16 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
         break;
     case URING_OP_EVENT:
         worker_arm_event(w);
-        worker_tasks(w);
+        uring_offload_ring_drain(&w->offload); /* cipher batches, key answers */
         if (atomic_load(&uring_srv.stopping))
             worker_stop(w);
         if (atomic_load(&uring_srv.aborting))
             worker_abort(w, uring_now());
-        worker_keys(w);
         break;
     case URING_OP_TICK: {
         double now = uring_now();
         worker_arm_tick(w);
+        uring_hsm_tick(); /* queues a cache sweep now and then; never waits */
         if (atomic_load(&uring_srv.aborting))
             worker_abort(w, now);
         if (w->accept_paused) { /* out of descriptors: try again (nginx's way) */
@@ -307,6 +362,34 @@ static void worker_cqe(struct uring_worker *w, struct io_uring_cqe *cqe)
     }
 }
 
+/*
+ * Handle every completion: each leaves the CQ before it is handled (a handler that finds the SQ
+ * full reaps the CQ into the backlog, uring_worker_sqe), and the backlog, being older, goes
+ * before what is still in the CQ.
+ */
+static void worker_drain(struct uring_worker *w)
+{
+    for (;;) {
+        struct io_uring_cqe c, *cqe;
+        memset(&c, 0, sizeof(c));
+        if (w->backlog_head < w->nbacklog) {
+            c.user_data = w->backlog[w->backlog_head].user_data;
+            c.res = w->backlog[w->backlog_head].res;
+            c.flags = w->backlog[w->backlog_head].flags;
+            if (++w->backlog_head == w->nbacklog)
+                w->backlog_head = w->nbacklog = 0;
+        } else if (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe != NULL) {
+            c.user_data = cqe->user_data;
+            c.res = cqe->res;
+            c.flags = cqe->flags;
+            io_uring_cqe_seen(&w->ring, cqe);
+        } else {
+            return;
+        }
+        worker_cqe(w, &c);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct uring_worker *w = arg;
@@ -315,13 +398,17 @@ static void *worker_main(void *arg)
 
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = URING_RING_SIZE * 4;
-    r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+    p.cq_entries = w->ring_entries * 4;
+    r = io_uring_queue_init_params(w->ring_entries, &w->ring, &p);
     if (r == -EINVAL) {
         memset(&p, 0, sizeof(p));
         p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = URING_RING_SIZE * 4;
-        r = io_uring_queue_init_params(URING_RING_SIZE, &w->ring, &p);
+        p.cq_entries = w->ring_entries * 4;
+        r = io_uring_queue_init_params(w->ring_entries, &w->ring, &p);
+    }
+    if (r == 0 && w->fail_ring) {
+        io_uring_queue_exit(&w->ring);
+        r = -ENOMEM;
     }
     pthread_mutex_lock(&w->lock);
     w->start_err = r;
@@ -335,8 +422,6 @@ static void *worker_main(void *arg)
     worker_arm_tick(w);
     worker_arm_accept(w);
     while (!(w->stopping_seen && !w->accept_armed && w->nconns == 0)) {
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
         if (w->stopping_seen && w->nconns == 0)
             worker_accept_cancel(w);
         r = io_uring_submit_and_wait(&w->ring, 1);
@@ -344,17 +429,46 @@ static void *worker_main(void *arg)
             uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d", w->index, -r);
             break;
         }
-        io_uring_for_each_cqe(&w->ring, head, cqe)
-        {
-            worker_cqe(w, cqe);
-            n++;
-        }
-        io_uring_cq_advance(&w->ring, n);
+        worker_drain(w);
     }
     io_uring_submit(&w->ring); /* the asynchronous closes of the last connections' files */
     io_uring_queue_exit(&w->ring);
+    free(w->backlog);
+    w->backlog = NULL;
+    if (w->sq_full > 0)
+        uring_log(URING_LOG_INFO, "ring_sq_full", "worker=%d full=%llu waits=%llu", w->index,
+                  (unsigned long long)w->sq_full, (unsigned long long)w->sq_waits);
     atomic_fetch_sub(&uring_srv.workers_running, 1);
     return NULL;
+}
+
+/*
+ * Fault injection for tests: COFFER_TEST_WORKER_FAIL=<index>:<step> makes worker <index>'s start
+ * fail at <step> ("eventfd", "thread" or "ring"), as if the system had refused it; "submit" makes
+ * its submits of a full SQ answer -EBUSY while completions wait (worker_submit). COFFER_TEST_RING_ENTRIES=N (2..URING_RING_SIZE)
+ * makes every ring that small, so that its SQ and CQ fill up under a few connections. Read once at
+ * start-up on the main thread; no effect unless set.
+ */
+static int uring_worker_fault_at(int index, const char *step)
+{
+    const char *v = getenv("COFFER_TEST_WORKER_FAIL");
+    char want[32];
+    if (v == NULL)
+        return 0;
+    snprintf(want, sizeof(want), "%d:%s", index, step);
+    return strcmp(v, want) == 0;
+}
+#define uring_worker_fault(step) uring_worker_fault_at(index, step)
+
+/* Undo a start that failed before the thread ran (or after it returned): nothing leaks. */
+static void worker_start_undo(struct uring_worker *w)
+{
+    if (w->evfd >= 0)
+        close(w->evfd);
+    w->evfd = -1;
+    free(w->conns);
+    w->conns = NULL;
+    pthread_mutex_destroy(&w->lock);
 }
 
 int uring_worker_start(struct uring_worker *w, int index)
@@ -364,13 +478,24 @@ int uring_worker_start(struct uring_worker *w, int index)
     w->index = index;
     w->nslots = (uint32_t)uring_srv.cfg.max_conns;
     w->conns = calloc(w->nslots, sizeof(*w->conns));
-    w->evfd = eventfd(0, EFD_CLOEXEC);
+    w->evfd = uring_worker_fault("eventfd") ? -1 : eventfd(0, EFD_CLOEXEC);
     pthread_mutex_init(&w->lock, NULL);
-    if (w->conns == NULL || w->evfd < 0)
+    if (w->conns == NULL || w->evfd < 0) {
+        worker_start_undo(w);
         return COFFER_ERR_NOMEM;
+    }
+    uring_offload_ring_init(&w->offload, w->evfd);
+    w->fail_ring = uring_worker_fault("ring");
+    w->ring_entries = URING_RING_SIZE;
+    if (getenv("COFFER_TEST_RING_ENTRIES") != NULL) { /* tests: a tiny ring fills at once */
+        long n = strtol(getenv("COFFER_TEST_RING_ENTRIES"), NULL, 10);
+        w->ring_entries = n >= 2 && n <= URING_RING_SIZE ? (unsigned)n : URING_RING_SIZE;
+    }
+    w->fail_submit = uring_worker_fault("submit");
     atomic_fetch_add(&uring_srv.workers_running, 1);
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    if (uring_worker_fault("thread") || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         atomic_fetch_sub(&uring_srv.workers_running, 1);
+        worker_start_undo(w);
         return r;
     }
     for (;;) {
@@ -386,8 +511,10 @@ int uring_worker_start(struct uring_worker *w, int index)
     if (r < 0) {
         pthread_join(w->thread, NULL);
         uring_log(URING_LOG_ERROR, "ring_setup_failed", "worker=%d errno=%d", index, -r);
+        worker_start_undo(w);
         return COFFER_ERR_INTERNAL;
     }
+    w->started = 1;
     return 0;
 }
 
@@ -406,12 +533,9 @@ void uring_worker_join(struct uring_worker *w)
 
 void uring_worker_free(struct uring_worker *w)
 {
-    struct uring_keyreq *req;
-    while ((req = w->keys_done) != NULL) {
-        w->keys_done = req->next;
-        engine_key_free(req->key);
-        free(req);
-    }
+    if (!w->started)
+        return; /* its start failed and undid itself */
+    uring_offload_ring_close(&w->offload); /* answers that came too late are dropped (freed) */
     close(w->evfd);
     free(w->conns);
     pthread_mutex_destroy(&w->lock);
