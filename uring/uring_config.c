@@ -466,7 +466,8 @@ static void config_wrap(FILE *f, const char *text, int first_col, int indent)
     fputc('\n', f);
 }
 
-void uring_config_usage(FILE *f)
+/* --help: generated from the option table. */
+static void config_usage(FILE *f)
 {
     fputs("usage: cofferd [options]\n"
           "Encrypts and decrypts backup archives for clients on a Unix socket (io_uring).\n\n",
@@ -543,7 +544,12 @@ static int config_defaults_agree(void)
     return r;
 }
 
-int uring_config_print_reference(FILE *f, const char *format)
+/*
+ * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
+ * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
+ * format. scripts/reference.py puts the output into the docs and checks it is there.
+ */
+static int config_print_reference(FILE *f, const char *format)
 {
     int md = strcmp(format, "markdown") == 0, conf = strcmp(format, "conf") == 0;
 
@@ -788,13 +794,13 @@ static int config_first_pass(struct uring_config *cfg, int argc, char **argv, co
         char name[64];
         const char *value;
         if (strcmp(argv[i], "-h") == 0) {
-            uring_config_usage(stdout);
+            config_usage(stdout);
             return 1;
         }
         if (config_arg_name(argv[i], name, sizeof(name), &value) == NULL)
             continue;
         if (strcmp(name, "help") == 0) {
-            uring_config_usage(stdout);
+            config_usage(stdout);
             return 1;
         }
         if (strcmp(name, "version") == 0) {
@@ -807,7 +813,7 @@ static int config_first_pass(struct uring_config *cfg, int argc, char **argv, co
             (strcmp(name, "config") == 0 || strcmp(name, "print-reference") == 0))
             value = argv[i + 1];
         if (strcmp(name, "print-reference") == 0) {
-            if (value == NULL || uring_config_print_reference(stdout, value) != 0)
+            if (value == NULL || config_print_reference(stdout, value) != 0)
                 return 2;
             return 1;
         }

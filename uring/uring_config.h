@@ -76,17 +76,8 @@ struct uring_config {
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* --help: generated from the option table. */
-void uring_config_usage(FILE *f);
-
-/*
- * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
- * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
- * format. scripts/reference.py puts the output into the docs and checks it is there.
- */
-int uring_config_print_reference(FILE *f, const char *format);
-
-/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1. For option parsers. */
+/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1 (*out untouched). For
+ * option parsers; any thread (pure). */
 int uring_config_int(const char *v, long min, long max, long *out)
     __attribute__((warn_unused_result));
 

@@ -319,7 +319,15 @@ static void render_hsm(struct text *t, struct uring_hsm *h, int st)
         (unsigned long long)c.cache.restore_entries);
 }
 
-char *uring_metrics_render(size_t *len)
+/*
+ * The exposition text (Prometheus text format 0.0.4, with HELP and TYPE for every family) of
+ * every counter, plus gauges read at the time: connections, health state, HSM status and cache,
+ * locked-memory failures; the numbers STATS and HEALTH also report come from uring_report. On
+ * the listener's thread; takes the runtime's lock and the HSM's status and cache locks for
+ * microseconds each (the locks a HEALTH or STATS reply takes), never a ring thread's. Returns a
+ * NUL-terminated malloc'd string (*len its length), or NULL when out of memory.
+ */
+static char *metrics_render(size_t *len)
 {
     static const char *const states[3] = {"ok", "degraded", "unavailable"};
     struct text t = {malloc(16384), 0, 16384, 0};
@@ -411,7 +419,7 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
         return metrics_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     if (strcmp(url, "/metrics") != 0)
         return metrics_text(conn, MHD_HTTP_NOT_FOUND, "cofferd serves /metrics only\n");
-    if ((body = uring_metrics_render(&len)) == NULL)
+    if ((body = metrics_render(&len)) == NULL)
         return metrics_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     return metrics_reply(conn, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
 }

@@ -44,7 +44,7 @@ enum uring_health_state uring_report_health_state(const struct uring_runtime *rt
     return URING_HEALTH_DEGRADED;
 }
 
-const char *uring_report_health_name(enum uring_health_state s)
+static const char *report_health_name(enum uring_health_state s)
 {
     return s == URING_HEALTH_OK ? "ok" : (s == URING_HEALTH_DEGRADED ? "degraded" : "unavailable");
 }
@@ -78,7 +78,7 @@ json_t *uring_report_health(void)
     int hsm_state = uring_hsm_status(rt->hsm); /* read once: the reply says one thing */
     enum uring_health_state hs = uring_report_health_state(rt, hsm_state, &reason);
     json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
-                          uring_report_health_name(hs), "version", COFFER_VERSION_STRING,
+                          report_health_name(hs), "version", COFFER_VERSION_STRING,
                           "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
                           "format", engine_format_name(rt->format), "namespace", rt->ns,
                           "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",

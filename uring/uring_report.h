@@ -27,9 +27,6 @@ enum uring_health_state {
 enum uring_health_state uring_report_health_state(const struct uring_runtime *rt, int hsm_state,
                                                   const char **reason);
 
-/* "ok", "degraded" or "unavailable" (a static string). */
-const char *uring_report_health_name(enum uring_health_state s);
-
 /*
  * The daemon's own counters, each read once with an atomic load: STATS and /metrics print these
  * same numbers. A snapshot of recent moments, not of one instant (see docs/observability.md).
