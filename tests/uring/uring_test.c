@@ -52,6 +52,16 @@ static void write_secret(const char *name, const void *bytes, size_t len)
 
 /* Start cofferd with the common flags and extra ones (NULL-terminated). Returns 0 when it
  * listens, else its exit status. */
+/* ts_daemon_vstart with these flags and the extra ones of ap; fails the test when it hangs. */
+static int daemon_vstart(struct ts_daemon *d, char *const flags[], va_list ap)
+{
+    int r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
+    assert_true(r != -1);
+    if (r == TS_DAEMON_TIMEOUT)
+        fail_msg("cofferd did not start (see %s)", d->log);
+    return r;
+}
+
 static int daemon_start(struct ts_daemon *d, const char *name, ...)
 {
     char *flags[] = {"--secrets-dir", secrets, "--workers", "2", "--io-timeout", "3", NULL};
@@ -60,11 +70,8 @@ static int daemon_start(struct ts_daemon *d, const char *name, ...)
 
     ts_daemon_paths(d, tmp, name);
     va_start(ap, name);
-    r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
+    r = daemon_vstart(d, flags, ap);
     va_end(ap);
-    assert_true(r != -1);
-    if (r == TS_DAEMON_TIMEOUT)
-        fail_msg("cofferd did not start (see %s)", d->log);
     return r;
 }
 
@@ -74,11 +81,8 @@ static int daemon_start_flags(struct ts_daemon *d, char *const flags[], ...)
     va_list ap;
     int r;
     va_start(ap, flags);
-    r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
+    r = daemon_vstart(d, flags, ap);
     va_end(ap);
-    assert_true(r != -1);
-    if (r == TS_DAEMON_TIMEOUT)
-        fail_msg("cofferd did not start (see %s)", d->log);
     return r;
 }
 
