@@ -648,7 +648,10 @@ static void test_shutdown_grace(void **state)
     double elapsed;
     int fd, status = 0;
     (void)state;
-    assert_int_equal(daemon_start(&d, "grace", "--shutdown-grace", "1", NULL), 0);
+    /* --io-timeout well past the grace: on a loaded machine the stalled job must still be there
+       to fail with SHUTDOWN, not dropped for making no progress */
+    assert_int_equal(
+        daemon_start(&d, "grace", "--shutdown-grace", "1", "--io-timeout", "120", NULL), 0);
     fd = raw_connect(&d, 1);
     raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
     proto_header_put(frame, PROTO_DATA, 1000);
