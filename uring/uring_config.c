@@ -44,7 +44,7 @@ struct config_opt {
     config_setter set; /* parses and stores v */
     size_t off;        /* offsetof(struct uring_config, field) for the generic setters */
     size_t cap;        /* set_str: the field's size */
-    long min, max;     /* set_int and set_long: the accepted range */
+    long min, max;     /* set_int, set_aint, set_along: the range */
     int in_file;       /* 1: also a config-file name */
 };
 
@@ -109,10 +109,25 @@ static int set_int(struct uring_config *cfg, const struct config_opt *o, struct 
     return 0;
 }
 
-static int set_long(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+/* The _Atomic fields of struct uring_config (the ones a reload changes): an atomic store. */
+static int set_aint(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
                     const char *v, char *err, size_t errlen)
 {
-    return parse_int(v, o->min, o->max, FIELD(cfg, o, long));
+    long n;
+    if (parse_int(v, o->min, o->max, &n) != 0)
+        return -1;
+    atomic_store(FIELD(cfg, o, _Atomic int), (int)n);
+    return 0;
+}
+
+static int set_along(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                     const char *v, char *err, size_t errlen)
+{
+    long n;
+    if (parse_int(v, o->min, o->max, &n) != 0)
+        return -1;
+    atomic_store(FIELD(cfg, o, _Atomic long), n);
+    return 0;
 }
 
 static int set_bool(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
@@ -251,7 +266,8 @@ static int set_kube(struct uring_config *cfg, const struct config_opt *o, struct
 #define OFF(field)        offsetof(struct uring_config, field)
 #define STR(field)        set_str, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
 #define INT(field, a, b)  set_int, OFF(field), 0, (a), (b)
-#define LONG(field, a, b) set_long, OFF(field), 0, (a), (b)
+#define AINT(field, a, b)  set_aint, OFF(field), 0, (a), (b)  /* _Atomic int (reloadable) */
+#define ALONG(field, a, b) set_along, OFF(field), 0, (a), (b) /* _Atomic long (reloadable) */
 #define BOOL(field)       set_bool, OFF(field), 0, 0, 0
 #define FN(fn)            fn, 0, 0, 0, 0
 
@@ -295,34 +311,34 @@ static const struct config_opt config_opts[] = {
      FN(set_allow), 1},
     {"allow-gid", "GID", NULL, "A peer gid allowed to connect; repeatable.", FN(set_allow), 1},
     {"io-timeout", "SECONDS", "300", "Drop a connection that makes no progress for this long.",
-     INT(io_timeout, 1, 86400), 1},
+     AINT(io_timeout, 1, 86400), 1},
     /* ---- issue 10: slow frames and connections per uid ---- */
     {"frame-timeout", "SECONDS", "30",
      "A frame must arrive whole within this long once its first byte came, or the connection "
      "fails PROTO_FRAME (a client trickling bytes cannot hold a connection).",
-     INT(frame_timeout, 1, 86400), 1},
+     AINT(frame_timeout, 1, 86400), 1},
     {"max-connections-per-uid", "N", "0 (no cap)",
      "Concurrent connections one peer uid may hold (0 to 65536); more are refused BUSY.",
      INT(max_conns_per_uid, 0, 65536), 1},
     {"shutdown-grace", "SECONDS", "30",
      "After SIGTERM, running jobs get this long to finish; then they fail with SHUTDOWN and "
      "cofferd exits.",
-     INT(shutdown_grace, 0, 86400), 1},
+     AINT(shutdown_grace, 0, 86400), 1},
     {"helpers", "N", "one per core",
      "Helper threads that run the cipher off the rings and the velero-v1 restore spool.",
      INT(helpers, 1, 1024), 1},
     {"offload-min", "BYTES", "0 (never)",
      "Cipher batches of at least BYTES run on the helper threads instead of the ring thread "
      "(velero-v1 restores that spill to the spool file always use them).",
-     LONG(offload_min, 0, 1L << 30), 1},
+     ALONG(offload_min, 0, 1L << 30), 1},
     {"fd-piece", "BYTES", "524288",
      "Descriptor jobs read, encrypt and write in pieces of BYTES, four at a time (16384 to "
      "4194304).",
-     LONG(fd_piece, 16384, 4L << 20), 1},
+     ALONG(fd_piece, 16384, 4L << 20), 1},
     {"split-min", "BYTES", "65536 (0 on a one-CPU host)",
      "A descriptor job's cipher batch of at least BYTES is cut in two, half on a helper thread, "
      "so one job's AES-GCM uses two cores; 0: never.",
-     LONG(split_min, 0, 1L << 30), 1},
+     ALONG(split_min, 0, 1L << 30), 1},
     {"spool-dir", "DIR", "$TMPDIR or /tmp", "Where velero-v1 restores spool their ciphertext.",
      STR(spool_dir), 1},
     {"log-level", "debug|info|warn|error", "info", "The lowest level logged on stderr.",
@@ -450,7 +466,8 @@ static void config_wrap(FILE *f, const char *text, int first_col, int indent)
     fputc('\n', f);
 }
 
-void uring_config_usage(FILE *f)
+/* --help: generated from the option table. */
+static void config_usage(FILE *f)
 {
     fputs("usage: cofferd [options]\n"
           "Encrypts and decrypts backup archives for clients on a Unix socket (io_uring).\n\n",
@@ -527,7 +544,12 @@ static int config_defaults_agree(void)
     return r;
 }
 
-int uring_config_print_reference(FILE *f, const char *format)
+/*
+ * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
+ * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
+ * format. scripts/reference.py puts the output into the docs and checks it is there.
+ */
+static int config_print_reference(FILE *f, const char *format)
 {
     int md = strcmp(format, "markdown") == 0, conf = strcmp(format, "conf") == 0;
 
@@ -772,13 +794,13 @@ static int config_first_pass(struct uring_config *cfg, int argc, char **argv, co
         char name[64];
         const char *value;
         if (strcmp(argv[i], "-h") == 0) {
-            uring_config_usage(stdout);
+            config_usage(stdout);
             return 1;
         }
         if (config_arg_name(argv[i], name, sizeof(name), &value) == NULL)
             continue;
         if (strcmp(name, "help") == 0) {
-            uring_config_usage(stdout);
+            config_usage(stdout);
             return 1;
         }
         if (strcmp(name, "version") == 0) {
@@ -791,7 +813,7 @@ static int config_first_pass(struct uring_config *cfg, int argc, char **argv, co
             (strcmp(name, "config") == 0 || strcmp(name, "print-reference") == 0))
             value = argv[i + 1];
         if (strcmp(name, "print-reference") == 0) {
-            if (value == NULL || uring_config_print_reference(stdout, value) != 0)
+            if (value == NULL || config_print_reference(stdout, value) != 0)
                 return 2;
             return 1;
         }

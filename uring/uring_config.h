@@ -8,6 +8,7 @@
 #include "uring_kube.h"
 #include "uring_recovery.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -30,14 +31,19 @@ struct uring_config {
     coffer_format format;
     int workers;
     int max_conns;
-    int io_timeout;     /* seconds without progress before a connection is dropped */
-    int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
-    int frame_timeout;     /* seconds a started frame may take to arrive whole */
-    int max_conns_per_uid; /* connections one peer uid may hold; 0: no cap */
-    int helpers;        /* helper threads for the cipher and the velero-v1 spool */
-    long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
-    long fd_piece;      /* descriptor jobs: bytes per read (URING_FD_PIECE_DEFAULT) */
-    long split_min;     /* fd-job batches of at least this many bytes: half to a helper */
+    /*
+     * The _Atomic fields are the ones a SIGHUP changes in the running daemon (main_reload stores
+     * them) while ring threads read them: each read is one atomic load. fd_piece is read once
+     * per descriptor job, so a new value applies to jobs that start after the reload.
+     */
+    _Atomic int io_timeout;     /* seconds without progress before a connection is dropped */
+    _Atomic int shutdown_grace; /* seconds SIGTERM waits for running jobs before failing them */
+    _Atomic int frame_timeout;  /* seconds a started frame may take to arrive whole */
+    int max_conns_per_uid;      /* connections one peer uid may hold; 0: no cap (restart) */
+    int helpers;                /* helper threads for the cipher and the velero-v1 spool */
+    _Atomic long offload_min;   /* cipher batches of at least this many bytes go to the helpers */
+    _Atomic long fd_piece;      /* descriptor jobs: bytes per read (URING_FD_PIECE_DEFAULT) */
+    _Atomic long split_min;     /* fd-job batches of at least this many bytes: half to a helper */
     int log_level;
     int dev;
     int echo; /* --echo-baseline: every job passes bytes through, no keys (benchmarks only) */
@@ -70,17 +76,8 @@ struct uring_config {
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* --help: generated from the option table. */
-void uring_config_usage(FILE *f);
-
-/*
- * The option table as a reference: "markdown" (a table for docs/operations.md), "scdoc" (the
- * OPTIONS of cofferd(8)) or "conf" (the names of coffer.conf(5)). Returns 0, or -1 for an unknown
- * format. scripts/reference.py puts the output into the docs and checks it is there.
- */
-int uring_config_print_reference(FILE *f, const char *format);
-
-/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1. For option parsers. */
+/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1 (*out untouched). For
+ * option parsers; any thread (pure). */
 int uring_config_int(const char *v, long min, long max, long *out)
     __attribute__((warn_unused_result));
 

@@ -3,9 +3,7 @@
 #include "uring_server.h"
 
 #include "coffer_error.h"
-#include "coffer_version.h"
-#include "uring_health.h"
-#include "uring_hsm.h"
+#include "uring_report.h"
 #include "uring_log.h"
 #include "uring_metrics.h"
 
@@ -234,51 +232,9 @@ static void conn_fdbuf_give(size_t n)
     atomic_fetch_sub(&uring_srv.fdbuf_bytes, n);
 }
 
-static json_t *conn_health(void)
-{
-    struct uring_runtime *rt = uring_runtime_get();
-    const char *reason = "";
-    int hsm_state = uring_hsm_status(rt->hsm); /* read once: the reply says one thing */
-    enum uring_health_state hs = uring_health_get(rt, hsm_state, &reason);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:b}", "status",
-                          uring_health_name(hs), "version", COFFER_VERSION_STRING,
-                          "protocol", (int)COFFER_PROTO_VERSION, "encryption", rt->encryption,
-                          "format", engine_format_name(rt->format), "namespace", rt->ns,
-                          "secretName", rt->secret, "keyId", rt->key != NULL ? rt->key->id : "",
-                          "workers", uring_srv.nworkers, "echoBaseline", rt->echo);
-    json_object_set_new(j, "reason", json_string(reason)); /* NULL j: nothing happens */
-    json_object_set_new(j, "stopping", json_boolean(atomic_load(&uring_srv.stopping)));
-    uring_hsm_health_add(j, rt->hsm, hsm_state);
-    uring_runtime_put(rt);
-    return j;
-}
-
-static json_t *conn_stats(void)
-{
-    struct uring_stats *s = &uring_srv.stats;
-    struct uring_runtime *rt = uring_runtime_get();
-    json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
-        "connectionsActive", (json_int_t)atomic_load(&uring_srv.active_conns), "connectionsTotal",
-        (json_int_t)atomic_load(&s->conns_total), "connectionsDenied",
-        (json_int_t)atomic_load(&s->conns_denied), "connectionsBusy",
-        (json_int_t)atomic_load(&s->conns_busy), "connectionsTimedOut",
-        (json_int_t)atomic_load(&s->conns_timeout), "jobsOk", (json_int_t)atomic_load(&s->jobs_ok),
-        "jobsFailed", (json_int_t)atomic_load(&s->jobs_failed), "bytesIn",
-        (json_int_t)atomic_load(&s->bytes_in), "bytesOut", (json_int_t)atomic_load(&s->bytes_out),
-        "keyLoads", (json_int_t)atomic_load(&s->key_loads), "helperBatches",
-        (json_int_t)atomic_load(&s->helper_batches), "splitBatches",
-        (json_int_t)atomic_load(&s->split_batches), "fdJobsSmallBuffers",
-        (json_int_t)atomic_load(&s->fd_small), "uptimeSeconds", uring_now() - uring_srv.started);
-    uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
-    uring_keys_stats_add(o); /* secmemLockFailures (issue 10 item 8) */
-    uring_runtime_put(rt);
-    return o;
-}
-
 static char *conn_report(uint8_t type)
 {
-    json_t *j = type == PROTO_HEALTH ? conn_health() : conn_stats();
+    json_t *j = type == PROTO_HEALTH ? uring_report_health() : uring_report_stats();
     char *text = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     return text;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Keys off the ring threads: the runtime snapshot (config + key of new backups) and the loader. */
+/* Keys off the ring threads: the Secret loader threads and their cache. */
 #ifndef URING_KEYS_H
 #define URING_KEYS_H
 
@@ -9,52 +9,11 @@
 #include "uring_config.h"
 #include "uring_kube.h"
 #include "uring_offload.h"
+#include "uring_runtime.h" /* struct uring_runtime, which the loader reads */
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-/*
- * What a job needs of the configuration, immutable once published and reference-counted: a
- * SIGHUP builds a new one (loading the key on the main thread) and swaps it in; jobs that took
- * the old one keep it until they finish. The key lives in engine_secmem (engine_key).
- */
-struct uring_runtime {
-    atomic_int refs;
-    int encryption;
-    int echo;
-    int allow_plaintext_restore; /* restores of format none while encryption is on */
-    coffer_format format;
-    char ns[64];
-    char secret[254];
-    char secrets_dir[4096];
-    char spool_dir[4096];
-    engine_key *key; /* the key of new backups for `format`'s rule; NULL when off or echo */
-    char *metadata;  /* the status metadata of a new backup in `format` (JSON text) */
-    size_t metadata_len;
-    struct uring_hsm *hsm;   /* the pkcs11 retriever (--hsm-*), or NULL; shared, see uring_hsm.h */
-    struct uring_kube *kube; /* --secret-source kubernetes: the API source (owned), else NULL */
-    struct uring_recovery *recovery; /* --recovery-recipient, or NULL (uring_recovery.h) */
-    uid_t allow_uid[URING_MAX_ALLOW];
-    int n_allow_uid;
-    gid_t allow_gid[URING_MAX_ALLOW];
-    int n_allow_gid;
-};
-
-/*
- * Build a runtime from a config: checks the Secret name and loads the key (blocking: call it on
- * the main thread). On failure returns the coffer code and one sentence in detail that says how
- * to fix it.
- */
-int uring_runtime_build(const struct uring_config *cfg, struct uring_runtime **out, char *detail,
-                        size_t detaillen) __attribute__((warn_unused_result));
-/* Publish rt as the current runtime (takes over the caller's reference). */
-void uring_runtime_publish(struct uring_runtime *rt);
-/* A new reference to the current runtime; never NULL after the first publish. */
-struct uring_runtime *uring_runtime_get(void);
-void uring_runtime_put(struct uring_runtime *rt);
-/* 1 if a peer with these credentials may connect. */
-int uring_runtime_peer_allowed(const struct uring_runtime *rt, uid_t uid, gid_t gid);
 
 /*
  * A key request. The requester fills task.done, task.ring, task.slot/gen (where the answer goes,
@@ -107,10 +66,8 @@ void uring_keys_stop(void);
 
 /*
  * Locked memory: uring_keys_start also arranges that the first allocation RLIMIT_MEMLOCK refuses
- * to lock is logged once (event memlock_refused, with the limit and how to raise it).
- * uring_keys_stats_add puts "secmemLockFailures" (engine_secmem_lock_failures) into a STATS
- * object. Any thread.
+ * to lock is logged once (event memlock_refused, with the limit and how to raise it); STATS
+ * reports the count as "secmemLockFailures" (uring_report.c).
  */
-void uring_keys_stats_add(json_t *stats);
 
 #endif

@@ -23,6 +23,7 @@ struct uring_kube_config {
     int n_allow_ns; /* 0 after parsing means: the daemon's --namespace only */
 };
 
+/* Fill k with the defaults (main thread, before parsing). */
 void uring_kube_config_defaults(struct uring_kube_config *k);
 /*
  * Set option `name` (without "--") when it is one of ours. cmdline is 1 for the command line (a
@@ -37,7 +38,7 @@ int uring_kube_config_check(const struct uring_kube_config *k, char *err, size_t
     __attribute__((warn_unused_result));
 
 /*
- * The API source of one runtime (uring_keys.h): the target, the fetch bounds, the cache TTL and
+ * The API source of one runtime (uring_runtime.h): the target, the fetch bounds, the cache TTL and
  * the namespaces restores may read. Built on the main thread (it reads files); immutable after,
  * owned by its runtime and freed with it.
  */
@@ -57,6 +58,7 @@ struct uring_kube {
 int uring_kube_build(const struct uring_kube_config *cfg, const char *own_ns,
                      struct uring_kube **out, char *detail, size_t detaillen)
     __attribute__((warn_unused_result));
+/* Free k (NULL: nothing); called by its runtime's last holder, on any thread. */
 void uring_kube_free(struct uring_kube *k);
 
 /*
@@ -69,13 +71,15 @@ int uring_kube_ns_allowed(const struct uring_kube *k, const char *ns, char *deta
 
 /*
  * Fetch <ns>/<name> (blocking up to the fetch timeout: loader threads and the main thread only),
- * logging what happened (never key bytes). Same results as kube_secret_get.
+ * logging what happened (never key bytes). Same results as kube_secret_get: on 0 *out is a key
+ * the caller owns and frees with engine_key_free; on failure there is no key to free.
  */
 int uring_kube_fetch(const struct uring_kube *k, const char *ns, const char *name,
                      engine_key_rule rule, engine_key **out, char *detail, size_t detaillen)
     __attribute__((warn_unused_result));
 
-/* cofferd's start-up message when the key of new backups cannot be fetched (stderr). */
+/* cofferd's start-up message when the key of new backups cannot be fetched (stderr; main
+ * thread). */
 void uring_kube_no_key(int err, const char *detail, const char *ns, const char *secret,
                        const struct uring_kube_config *cfg);
 

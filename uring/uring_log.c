@@ -35,7 +35,7 @@ void uring_log_set_level(int level)
     atomic_store(&log_level, level);
 }
 
-int uring_log_enabled(int level)
+static int log_enabled(int level)
 {
     return level >= atomic_load(&log_level);
 }
@@ -468,7 +468,7 @@ void uring_logv(int level, const char *event, const char *fmt, va_list ap)
     struct tm tm;
     size_t n, k;
 
-    if (!uring_log_enabled(level))
+    if (!log_enabled(level))
         return;
     if ((e = calloc(1, sizeof(*e))) == NULL)
         return;

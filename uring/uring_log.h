@@ -17,13 +17,18 @@ enum uring_log_format {
     URING_LOG_FORMAT_JSON = 1,   /* {"ts":"...","level":"...","event":"...","key":value} */
 };
 
+/*
+ * Every function here may be called from any thread at any time, ring threads included: the
+ * level and format are atomics, and nothing allocates or takes a lock.
+ */
+
 /* 0 and the level for "debug", "info", "warn" or "error", else -1. */
 int uring_log_level_parse(const char *name);
+/* The lowest level logged from now on (SIGHUP may change it). Never fails. */
 void uring_log_set_level(int level);
-int uring_log_enabled(int level);
 /* The format for "logfmt" or "json", else -1. */
 int uring_log_format_parse(const char *name);
-/* Any thread, any time (SIGHUP may switch it): later lines use the new format. */
+/* Later lines use the new format (SIGHUP may switch it). Never fails. */
 void uring_log_set_format(int format);
 
 /*

@@ -9,6 +9,7 @@
 #include "uring_systemd.h"
 #include "uring_metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -147,6 +148,21 @@ static void main_idle_trim(void)
     malloc_trim(0);
 }
 
+/* The threads of this process now (/proc/self/task), or -1 when it cannot be read. */
+static int main_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* --dev: where the socket is and how coffer finds it. */
 static void main_dev_banner(const char *sock)
 {
@@ -182,11 +198,37 @@ static void main_no_key(int r, const char *detail, const struct uring_config *cf
             ENGINE_SECRET_FIELD, cfg->ns, cfg->secret, ENGINE_SECRET_FIELD);
 }
 
+/*
+ * Options a reload cannot change in the running daemon (sockets, threads and tables are sized
+ * at start): their names, comma-separated, into buf when cfg differs from the running one.
+ */
+static void main_restart_only(const struct uring_config *cfg, char *buf, size_t cap)
+{
+    const struct uring_config *run = &uring_srv.cfg;
+    struct {
+        const char *name;
+        int changed;
+    } opts[] = {
+        {"socket", strcmp(cfg->socket_path, run->socket_path) != 0},
+        {"workers", cfg->workers != run->workers},
+        {"helpers", cfg->helpers != run->helpers},
+        {"max-connections", cfg->max_conns != run->max_conns},
+        {"max-connections-per-uid", cfg->max_conns_per_uid != run->max_conns_per_uid},
+        {"metrics-listen", strcmp(cfg->metrics_listen, run->metrics_listen) != 0},
+    };
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (opts[i].changed && n < cap)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n > 0 ? "," : "", opts[i].name);
+}
+
 static void main_reload(int argc, char **argv)
 {
     struct uring_config cfg;
     struct uring_runtime *rt = NULL;
-    char err[1024];
+    char err[1024], restart[160];
     int r = uring_config_load(&cfg, argc, argv, err, sizeof(err));
 
     if (r != 0) {
@@ -203,22 +245,32 @@ static void main_reload(int argc, char **argv)
                   coffer_errname(r), cfg.ns, cfg.secret, uring_log_quote(err, q, sizeof(q)));
         return;
     }
-    if (strcmp(cfg.socket_path, uring_srv.cfg.socket_path) != 0 ||
-        cfg.workers != uring_srv.cfg.workers || cfg.max_conns != uring_srv.cfg.max_conns ||
-        strcmp(cfg.metrics_listen, uring_srv.cfg.metrics_listen) != 0)
+    main_restart_only(&cfg, restart, sizeof(restart));
+    if (restart[0] != '\0')
         uring_log(URING_LOG_WARN, "reload_partial",
-                  "detail=\"socket, workers, max-connections and metrics-listen change only on "
-                  "restart\"");
-    uring_srv.cfg.io_timeout = cfg.io_timeout;
+                  "changed=%s detail=\"these options change only on restart: restart cofferd "
+                  "(systemctl restart cofferd) to apply them; the running values stay\"",
+                  restart);
+    /* what ring threads read at run time: _Atomic in struct uring_config, one store each */
+    atomic_store(&uring_srv.cfg.io_timeout, atomic_load(&cfg.io_timeout));
+    atomic_store(&uring_srv.cfg.frame_timeout, atomic_load(&cfg.frame_timeout));
+    atomic_store(&uring_srv.cfg.shutdown_grace, atomic_load(&cfg.shutdown_grace));
+    atomic_store(&uring_srv.cfg.offload_min, atomic_load(&cfg.offload_min));
+    atomic_store(&uring_srv.cfg.split_min, atomic_load(&cfg.split_min));
+    atomic_store(&uring_srv.cfg.fd_piece, atomic_load(&cfg.fd_piece)); /* jobs started from now */
     uring_log_set_level(cfg.log_level);
     uring_runtime_publish(rt); /* rt stays alive: only this thread replaces it */
     uring_keys_flush();
     uring_keys_seed(rt);
     uring_log_set_format(cfg.log_format);
     uring_log(URING_LOG_INFO, "reload_ok",
-              "encryption=%s format=%s namespace=%s secret=%s key_id=%s",
+              "encryption=%s format=%s namespace=%s secret=%s key_id=%s io_timeout_s=%d "
+              "frame_timeout_s=%d shutdown_grace_s=%d offload_min=%ld split_min=%ld fd_piece=%ld",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
-              rt->key != NULL ? rt->key->id : "-");
+              rt->key != NULL ? rt->key->id : "-", atomic_load(&uring_srv.cfg.io_timeout),
+              atomic_load(&uring_srv.cfg.frame_timeout),
+              atomic_load(&uring_srv.cfg.shutdown_grace), atomic_load(&uring_srv.cfg.offload_min),
+              atomic_load(&uring_srv.cfg.split_min), atomic_load(&uring_srv.cfg.fd_piece));
 }
 
 static void main_abort(int nworkers, const char *why)
@@ -265,6 +317,8 @@ int main(int argc, char **argv)
      * so none of them (HSM threads started while the keys load, p11-kit's or the module's own)
      * can take a SIGTERM's default action and kill the daemon mid-job.
      */
+    int threads_at_start = main_threads(); /* before ours: the sanitizers' own, if any */
+
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
@@ -400,5 +454,14 @@ out:
     uring_runtime_publish(NULL);
     uring_log(URING_LOG_INFO, "stopped", "exit=%d", exit_code);
     uring_hsm_exit(exit_code); /* _exit when a thread is stuck in a PKCS#11 call (issue 9) */
+    /*
+     * A thread still running now is one hsm_client_close left behind, stuck in a PKCS#11 call.
+     * Returning from main would run the exit handlers, which tear OpenSSL and p11-kit down under
+     * it (a SEGV under ThreadSanitizer): leave without them. Every other thread has been joined.
+     */
+    if (threads_at_start > 0 && main_threads() > threads_at_start) {
+        fflush(stdout);
+        _exit(exit_code);
+    }
     return exit_code;
 }

@@ -5,7 +5,7 @@
 #include "coffer_error.h"
 #include "coffer_version.h"
 #include "engine_secmem.h"
-#include "uring_health.h"
+#include "uring_report.h"
 #include "uring_listen.h"
 #include "uring_hsm.h"
 #include "uring_log.h"
@@ -207,16 +207,15 @@ static void render_errors(struct text *t)
     put(t, "coffer_errors_total{code=\"OTHER\"} %llu\n", get(&m.errors[0]));
 }
 
-static void render_connections(struct text *t)
+static void render_connections(struct text *t, const struct uring_report_counters *c)
 {
     static const char *const why[URING_REFUSED_N] = {"not_allowed", "busy", "shutdown",
                                                      "no_peercred", "nomem"};
-    struct uring_stats *s = &uring_srv.stats;
 
     family(t, "coffer_connections_active", "gauge", "Client connections open now.");
-    put(t, "coffer_connections_active %d\n", atomic_load(&uring_srv.active_conns));
+    put(t, "coffer_connections_active %llu\n", (unsigned long long)c->conns_active);
     family(t, "coffer_connections_total", "counter", "Client connections accepted.");
-    put(t, "coffer_connections_total %llu\n", get(&s->conns_total));
+    put(t, "coffer_connections_total %llu\n", (unsigned long long)c->conns_total);
     family(t, "coffer_connections_refused_total", "counter",
            "Connections refused at accept (one ERROR frame, then closed), by reason.");
     for (int i = 0; i < URING_REFUSED_N; i++)
@@ -224,18 +223,17 @@ static void render_connections(struct text *t)
             get(&m.refused[i]));
     family(t, "coffer_connections_timed_out_total", "counter",
            "Connections closed after --io-timeout seconds without progress.");
-    put(t, "coffer_connections_timed_out_total %llu\n", get(&s->conns_timeout));
+    put(t, "coffer_connections_timed_out_total %llu\n", (unsigned long long)c->conns_timeout);
 }
 
-static void render_keys(struct text *t)
+static void render_keys(struct text *t, const struct uring_report_counters *c)
 {
     static const char *const what[URING_SECRET_N] = {"cache_hit", "loaded", "failed"};
-    struct uring_stats *s = &uring_srv.stats;
 
     family(t, "coffer_key_requests_total", "counter",
            "Keys jobs asked the Secret or HSM loader threads for (a new backup under the "
            "configured Secret needs none: its key is loaded at start and reload).");
-    put(t, "coffer_key_requests_total %llu\n", get(&s->key_loads));
+    put(t, "coffer_key_requests_total %llu\n", (unsigned long long)c->key_loads);
     family(t, "coffer_secret_key_loads_total", "counter",
            "Requests the Secret loader served, by result: from its cache of recent keys "
            "(cache_hit), read from the Secret volume (loaded), or failed.");
@@ -244,22 +242,22 @@ static void render_keys(struct text *t)
     family(t, "coffer_secmem_lock_failures_total", "counter",
            "Allocations of key memory that mlock(2) refused (RLIMIT_MEMLOCK too low): the keys "
            "are still wiped, but may be swapped out.");
-    put(t, "coffer_secmem_lock_failures_total %lu\n", engine_secmem_lock_failures());
+    put(t, "coffer_secmem_lock_failures_total %llu\n",
+        (unsigned long long)c->secmem_lock_failures);
 }
 
-static void render_work(struct text *t)
+static void render_work(struct text *t, const struct uring_report_counters *c)
 {
-    struct uring_stats *s = &uring_srv.stats;
 
     family(t, "coffer_helper_batches_total", "counter",
            "Cipher batches run on the helper threads instead of a ring thread.");
-    put(t, "coffer_helper_batches_total %llu\n", get(&s->helper_batches));
+    put(t, "coffer_helper_batches_total %llu\n", (unsigned long long)c->helper_batches);
     family(t, "coffer_split_batches_total", "counter",
            "Descriptor-job batches split between a helper and the ring thread.");
-    put(t, "coffer_split_batches_total %llu\n", get(&s->split_batches));
+    put(t, "coffer_split_batches_total %llu\n", (unsigned long long)c->split_batches);
     family(t, "coffer_fd_jobs_small_buffers_total", "counter",
            "Descriptor jobs that got small buffers because the shared buffer budget was spent.");
-    put(t, "coffer_fd_jobs_small_buffers_total %llu\n", get(&s->fd_small));
+    put(t, "coffer_fd_jobs_small_buffers_total %llu\n", (unsigned long long)c->fd_small);
 }
 
 /* One sample per label set: name{labels[i]} values[i]. */
@@ -321,25 +319,35 @@ static void render_hsm(struct text *t, struct uring_hsm *h, int st)
         (unsigned long long)c.cache.restore_entries);
 }
 
-char *uring_metrics_render(size_t *len)
+/*
+ * The exposition text (Prometheus text format 0.0.4, with HELP and TYPE for every family) of
+ * every counter, plus gauges read at the time: connections, health state, HSM status and cache,
+ * locked-memory failures; the numbers STATS and HEALTH also report come from uring_report. On
+ * the listener's thread; takes the runtime's lock and the HSM's status and cache locks for
+ * microseconds each (the locks a HEALTH or STATS reply takes), never a ring thread's. Returns a
+ * NUL-terminated malloc'd string (*len its length), or NULL when out of memory.
+ */
+static char *metrics_render(size_t *len)
 {
     static const char *const states[3] = {"ok", "degraded", "unavailable"};
     struct text t = {malloc(16384), 0, 16384, 0};
     struct uring_runtime *rt;
     const char *reason = "";
     enum uring_health_state hs;
+    struct uring_report_counters c; /* the numbers STATS also reports */
     int hsm_state;
 
     if (t.p == NULL)
         return NULL;
     rt = uring_runtime_get();
     hsm_state = uring_hsm_status(rt->hsm); /* read once: the scrape says one thing */
-    hs = uring_health_get(rt, hsm_state, &reason);
+    hs = uring_report_health_state(rt, hsm_state, &reason);
+    uring_report_counters_get(&c);
     family(&t, "coffer_build_info", "gauge", "Always 1; the labels say which cofferd this is.");
     put(&t, "coffer_build_info{version=\"%s\",protocol=\"%d\"} 1\n", COFFER_VERSION_STRING,
         COFFER_PROTO_VERSION);
     family(&t, "coffer_uptime_seconds", "gauge", "Seconds since cofferd started.");
-    put(&t, "coffer_uptime_seconds %.3f\n", uring_now() - uring_srv.started);
+    put(&t, "coffer_uptime_seconds %.3f\n", c.uptime);
     family(&t, "coffer_health", "gauge",
            "1 for the state HEALTH reports now (ok, degraded, unavailable), 0 for the others; "
            "see docs/observability.md.");
@@ -347,9 +355,9 @@ char *uring_metrics_render(size_t *len)
         put(&t, "coffer_health{state=\"%s\"} %d\n", states[i], (int)hs == i);
     render_jobs(&t);
     render_errors(&t);
-    render_connections(&t);
-    render_keys(&t);
-    render_work(&t);
+    render_connections(&t, &c);
+    render_keys(&t, &c);
+    render_work(&t, &c);
     render_hsm(&t, rt->hsm, hsm_state);
     uring_runtime_put(rt);
     if (t.oom) {
@@ -411,7 +419,7 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
         return metrics_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     if (strcmp(url, "/metrics") != 0)
         return metrics_text(conn, MHD_HTTP_NOT_FOUND, "cofferd serves /metrics only\n");
-    if ((body = uring_metrics_render(&len)) == NULL)
+    if ((body = metrics_render(&len)) == NULL)
         return metrics_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     return metrics_reply(conn, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
 }

@@ -47,15 +47,6 @@ void uring_metrics_count_refused(enum uring_metrics_refusal why);
 void uring_metrics_count_secret(enum uring_metrics_secret what);
 
 /*
- * The exposition text (Prometheus text format 0.0.4, with HELP and TYPE for every family) of
- * every counter, plus gauges read at the time: connections, health state, HSM status and cache,
- * locked-memory failures. Any thread; takes the runtime's lock and the HSM's status and cache
- * locks for microseconds each (the locks a HEALTH or STATS reply takes), never a ring thread's.
- * Returns a NUL-terminated malloc'd string (*len its length), or NULL when out of memory.
- */
-char *uring_metrics_render(size_t *len);
-
-/*
  * The listener (--metrics-listen). addr is "HOST:PORT" ("[v6]:PORT"; HOST may be empty for every
  * interface; PORT 0 picks a free one) or a Unix socket path (starting with '/' or '.'), which is
  * created mode 0660 like the main socket. Binds it, then serves GET /metrics with libmicrohttpd

@@ -12,7 +12,7 @@
 #define URING_RECOVERY_FILES 8 /* --recovery-recipient files */
 
 /*
- * The recipients of a runtime (uring_keys.h), loaded from the --recovery-recipient files when the
+ * The recipients of a runtime (uring_runtime.h), loaded from the --recovery-recipient files when the
  * runtime is built (start and SIGHUP; blocking file reads, main thread only). Immutable after
  * that except for a small cache, so any thread may seal with it: the entries of the last few
  * input keys (compared in full, in constant time) are kept, since the Secret key and a cached HSM
@@ -28,12 +28,13 @@ struct uring_recovery;
  */
 int uring_recovery_new(struct uring_recovery **out, const char (*files)[4096], int n, char *detail,
                        size_t detaillen) __attribute__((warn_unused_result));
+/* Free r and wipe its cached keys (NULL: nothing). Its runtime's last holder, any thread. */
 void uring_recovery_free(struct uring_recovery *r);
 /* Check the files at configuration time: 0, or COFFER_ERR_CONFIG with uring_recovery_new's
  * sentence ("--recovery-recipient: <file> line N: ..."). */
 int uring_recovery_check(const char (*files)[4096], int n, char *err, size_t errlen)
     __attribute__((warn_unused_result));
-/* How many recipients (0 for NULL). */
+/* How many recipients (0 for NULL). Any thread. */
 size_t uring_recovery_count(const struct uring_recovery *r);
 
 /* Make and cache the entries of key now (the runtime's Secret key, on the main thread at start
@@ -52,7 +53,8 @@ int uring_recovery_seal(struct uring_recovery *r, const engine_key *key, char **
 
 /*
  * A restore whose key cannot be found: when the backup's metadata (untrusted, NULL allowed) names
- * recovery recipients, append to detail that an identity of one of them opens it offline.
+ * recovery recipients, append to detail that an identity of one of them opens it offline (cut
+ * to fit detaillen). Any thread; never fails, never blocks.
  */
 void uring_recovery_hint(const json_t *meta, char *detail, size_t detaillen);
 

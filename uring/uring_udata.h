@@ -18,7 +18,10 @@ enum uring_op {
     URING_OP_FWRITE_END = 32, /* (room for 16 output buffers) */
 };
 
-/* op: 8 bits | slot: 24 bits | generation: 32 bits. */
+/*
+ * op: 8 bits | slot: 24 bits | generation: 32 bits. Pure functions of their arguments (any
+ * thread); a slot above 24 bits is cut, so callers keep slots below 2^24 (max connections).
+ */
 static inline uint64_t uring_udata_pack(enum uring_op op, uint32_t slot, uint32_t gen)
 {
     return (uint64_t)op << 56 | (uint64_t)(slot & 0xffffffu) << 32 | gen;

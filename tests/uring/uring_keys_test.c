@@ -156,7 +156,7 @@ static void key_id_of(const uint8_t *key, size_t len, char id[ENGINE_KEY_ID_LEN 
 
 static char *meta_naming(const char *name, const char *format)
 {
-    static char buf[512];
+    static _Thread_local char buf[512]; /* fifo_restore calls it on two threads at once */
     snprintf(buf, sizeof(buf),
              "{\"isEncrypted\":true,\"keyRetrieverType\":\"secret\",\"keyRetrieverConfig\":"
              "{\"namespace\":\"velero\",\"secretName\":\"%s\"},\"format\":\"%s\"}",

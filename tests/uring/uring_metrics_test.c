@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,8 +275,8 @@ static void test_stalled_scraper(void **state)
 
 /* Scrapes in a loop on another thread while jobs run: both always succeed. */
 struct scraper {
-    volatile int stop;
-    int n;
+    atomic_int stop; /* both threads read and write these (ThreadSanitizer) */
+    atomic_int n;
 };
 
 static void *scrape_loop(void *p)
@@ -292,7 +293,9 @@ static void *scrape_loop(void *p)
 
 static void test_scrape_during_jobs(void **state)
 {
-    struct scraper s = {0, 0};
+    struct scraper s;
+    atomic_init(&s.stop, 0);
+    atomic_init(&s.n, 0);
     pthread_t th;
     uint8_t *pt = malloc(300000);
     (void)state;

@@ -52,6 +52,16 @@ static void write_secret(const char *name, const void *bytes, size_t len)
 
 /* Start cofferd with the common flags and extra ones (NULL-terminated). Returns 0 when it
  * listens, else its exit status. */
+/* ts_daemon_vstart with these flags and the extra ones of ap; fails the test when it hangs. */
+static int daemon_vstart(struct ts_daemon *d, char *const flags[], va_list ap)
+{
+    int r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
+    assert_true(r != -1);
+    if (r == TS_DAEMON_TIMEOUT)
+        fail_msg("cofferd did not start (see %s)", d->log);
+    return r;
+}
+
 static int daemon_start(struct ts_daemon *d, const char *name, ...)
 {
     char *flags[] = {"--secrets-dir", secrets, "--workers", "2", "--io-timeout", "3", NULL};
@@ -60,11 +70,19 @@ static int daemon_start(struct ts_daemon *d, const char *name, ...)
 
     ts_daemon_paths(d, tmp, name);
     va_start(ap, name);
-    r = ts_daemon_vstart(d, flags, NULL, 1000, ap);
+    r = daemon_vstart(d, flags, ap);
     va_end(ap);
-    assert_true(r != -1);
-    if (r == TS_DAEMON_TIMEOUT)
-        fail_msg("cofferd did not start (see %s)", d->log);
+    return r;
+}
+
+/* Start cofferd (d's paths set) with these flags instead of the common ones, then extra ones. */
+static int daemon_start_flags(struct ts_daemon *d, char *const flags[], ...)
+{
+    va_list ap;
+    int r;
+    va_start(ap, flags);
+    r = daemon_vstart(d, flags, ap);
+    va_end(ap);
     return r;
 }
 
@@ -630,7 +648,10 @@ static void test_shutdown_grace(void **state)
     double elapsed;
     int fd, status = 0;
     (void)state;
-    assert_int_equal(daemon_start(&d, "grace", "--shutdown-grace", "1", NULL), 0);
+    /* --io-timeout well past the grace: on a loaded machine the stalled job must still be there
+       to fail with SHUTDOWN, not dropped for making no progress */
+    assert_int_equal(
+        daemon_start(&d, "grace", "--shutdown-grace", "1", "--io-timeout", "120", NULL), 0);
     fd = raw_connect(&d, 1);
     raw_send_job(fd, PROTO_OP_ENCRYPT, NULL, NULL);
     proto_header_put(frame, PROTO_DATA, 1000);
@@ -642,12 +663,17 @@ static void test_shutdown_grace(void **state)
     raw_expect_error(fd, COFFER_ERR_SHUTDOWN);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     close(fd);
+    /*
+     * Behaviour, not speed: the job was failed because the grace ran out (the log says so), and
+     * not before it did (a lower bound only; a loaded machine makes it later, never earlier).
+     */
     elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    assert_true(elapsed >= 0.9 && elapsed < 5.0);
+    assert_true(elapsed >= 0.9);
     waitpid(d.pid, &status, 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_true(ts_daemon_log_has(&d, "event=shutdown_abort reason=grace_expired"));
+    assert_false(ts_daemon_log_has(&d, "reason=second_signal"));
 }
 
 static void test_garbage(void **state)
@@ -1029,6 +1055,79 @@ static ssize_t slow_read(void *ctx, void *buf, size_t cap)
     return cap > 4096 ? 4096 : (ssize_t)cap;
 }
 
+/* SIGHUP, then wait for the n-th reload_ok or reload_partial in d's log. */
+static void reload_and_wait(const struct ts_daemon *d, const char *conf, const char *text, int n)
+{
+    assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
+    kill(d->pid, SIGHUP);
+    for (int i = 0; i < 3000 && ts_count_in_file(d->log, "event=reload_ok") < n; i++)
+        usleep(10000);
+    assert_int_equal(ts_count_in_file(d->log, "event=reload_ok"), n);
+}
+
+/*
+ * A reload applies what can change in a running daemon (io-timeout, offload-min, split-min,
+ * fd-piece for jobs that start after it) and says which options need a restart (helpers).
+ */
+static void test_reload_tunables(void **state)
+{
+    struct ts_daemon d = {0};
+    char conf[600], text[512];
+    char *flags[] = {"--secrets-dir", secrets, "--workers", "2", NULL};
+    uint8_t in[300000], buf[64];
+    struct ts_membuf enc = {0};
+    struct coffer_result res = {0};
+    long before;
+    int fd, r;
+    (void)state;
+    ts_fill(in, sizeof(in), 9);
+    snprintf(conf, sizeof(conf), "%s/reload.conf", tmp);
+    snprintf(text, sizeof(text), "io-timeout = 300\noffload-min = 0\nsplit-min = 0\nhelpers = 2\n");
+    assert_int_equal(ts_write_file(conf, text, strlen(text)), 0);
+    ts_daemon_paths(&d, tmp, "reload");
+    r = daemon_start_flags(&d, flags, "--config", conf, NULL);
+    assert_int_equal(r, 0);
+    /* offload-min 0 and split-min 0: the cipher of small jobs runs on the ring threads */
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc, &res),
+                     0);
+    free(enc.p), memset(&enc, 0, sizeof(enc)), coffer_result_clear(&res);
+    assert_int_equal(stat_value(&d, "helperBatches"), 0);
+
+    /* offload-min 1: every batch goes to the helpers, from the next job on */
+    reload_and_wait(&d, conf,
+                    "io-timeout = 300\noffload-min = 1\nsplit-min = 0\nfd-piece = 65536\n"
+                    "helpers = 3\n",
+                    1);
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc, &res),
+                     0);
+    free(enc.p), memset(&enc, 0, sizeof(enc)), coffer_result_clear(&res);
+    before = stat_value(&d, "helperBatches");
+    assert_true(before > 0);
+    assert_true(ts_daemon_log_has(&d, "offload_min=1 split_min=0 fd_piece=65536"));
+    /* helpers is a thread count: the log says a restart is needed */
+    assert_true(ts_daemon_log_has(&d, "event=reload_partial changed=helpers "));
+
+    /* back to 0: no more helper batches; io-timeout 1 drops an idle connection */
+    reload_and_wait(&d, conf, "io-timeout = 1\noffload-min = 0\nsplit-min = 0\n", 2);
+    assert_true(ts_daemon_log_has(&d, "io_timeout_s=1 "));
+    assert_int_equal(run_stream(&d, COFFER_CLIENT_ENCRYPT, NULL, NULL, in, sizeof(in), &enc, &res),
+                     0);
+    free(enc.p), memset(&enc, 0, sizeof(enc)), coffer_result_clear(&res);
+    assert_int_equal(stat_value(&d, "helperBatches"), before);
+    fd = raw_connect(&d, 1);
+    /* the HELLO answer, then EOF once --io-timeout 1 s passes without progress (300 s before) */
+    {
+        size_t len = 0;
+        int t;
+        while ((t = raw_frame(fd, buf, sizeof(buf), &len, 60000)) == PROTO_HELLO)
+            ;
+        assert_int_equal(t, 0);
+    }
+    close(fd);
+    assert_true(ts_daemon_log_has(&d, "event=conn_timeout"));
+    assert_int_equal(ts_daemon_stop(&d), 0);
+}
+
 static void test_sigterm_during_job(void **state)
 {
     struct ts_daemon d = {0};
@@ -1144,6 +1243,7 @@ int main(void)
         cmocka_unit_test(test_wrong_uid),
         cmocka_unit_test(test_encryption_off),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_reload_tunables),
         cmocka_unit_test(test_sigterm_during_job),
         cmocka_unit_test(test_big), /* last: left out below when COFFER_TEST_BIG=0 */
     };
