@@ -317,8 +317,8 @@ static int job_begin(struct session *s, const uint8_t *p, size_t len, char *deta
         snprintf(detail, DETAIL_MAX, "the job frame could not be parsed");
         return r;
     }
-    if (s->ops->stopping())
-        return COFFER_ERR_SHUTDOWN;
+    if (s->ops->stopping() && !s->probed)
+        return COFFER_ERR_SHUTDOWN; /* a job whose probe went out before the stop was taken */
     if (pj.input == PROTO_INPUT_FDS && (!s->frame_owns_fds || s->nfds != 2)) {
         snprintf(detail, DETAIL_MAX,
                  "a descriptor job needs exactly two descriptors (input, "
@@ -791,8 +791,9 @@ void session_pump(struct session *s)
             session_close(s, "error sent");
         else if (s->rd_eof && s->job == NULL && output_idle(s))
             session_close(s, "peer closed");
-        else if (s->ops->stopping() && s->job == NULL && output_idle(s))
-            session_close(s, "shutdown");
+        else if (s->ops->stopping() && s->job == NULL && s->state != SESSION_PROBE &&
+                 output_idle(s))
+            session_close(s, "shutdown"); /* a job in its probe was taken: it runs */
     }
     if (s->state != SESSION_CLOSED)
         partial_mark(s);

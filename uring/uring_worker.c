@@ -510,7 +510,16 @@ int uring_worker_start(struct uring_worker *w, int index)
     }
     if (r < 0) {
         pthread_join(w->thread, NULL);
-        uring_log(URING_LOG_ERROR, "ring_setup_failed", "worker=%d errno=%d", index, -r);
+        if (r == -ENOMEM || r == -EPERM)
+            /* without CAP_IPC_LOCK the kernel charges each ring (about 72 KiB here) to
+               RLIMIT_MEMLOCK, and a small limit refuses the ring with ENOMEM */
+            uring_log(URING_LOG_ERROR, "ring_setup_failed",
+                      "worker=%d errno=%d detail=\"the kernel refused the io_uring ring: raise "
+                      "the locked-memory limit (systemd LimitMEMLOCK=, ulimit -l, or the "
+                      "IPC_LOCK capability in Kubernetes); see docs/operations.md, Sizing\"",
+                      index, -r);
+        else
+            uring_log(URING_LOG_ERROR, "ring_setup_failed", "worker=%d errno=%d", index, -r);
         worker_start_undo(w);
         return COFFER_ERR_INTERNAL;
     }

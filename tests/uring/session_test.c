@@ -611,6 +611,39 @@ static void test_error_waits_for_fd_io(void **state)
     t_end(s);
 }
 
+/*
+ * SIGTERM while a descriptor job waits for its probe: the job was taken before the stop, so it
+ * runs (and ends with SHUTDOWN only if the grace expires), instead of the connection being
+ * closed as idle with no answer (uring_hostile_test's test_sigterm_stuck_fifo saw EOF).
+ */
+static void test_stop_during_probe(void **state)
+{
+    struct frames f = {.len = 0}, g = {.len = 0};
+    int fds[2];
+    struct session *s = t_new();
+    (void)state;
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
+    assert_int_equal(session_state(s), SESSION_PROBE);
+    T.stopping = 1;
+    session_stop(s);
+    assert_int_equal(session_state(s), SESSION_PROBE); /* not closed as idle */
+    assert_int_equal(T.shut, 0);
+    session_probed(s, (uint64_t)-1, (uint64_t)-1, 0);
+    assert_int_equal(session_state(s), SESSION_RUN); /* taken before the stop: it runs */
+    assert_int_equal(T.reads, 1);
+    session_abort(s, 0); /* the grace expired */
+    session_fd_done(s, SESSION_FD_READ, -125 /* ECANCELED */);
+    drain_sends(s);
+    assert_int_equal(sent_error(), COFFER_ERR_SHUTDOWN);
+    t_end(s);
+    assert_true(was_closed(fds[0]) && was_closed(fds[1]));
+}
+
 /* A key that does not come within --io-timeout fails the job KEY_READ. */
 static void test_key_wait_timeout(void **state)
 {
@@ -688,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_stream_job_nomem),
         cmocka_unit_test(test_error_waits_for_fd_io),
         cmocka_unit_test(test_key_wait_timeout),
+        cmocka_unit_test(test_stop_during_probe),
         cmocka_unit_test(test_error_after_pipelined_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
