@@ -489,5 +489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hsm_fallback_warning, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_failed_jobs_logged, h_setup, h_teardown),
     };
+    if (getenv("COFFER_TEST_FILTER") != NULL) /* e.g. test_key_file_stdin */
+        cmocka_set_test_filter(getenv("COFFER_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -559,6 +559,71 @@ static void test_in_cluster_token_rotation(void **state)
     assert_true(ts_daemon_log_has(&d, "give --kubeconfig FILE outside a cluster"));
 }
 
+/* <dir>/FILE: plain encrypted offline through the API with Secret velero/SECRET (CLI log: TAG). */
+static void offline_backup(const char *tag, const char *secret, const char *file)
+{
+    char out[P2];
+    path_of(out, file);
+    assert_int_equal(cli(tag, "encrypt", "--offline", "--secret-source", "kubernetes",
+                         "--kubeconfig", srv.kubeconfig, "--namespace", "velero", "--secret",
+                         secret, "--in", plain, "--out", out, NULL),
+                     0);
+}
+
+/*
+ * A loader thread stuck in an API call that hangs (the stand-in holds it 60 s and --kube-timeout
+ * is ten minutes; issue 10 item 3): the job waiting for its key fails after --io-timeout, others
+ * run on, and SIGTERM ends cofferd (exit 0) without waiting for the loader.
+ */
+static void test_shutdown_stuck_loader(void **state)
+{
+    struct ts_daemon d;
+    double t0;
+    pid_t slow;
+    int st = 0;
+    (void)state;
+
+    new_key("velero", "coffer-key", NULL);
+    new_key("velero", "stuck-key", NULL);
+    assert_int_equal(d_start(&d, "stuck", "--encryption-secret", "coffer-key", "--kube-timeout",
+                             "600000", "--io-timeout", "3", "--shutdown-grace", "1",
+                             "--allow-secret-namespace", "velero", NULL),
+                     0);
+    offline_backup("mk-stuck", "stuck-key", "stuck.coffer");
+    kt_set_hang(&srv, "velero", "stuck-key", 1);
+    slow = restore_bg(&d, "stuck", "stuck-restore");
+    for (int i = 0; i < 3000 && kt_requests(&srv, "/secrets/stuck-key 0 ") == 0; i++)
+        usleep(10000); /* the stand-in holds the loader's request */
+    assert_true(kt_requests(&srv, "/secrets/stuck-key 0 ") >= 1);
+    /* a bound, not a speed: --io-timeout is 3 s, the stand-in holds the request for 60 s */
+    for (t0 = kt_now(); waitpid(slow, &st, WNOHANG) == 0 && kt_now() - t0 < 45.0;)
+        usleep(50000);
+    if (kt_now() - t0 >= 45.0) {
+        kill(slow, SIGKILL);
+        waitpid(slow, &st, 0);
+        fail_msg("the restore still waited for its key 45 s later (--io-timeout 3)");
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    assert_true(cli_err_has("stuck-restore", "the key did not load within --io-timeout 3 s"));
+    backup(&d, "during-stuck", NULL, NULL); /* the daemon serves; the loader is still stuck */
+    t0 = kt_now();
+    kill(d.pid, SIGTERM);
+    /* a bound, not a speed: 1 s of grace and 2 s for the loaders; the loader's call may hang for
+       the whole --kube-timeout */
+    while (waitpid(d.pid, &st, WNOHANG) == 0 && kt_now() - t0 < 60.0)
+        usleep(50000);
+    if (kt_now() - t0 >= 60.0) {
+        kill(d.pid, SIGKILL);
+        waitpid(d.pid, &st, 0);
+        fail_msg("cofferd did not stop within 60 s of SIGTERM: it waits for the stuck loader");
+    }
+    d.pid = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(ts_daemon_log_has(&d, "event=key_loader_stuck"));
+    kt_set_hang(&srv, "velero", "stuck-key", 0);
+}
+
 /*
  * A Secret whose API call hangs fails its job with KUBE_TIMEOUT within --kube-timeout, while
  * jobs that do not wait for it run on; then the API goes down entirely: a job that needs it
@@ -580,19 +645,8 @@ static void test_api_slow_then_down(void **state)
                              "8000", "--allow-secret-namespace", "velero", NULL),
                      0);
     /* backups naming slow-key and later-key, made offline through the API */
-    {
-        char out[P2];
-        path_of(out, "slow.coffer");
-        assert_int_equal(cli("mk-slow", "encrypt", "--offline", "--secret-source", "kubernetes",
-                             "--kubeconfig", srv.kubeconfig, "--namespace", "velero", "--secret",
-                             "slow-key", "--in", plain, "--out", out, NULL),
-                         0);
-        path_of(out, "later.coffer");
-        assert_int_equal(cli("mk-later", "encrypt", "--offline", "--secret-source", "kubernetes",
-                             "--kubeconfig", srv.kubeconfig, "--namespace", "velero", "--secret",
-                             "later-key", "--in", plain, "--out", out, NULL),
-                         0);
-    }
+    offline_backup("mk-slow", "slow-key", "slow.coffer");
+    offline_backup("mk-later", "later-key", "later.coffer");
     backup(&d, "cached", NULL, NULL); /* coffer-key is now cached (60 s) */
     kt_set_hang(&srv, "velero", "slow-key", 1);
     t0 = kt_now();
@@ -672,9 +726,12 @@ int main(void)
         cmocka_unit_test(test_errors_through_daemon),
         cmocka_unit_test(test_retries_through_daemon),
         cmocka_unit_test(test_in_cluster_token_rotation),
+        cmocka_unit_test(test_shutdown_stuck_loader),
         cmocka_unit_test(test_api_slow_then_down),
         cmocka_unit_test(test_no_key_bytes_in_logs),
     };
     /* clang-format on */
+    if (getenv("COFFER_TEST_FILTER") != NULL) /* e.g. test_shutdown_stuck_loader */
+        cmocka_set_test_filter(getenv("COFFER_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
