@@ -118,15 +118,72 @@ static void conn_fd_close(struct session *s, int fd)
 
 /*
  * The connection's one task goes to a pool (uring_offload.h) and comes back to this ring's
- * completion path (uring_worker_work_back, then uring_conn_work_done). CIPHER and FILE take
+ * completion path (conn_work_back). CIPHER and FILE take
  * every task submitted while a ring runs (their queues are bounded by the connections, one task
  * each), so a refusal is a broken invariant.
  */
+static void conn_settle(struct uring_conn *c);
+
+/* The connection a task of this worker's ring names (slot and generation), or NULL. */
+static struct uring_conn *conn_of_ring_task(const struct uring_offload_task *t)
+{
+    struct uring_worker *w =
+        (struct uring_worker *)(void *)((char *)t->ring - offsetof(struct uring_worker, offload));
+    struct uring_conn *c = t->slot < w->nslots ? w->conns[t->slot] : NULL;
+    return c != NULL && c->gen == t->gen ? c : NULL;
+}
+
+/* The connection's task (probe or cipher batch) came back to its ring. */
+static void conn_work_back(struct uring_offload_task *t)
+{
+    struct uring_conn *c = conn_of_ring_task(t);
+    if (c == NULL) {
+        /* a connection with work out is never freed: this is a broken invariant */
+        uring_log(URING_LOG_ERROR, "internal", "detail=\"work came back to no connection\"");
+        abort();
+    }
+    c->inflight--;
+    if (c->task_probe) {
+        c->task_probe = 0;
+        session_probed(c->s, c->probe_in_pos, c->probe_out_pos, c->probe_out_regular);
+    } else {
+        session_work_done(c->s);
+    }
+    conn_settle(c);
+}
+
+/*
+ * A key request came back to its ring. An HSM backup that falls back to the Secret comes back
+ * first with want_secret set: it goes on to the Secret loader from here (so that the HSM code
+ * does not call the loader). A request whose connection is gone is freed.
+ */
+static void conn_key_back(struct uring_offload_task *t)
+{
+    struct uring_keyreq *req = (struct uring_keyreq *)(void *)t; /* task is the first member */
+    struct uring_conn *c = conn_of_ring_task(t);
+    if (c != NULL && req->want_secret) {
+        req->want_secret = 0;
+        uring_keys_submit(req);
+        return;
+    }
+    if (c != NULL) {
+        session_key_done(c->s, req);
+        conn_settle(c);
+    }
+    uring_keyreq_free(req);
+}
+
+static int conn_key_request(struct session *s, const struct session_keyask *ask)
+{
+    struct uring_conn *c = session_owner(s);
+    return uring_job_key_request(ask, &c->w->offload, c->slot, c->gen, conn_key_back);
+}
+
 static void conn_task_out(struct uring_conn *c, enum uring_offload_pool pool,
                           void (*run)(struct uring_offload_task *), int probe)
 {
     c->task.run = run;
-    c->task.done = uring_worker_work_back;
+    c->task.done = conn_work_back;
     c->task.drop = NULL;
     c->task.ring = &c->w->offload;
     c->task.slot = c->slot;
@@ -289,7 +346,7 @@ static const struct session_ops conn_ops = {
     .fd_close = conn_fd_close,
     .fd_probe = conn_fd_probe,
     .work = conn_work,
-    .key_request = uring_job_key_request,
+    .key_request = conn_key_request,
     .shutdown = conn_shutdown,
     .now = uring_now,
     .stopping = conn_stopping,
@@ -421,23 +478,6 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
     conn_settle(c);
 }
 
-void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req)
-{
-    session_key_done(c->s, req);
-    conn_settle(c);
-}
-
-void uring_conn_work_done(struct uring_conn *c)
-{
-    c->inflight--;
-    if (c->task_probe) {
-        c->task_probe = 0;
-        session_probed(c->s, c->probe_in_pos, c->probe_out_pos, c->probe_out_regular);
-    } else {
-        session_work_done(c->s);
-    }
-    conn_settle(c);
-}
 
 void uring_conn_stop(struct uring_conn *c)
 {

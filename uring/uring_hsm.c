@@ -517,16 +517,17 @@ static void probe_connected(void *ctx, int r, const hsm_status *st)
     probe_negotiated(ctx, r, st, NULL);
 }
 
-/* Hand the answered request back to its ring (or, after a fallback, to the Secret loader). */
+/*
+ * Hand the answered request back to its ring. After a fallback it goes back marked want_secret:
+ * the ring hands it on to the Secret loader (uring_keys_submit), and the key comes back after.
+ */
 static void hsm_answer(struct uring_hsm_req *hr, int forward)
 {
     struct uring_hsm *h = hr->h;
     hr->h = NULL;
     uring_hsm_put(h);
-    if (forward)
-        uring_keys_submit(&hr->kr); /* the Secret loader loads the fallback key; then the ring */
-    else
-        uring_offload_post(&hr->kr.task);
+    hr->kr.want_secret = forward;
+    uring_offload_post(&hr->kr.task);
 }
 
 /* A new backup's data key came (a thread of the HSM client, or the submitter's on a cache hit). */

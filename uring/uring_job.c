@@ -34,20 +34,19 @@ void uring_job_rt_put(void *rt)
     uring_runtime_put(rt);
 }
 
-/* Ask the loader threads (or the HSM loaders) for the key; the answer comes to worker_keys. */
-int uring_job_key_request(struct session *s, const struct session_keyask *ask)
+int uring_job_key_request(const struct session_keyask *ask, struct uring_offload_ring *ring,
+                          uint32_t slot, uint32_t gen, void (*done)(struct uring_offload_task *))
 {
-    struct uring_conn *c = session_owner(s);
     struct uring_runtime *rt = ask->rt;
     struct uring_keyreq *req =
         ask->hsm != NULL ? uring_hsm_req_new(ask->hsm) : calloc(1, sizeof(*req));
 
     if (req == NULL)
         return COFFER_ERR_NOMEM;
-    req->task.done = uring_worker_key_back; /* the answer comes back to this ring */
-    req->task.ring = &c->w->offload;
-    req->task.slot = c->slot;
-    req->task.gen = c->gen;
+    req->task.done = done; /* the answer comes back to this ring */
+    req->task.ring = ring;
+    req->task.slot = slot;
+    req->task.gen = gen;
     snprintf(req->secrets_dir, sizeof(req->secrets_dir), "%s", rt->secrets_dir);
     snprintf(req->ns, sizeof(req->ns), "%s", ask->ns);
     snprintf(req->name, sizeof(req->name), "%s", ask->name);

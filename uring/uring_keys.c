@@ -94,14 +94,6 @@ static void keys_answer(struct uring_keyreq *req, const engine_key *key, int err
     }
 }
 
-void uring_keyreq_free(struct uring_keyreq *req)
-{
-    if (req == NULL)
-        return;
-    engine_key_free(req->key);
-    free(req);
-}
-
 static void keys_drop(struct uring_offload_task *t)
 {
     uring_keyreq_free((struct uring_keyreq *)(void *)t);

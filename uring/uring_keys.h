@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 /*
@@ -33,10 +34,19 @@ struct uring_keyreq {
     int err;
     char detail[512];
     engine_key *key;
+    int want_secret; /* set by the HSM code: a backup falling back to the Secret (the ring
+                      * hands the request on to uring_keys_submit) */
 };
 
-/* Free req and its key. NULL allowed. Any thread. */
-void uring_keyreq_free(struct uring_keyreq *req);
+/* Free req and its key. NULL allowed. Any thread. (Inline: the HSM code frees requests too,
+ * and must not call into the loader.) */
+static inline void uring_keyreq_free(struct uring_keyreq *req)
+{
+    if (req == NULL)
+        return;
+    engine_key_free(req->key);
+    free(req);
+}
 
 /*
  * The key loader: requests run on the KEYS pool of uring_offload.h (URING_KEYS_THREADS threads,

@@ -25,7 +25,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-struct uring_server uring_srv;
 static int main_socket_activated; /* the socket came from systemd: never unlink it */
 
 static void main_harden(void)

@@ -139,10 +139,10 @@ struct uring_worker {
     unsigned ring_entries;       /* URING_RING_SIZE, or smaller for tests */
 };
 
+/* CLOCK_MONOTONIC in seconds (uring_server.c, which also holds uring_srv). Any thread. */
 double uring_now(void);
 
 /* Worker (uring_worker.c). */
-struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w);
 int uring_worker_start(struct uring_worker *w, int index) __attribute__((warn_unused_result));
 void uring_worker_wake(struct uring_worker *w);
 void uring_worker_join(struct uring_worker *w);
@@ -150,12 +150,13 @@ void uring_worker_join(struct uring_worker *w);
 void uring_worker_free(struct uring_worker *w);
 
 /*
- * The done callbacks of tasks that come back to a worker (uring_offload.h; ring thread): a
- * connection's task (the connection by t->slot/t->gen, which must still exist) and a key request
- * (a struct uring_keyreq; dropped when its connection is gone, then freed).
+ * The ring's submission side (uring_ring.c; the worker's ring thread only): a free SQE of w's
+ * ring. When the SQ is full it submits; when the kernel refuses for now (-EBUSY: completions wait
+ * to be reaped; -EAGAIN) it moves the completions into w's backlog (handled by the worker loop
+ * next, in order) and submits again, or waits a millisecond for one completion: never a busy
+ * loop, never NULL. A broken ring (-EBADF, -EFAULT) is logged and aborts.
  */
-void uring_worker_work_back(struct uring_offload_task *t);
-void uring_worker_key_back(struct uring_offload_task *t);
+struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w);
 
 /*
  * Connections (uring_conn.c), ring thread of c->w only. uring_conn_new: NULL when out of memory
@@ -178,10 +179,6 @@ void uring_conn_tick_io(struct uring_conn *c, double now);
 int uring_peers_enter(uid_t uid, int max);
 void uring_peers_leave(uid_t uid);
 void uring_peers_free(void);
-/* The key loader answered (req is the worker's: it frees it after this returns). */
-void uring_conn_key_done(struct uring_conn *c, struct uring_keyreq *req);
-/* The connection's task (probe or cipher batch) came back from a helper thread. */
-void uring_conn_work_done(struct uring_conn *c);
 /* The shutdown grace expired: fail the running job with SHUTDOWN (or close when hard). */
 void uring_conn_abort(struct uring_conn *c, int hard);
 
@@ -191,7 +188,13 @@ void uring_conn_abort(struct uring_conn *c, int hard);
  */
 void *uring_job_rt_get(struct session_rt *out);
 void uring_job_rt_put(void *rt);
-int uring_job_key_request(struct session *s, const struct session_keyask *ask);
+/*
+ * Ask for the key (the KEYS pool, or the HSM's asynchronous submit): the answer, a struct
+ * uring_keyreq, comes back to `ring`'s thread through done(task) with task.slot/gen = slot/gen.
+ * Returns 0, or COFFER_ERR_NOMEM (nothing was asked).
+ */
+int uring_job_key_request(const struct session_keyask *ask, struct uring_offload_ring *ring,
+                          uint32_t slot, uint32_t gen, void (*done)(struct uring_offload_task *));
 void uring_job_key_answer(void *hsm, const void *answer, struct session_key *ans);
 int uring_job_hsm_backup(void *rt, void **hsm, engine_key **dk, char **meta);
 int uring_job_hsm_restore(void *rt, const void *metadata_json, void **hsm, char *detail,

@@ -16,87 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-double uring_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/*
- * Move every completion out of the CQ into the worker's backlog, handled by worker_main before it
- * waits again (not here: the caller is in the middle of changing a connection). Returns how many
- * moved; 0 when the CQ was empty or the backlog could not grow.
- */
-static unsigned worker_reap(struct uring_worker *w)
-{
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-
-    io_uring_for_each_cqe(&w->ring, head, cqe)
-    {
-        if (w->nbacklog == w->backlog_cap) {
-            size_t cap = w->backlog_cap ? 2 * w->backlog_cap : 256;
-            struct uring_cqe_copy *b = realloc(w->backlog, cap * sizeof(*b));
-            if (b == NULL)
-                break;
-            w->backlog = b;
-            w->backlog_cap = cap;
-        }
-        w->backlog[w->nbacklog].user_data = cqe->user_data;
-        w->backlog[w->nbacklog].res = cqe->res;
-        w->backlog[w->nbacklog].flags = cqe->flags;
-        w->nbacklog++;
-        n++;
-    }
-    io_uring_cq_advance(&w->ring, n);
-    return n;
-}
-
-/*
- * io_uring_submit; under COFFER_TEST_WORKER_FAIL=<i>:submit it answers as kernels before 5.19 do
- * while completions wait in a full CQ (IORING_FEAT_NODROP's overflow): -EBUSY until the CQ is
- * reaped (here: while it is half full or more, so that a test's few connections get there).
- */
-static int worker_submit(struct uring_worker *w)
-{
-    if (w->fail_submit && io_uring_cq_ready(&w->ring) >= *w->ring.cq.kring_entries / 2)
-        return -EBUSY;
-    return io_uring_submit(&w->ring);
-}
-
-/*
- * A free SQE. When the SQ is full, submit it; when the kernel refuses (-EBUSY: completions wait
- * to be reaped, -EAGAIN: no memory for now), reap the completions into the backlog and submit
- * again, or wait a millisecond for one when there was none: never a busy loop.
- */
-struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w)
-{
-    struct io_uring_sqe *sqe;
-
-    while ((sqe = io_uring_get_sqe(&w->ring)) == NULL) {
-        w->sq_full++;
-        int r = worker_submit(w);
-        if (r > 0 || r == -EINTR)
-            continue;
-        if (r == 0 || r == -EBUSY || r == -EAGAIN) {
-            if (worker_reap(w) == 0) {
-                struct __kernel_timespec ms = {0, 1000000};
-                struct io_uring_cqe *cqe;
-                w->sq_waits++;
-                if (io_uring_wait_cqe_timeout(&w->ring, &cqe, &ms) == 0)
-                    worker_reap(w);
-            }
-            continue;
-        }
-        /* the ring itself is broken (-EBADF, -EFAULT): a broken invariant */
-        uring_log(URING_LOG_ERROR, "ring_error", "worker=%d errno=%d detail=\"io_uring_submit\"",
-                  w->index, -r);
-        abort();
-    }
-    return sqe;
-}
-
 /*
  * Accepting goes on while cofferd stops, so that a client connecting during the shutdown grace
  * gets ERROR SHUTDOWN at once (worker_accepted) instead of waiting in the backlog; it ends when
@@ -240,34 +159,6 @@ static struct uring_conn *worker_conn(struct uring_worker *w, uint64_t ud)
     uint32_t slot = uring_udata_slot(ud);
     struct uring_conn *c = slot < w->nslots ? w->conns[slot] : NULL;
     return c != NULL && c->gen == uring_udata_gen(ud) ? c : NULL;
-}
-
-/* The worker of a ring's completion path (the ring is embedded in it). */
-static struct uring_worker *worker_of_ring(struct uring_offload_ring *ring)
-{
-    return (struct uring_worker *)(void *)((char *)ring - offsetof(struct uring_worker, offload));
-}
-
-void uring_worker_key_back(struct uring_offload_task *t)
-{
-    struct uring_keyreq *req = (struct uring_keyreq *)(void *)t; /* task is the first member */
-    struct uring_worker *w = worker_of_ring(t->ring);
-    struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
-    if (c != NULL)
-        uring_conn_key_done(c, req);
-    uring_keyreq_free(req);
-}
-
-void uring_worker_work_back(struct uring_offload_task *t)
-{
-    struct uring_worker *w = worker_of_ring(t->ring);
-    struct uring_conn *c = worker_conn(w, uring_udata_pack(URING_OP_RECV, t->slot, t->gen));
-    if (c == NULL) {
-        /* a connection with work out is never freed: this is a broken invariant */
-        uring_log(URING_LOG_ERROR, "internal", "detail=\"work came back to no connection\"");
-        abort();
-    }
-    uring_conn_work_done(c);
 }
 
 /* The shutdown grace expired: fail running jobs; two seconds later close what is left. */

@@ -620,7 +620,7 @@ static void test_shutdown_stuck_loader(void **state)
     d.pid = 0;
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    assert_true(ts_daemon_log_has(&d, "event=key_loader_stuck"));
+    assert_true(ts_daemon_log_has(&d, "event=offload_stuck pool=keys"));
     kt_set_hang(&srv, "velero", "stuck-key", 0);
 }
 
