@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """The limits the docs state are the code's: the metadata size (ENGINE_METADATA_MAX), the
-protocol's metadata field (COFFER_MAX_METADATA) and the velero-v1 spool sizes (URING_SPOOL_MEM in
+protocol's metadata field (COFFER_MAX_METADATA) and the velero-v1 spool sizes (SESSION_SPOOL_MEM in
 cofferd, ENGINE_VELERO_SPOOL_MEM_DEFAULT in the CLI), wherever README.md and docs/*.md state them."""
 import re
 import sys
@@ -20,7 +20,7 @@ def define(header, name):
 
 meta = define("engine/engine_metadata.h", "ENGINE_METADATA_MAX")
 frame_meta = define("proto/proto_frame.h", "COFFER_MAX_METADATA")
-daemon_spool = define("uring/uring_server.h", "URING_SPOOL_MEM")
+daemon_spool = define("uring/session.h", "SESSION_SPOOL_MEM")
 cli_spool = define("engine/engine_velero.h", "ENGINE_VELERO_SPOOL_MEM_DEFAULT")
 
 
@@ -37,7 +37,7 @@ for path in docs:
         n = int(m.group(1).replace(",", ""))
         if n not in (meta, frame_meta):
             problems.append(f"{path.name}: metadata limit {m.group(1)}, code says {meta}")
-    for m in re.finditer(r"(\d+) ?MiB[^.\n]{0,40}?(?:URING_SPOOL_MEM)", text):
+    for m in re.finditer(r"(\d+) ?MiB[^.\n]{0,40}?(?:SESSION_SPOOL_MEM)", text):
         if int(m.group(1)) << 20 != daemon_spool:
             problems.append(f"{path.name}: daemon spool {m.group(1)} MiB, code says {mib(daemon_spool)}")
     for m in re.finditer(r"(\d+) ?MiB[^.\n]{0,60}?(?:ENGINE_VELERO_SPOOL_MEM_DEFAULT)", text):
@@ -48,8 +48,8 @@ readme = (root / "README.md").read_text()
 protocol = (root / "docs/protocol.md").read_text()
 need = [
     (protocol, "protocol.md", f"`ENGINE_METADATA_MAX` = {meta}"),
-    (protocol, "protocol.md", f"`URING_SPOOL_MEM` | {daemon_spool} |"),
-    (protocol, "protocol.md", f"at most {mib(daemon_spool)} (`URING_SPOOL_MEM`)"),
+    (protocol, "protocol.md", f"`SESSION_SPOOL_MEM` | {daemon_spool} |"),
+    (protocol, "protocol.md", f"at most {mib(daemon_spool)} (`SESSION_SPOOL_MEM`)"),
     (readme, "README.md", f"{meta:,} bytes (`ENGINE_METADATA_MAX`)"),
     (readme, "README.md", f"{mib(daemon_spool)} per job in `cofferd`"),
     (readme, "README.md", f"{mib(cli_spool)} in the `coffer` CLI"),
