@@ -720,7 +720,10 @@ static void event(struct session *s, unsigned ev, struct cursor *c)
     case EV_RECV_EOF:
         if (T.recv_out) {
             T.recv_out = 0;
-            T.lost |= a & 1; /* a reset peer: what was not sent is dropped */
+            /* a reset peer, or one that closes mid-job ("peer gone"): what was not sent yet,
+               an earlier job's RESULT included, is dropped with the connection */
+            T.lost |= (a & 1) || (session_state(s) >= SESSION_PROBE &&
+                                  session_state(s) <= SESSION_DONE);
             session_received(s, (a & 1) ? -ECONNRESET : 0, NULL, 0, 0);
         }
         break;
