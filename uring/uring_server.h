@@ -35,9 +35,10 @@
  * go to io_uring's own io-wq workers. Key material comes from the key loader (the KEYS pool,
  * uring_keys.c) and the HSM's asynchronous requests (uring_hsm.c).
  *
- * The protocol and job state of a connection is the session (session.h), plain code with no
- * ring; this layer (uring_conn.c, uring_worker.c) is the only one that includes liburing: it
- * turns the session's actions into submissions and completions back into session calls. Buffer
+ * The protocol and job state of a connection is the session (session.h), plain code that never
+ * sees liburing; the ring layer (uring_conn.c, uring_worker.c) turns the session's actions into
+ * submissions and completions back into session calls. (This header still carries liburing's
+ * types for the daemon's other files.) Buffer
  * sizes and limits are the session's (SESSION_*). Descriptor jobs read --fd-piece bytes
  * (URING_FD_PIECE_DEFAULT, 512 KiB) at a time: smaller pieces were measured slower here (each
  * piece costs thread wake-ups), larger ones too (writes of 1 MiB and more get large page-cache

@@ -371,6 +371,8 @@ static void e_count(enum session_count what, int err, const struct session_jobin
     } else if (what == SESSION_COUNT_JOB_FAILED) {
         FUZZ_CHECK(job != NULL);
         T.jobs_failed++;
+    } else if (what == SESSION_COUNT_TIMEOUT) {
+        T.lost = 1; /* a timeout closes (or fails) with output unsent */
     }
 }
 
@@ -718,7 +720,10 @@ static void event(struct session *s, unsigned ev, struct cursor *c)
     case EV_RECV_EOF:
         if (T.recv_out) {
             T.recv_out = 0;
-            T.lost |= a & 1; /* a reset peer: what was not sent is dropped */
+            /* a reset peer, or one that closes mid-job ("peer gone"): what was not sent yet,
+               an earlier job's RESULT included, is dropped with the connection */
+            T.lost |= (a & 1) || (session_state(s) >= SESSION_PROBE &&
+                                  session_state(s) <= SESSION_DONE);
             session_received(s, (a & 1) ? -ECONNRESET : 0, NULL, 0, 0);
         }
         break;
@@ -760,7 +765,6 @@ static void event(struct session *s, unsigned ev, struct cursor *c)
         break;
     case EV_TICK:
         T.now += a % 40;
-        T.lost |= a % 40 > 9; /* a timeout may close with output unsent */
         session_tick_io(s, T.now);
         session_tick(s, T.now, 30);
         break;
@@ -843,7 +847,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(s != NULL);
     session_pump(s);
     while (c.left > 0 && T.nlive < MAX_LIVE - 4) {
-        event(s, take(&c), &c);
+        unsigned ev = take(&c);
+        event(s, ev, &c);
+        if (getenv("FUZZ_SESSION_TRACE") != NULL)
+            fprintf(stderr, "event %u -> %s, sent %zu, ok %d failed %d\n", ev % EV_COUNT,
+                    session_state_name(session_state(s)), T.sent_len, T.jobs_ok, T.jobs_failed);
         FUZZ_CHECK(T.nlive <= 4); /* 2 waiting for a job, 2 held by a job */
         if (session_state(s) == SESSION_CLOSED && session_finished(s))
             break;

@@ -424,6 +424,28 @@ static int was_closed(int fd)
     return 0;
 }
 
+/* A new session past HELLO. */
+static struct session *t_ready(void)
+{
+    struct frames f = {.len = 0};
+    struct session *s = t_new();
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    assert_int_equal(session_state(s), SESSION_IDLE);
+    return s;
+}
+
+/* A descriptor JOB frame (op) delivered with two fresh descriptors: the session probes. */
+static void t_fd_job(struct session *s, uint8_t op, int fds[2])
+{
+    struct frames g = {.len = 0};
+    devnull_pair(fds);
+    put_job(&g, op, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
+    assert_int_equal(session_state(s), SESSION_PROBE);
+}
+
 /* ---- tests ---- */
 
 static void test_hello(void **state)
@@ -489,13 +511,10 @@ static void test_pipelined_after_end(void **state)
 /* Descriptors that come with a HEALTH frame are closed at once and fail the connection. */
 static void test_fds_with_non_job_frame(void **state)
 {
-    struct frames f = {.len = 0}, g = {.len = 0};
+    struct frames g = {.len = 0};
     int fds[2];
-    struct session *s = t_new();
+    struct session *s = t_ready();
     (void)state;
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
     devnull_pair(fds);
     put_frame(&g, PROTO_HEALTH, NULL, 0);
     deliver(s, g.b, g.len, fds, 2);
@@ -514,16 +533,10 @@ static void test_fds_with_non_job_frame(void **state)
  */
 static void test_fd_job_probe_async(void **state)
 {
-    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_new();
+    struct session *s = t_ready();
     (void)state;
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    devnull_pair(fds);
-    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
+    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
     assert_int_equal(session_state(s), SESSION_PROBE);
     assert_int_equal(T.probes, 1);
     assert_int_equal(T.probe_in, fds[0]);
@@ -548,16 +561,10 @@ static void test_fd_job_probe_async(void **state)
  */
 static void test_job_nomem(void **state)
 {
-    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_new();
+    struct session *s = t_ready();
     (void)state;
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    devnull_pair(fds);
-    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
+    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
     assert_int_equal(session_state(s), SESSION_PROBE);
     T.fail_alloc_at = T.allocs + 1; /* the next allocation: the job */
     session_probed(s, (uint64_t)-1, (uint64_t)-1, 0);
@@ -588,16 +595,10 @@ static void test_stream_job_nomem(void **state)
 /* The ERROR of a failed descriptor job waits until its reads and writes have come back. */
 static void test_error_waits_for_fd_io(void **state)
 {
-    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_new();
+    struct session *s = t_ready();
     (void)state;
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    devnull_pair(fds);
-    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
+    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
     session_probed(s, (uint64_t)-1, (uint64_t)-1, 0);
     assert_int_equal(T.reads, 1);
     session_abort(s, 0); /* the shutdown grace expired */
