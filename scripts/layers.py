@@ -64,8 +64,9 @@ def sccs(graph):
 
 def main():
     objdir, srcdir = sys.argv[1], sys.argv[2]
+    # objects of sources that still exist (a local build may keep those of deleted files)
     objs = {f[:-2]: os.path.join(objdir, f) for f in sorted(os.listdir(objdir))
-            if f.endswith(".c.o")}
+            if f.endswith(".c.o") and os.path.exists(os.path.join(srcdir, f[:-2]))}
     defs, undefs = {}, {}
     for name, path in objs.items():
         defs[name], undefs[name] = symbols(path)

@@ -9,6 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The protocol core, used before its definitions. */
+static void session_log(const struct session *s, int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void session_fail(struct session *s, int err, const char *detail);
+static size_t session_out_room(const struct session *s);
+static void session_out_commit(struct session *s, size_t n);
+/* The job is complete: queue its RESULT frame and free it. 1 if done, 0 if no room. */
+static int session_job_result(struct session *s);
+/* Run the job's work here (run_here) or hand it off; apply it when it is done here. */
+static void session_work_submit(struct session *s, int run_here);
+static void session_work_split(struct session *s);
+/* 1 while the state is one of a job's (HEADER .. DONE) */
+static int session_in_job(const struct session *s);
+
+/* Descriptor jobs (the section at the end of this file). */
+static int session_fd_begin(struct session *s);
+static int session_fd_pump(struct session *s);
+static void session_fd_complete(struct session *s, int op, int res);
+static void session_fd_work_applied(struct session *s);
+static int session_fd_busy(const struct session *s);
+static void session_fd_cancel(struct session *s);
+
 #define DETAIL_MAX SESSION_DETAIL_MAX
 
 static const char *const state_names[] = {"hello", "idle",  "probe", "header", "keywait",
@@ -19,7 +41,7 @@ const char *session_state_name(enum session_state st)
     return (unsigned)st < sizeof(state_names) / sizeof(state_names[0]) ? state_names[st] : "?";
 }
 
-void session_log(const struct session *s, int level, const char *event, const char *fmt, ...)
+static void session_log(const struct session *s, int level, const char *event, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -27,17 +49,9 @@ void session_log(const struct session *s, int level, const char *event, const ch
     va_end(ap);
 }
 
-int session_in_job(const struct session *s)
+static int session_in_job(const struct session *s)
 {
     return s->state >= SESSION_PROBE && s->state <= SESSION_DONE;
-}
-
-void session_buf_free(const struct session *s, void *p)
-{
-    if (s->ops->buf_free != NULL)
-        s->ops->buf_free(p);
-    else
-        free(p);
 }
 
 static int work_busy(const struct session *s)
@@ -45,8 +59,8 @@ static int work_busy(const struct session *s)
     return s->job != NULL && s->job->work.busy;
 }
 
-struct session *session_new(const struct session_ops *ops, void *owner, uint64_t id,
-                            unsigned uid, int pid)
+struct session *session_new(const struct session_ops *ops, void *owner, uint64_t id, unsigned uid,
+                            int pid)
 {
     struct session *s = ops->alloc(0, sizeof(*s));
 
@@ -91,8 +105,8 @@ int session_finished(const struct session *s)
     const struct session_job *j = s->job;
     return s->state == SESSION_CLOSED && !s->recv_inflight && !s->send_inflight &&
            !s->probe_inflight &&
-           (j == NULL || (!j->work.busy && !j->read_inflight && j->writes_inflight == 0 &&
-                          !j->fsync_inflight));
+           (j == NULL ||
+            (!j->work.busy && !j->read_inflight && j->writes_inflight == 0 && !j->fsync_inflight));
 }
 
 /* A failed job counts once in STATS and the metrics: when its ERROR is decided, or at close. */
@@ -147,13 +161,13 @@ static void session_close(struct session *s, const char *why)
     if (s->state == SESSION_CLOSED)
         return;
     s->state = SESSION_CLOSED;
-    session_log(s, SESSION_LOG_DEBUG, "conn_closing", "conn=%llu why=%s",
-                (unsigned long long)s->id, why);
+    session_log(s, SESSION_LOG_DEBUG, "conn_closing", "conn=%llu why=%s", (unsigned long long)s->id,
+                why);
     s->ops->shutdown(s); /* completes our recv/send in flight */
     session_fd_cancel(s);
 }
 
-size_t session_out_room(const struct session *s)
+static size_t session_out_room(const struct session *s)
 {
     return SESSION_OUT_HALF - s->fill_len;
 }
@@ -165,12 +179,12 @@ static uint8_t *out_reserve(struct session *s, size_t n)
     return s->out[s->fill] + s->fill_len;
 }
 
-void session_out_commit(struct session *s, size_t n)
+static void session_out_commit(struct session *s, size_t n)
 {
     s->fill_len += n;
 }
 
-void session_fail(struct session *s, int err, const char *detail)
+static void session_fail(struct session *s, int err, const char *detail)
 {
     char msg[COFFER_MAX_MESSAGE];
     uint8_t *p;
@@ -399,7 +413,7 @@ static void work_to_helper(struct session *s, int split)
     s->ops->work(s, wk, split);
 }
 
-void session_work_submit(struct session *s, int run_here)
+static void session_work_submit(struct session *s, int run_here)
 {
     struct session_work *wk = &s->job->work;
 
@@ -417,7 +431,7 @@ void session_work_submit(struct session *s, int run_here)
  * two per input), half of them run elsewhere while this thread runs the other half, so one
  * large job's cipher uses two cores; the work applies when both halves are done.
  */
-void session_work_split(struct session *s)
+static void session_work_split(struct session *s)
 {
     struct session_work *wk = &s->job->work;
 
@@ -494,9 +508,9 @@ static int stream_data(struct session *s, const proto_header *front, char *detai
     }
     submit_send(s); /* hand the filled half to the socket first if it is free */
     room = session_out_room(s);
-    need = COFFER_FRAME_HEADER + engine_stream_bound(j->s, wk->inlen[0] < SESSION_OUT_MIN
-                                                               ? wk->inlen[0]
-                                                               : SESSION_OUT_MIN);
+    need =
+        COFFER_FRAME_HEADER +
+        engine_stream_bound(j->s, wk->inlen[0] < SESSION_OUT_MIN ? wk->inlen[0] : SESSION_OUT_MIN);
     if (room < need || room < COFFER_FRAME_HEADER + SESSION_OUT_MIN)
         return 0;
     wk->tail = 0;
@@ -677,7 +691,7 @@ static int input(struct session *s)
 
 /* ---- job progress ---- */
 
-int session_job_result(struct session *s)
+static int session_job_result(struct session *s)
 {
     struct session_job *j = s->job;
     proto_result res = {j->bytes_in, j->bytes_out, j->meta_out != NULL ? j->meta_out : "",
@@ -759,9 +773,10 @@ static void partial_mark(struct session *s)
 {
     size_t have = s->in_end - s->in_start;
     proto_header h;
-    int partial = have > 0 && (have < COFFER_FRAME_HEADER ||
-                               (proto_header_parse(s->in + s->in_start, &h) == 0 &&
-                                have < COFFER_FRAME_HEADER + h.len));
+    int partial =
+        have > 0 &&
+        (have < COFFER_FRAME_HEADER ||
+         (proto_header_parse(s->in + s->in_start, &h) == 0 && have < COFFER_FRAME_HEADER + h.len));
     if (!partial)
         s->partial_since = 0;
     else if (s->partial_since == 0)
@@ -945,8 +960,7 @@ void session_tick(struct session *s, double now, int timeout)
     if (now - s->last_progress > timeout && s->state == SESSION_KEYWAIT) {
         /* issue 10 item 3: a key that does not load in time fails the job, not the loader */
         char detail[DETAIL_MAX];
-        snprintf(detail, sizeof(detail), "the key did not load within --io-timeout %d s",
-                 timeout);
+        snprintf(detail, sizeof(detail), "the key did not load within --io-timeout %d s", timeout);
         s->ops->count(SESSION_COUNT_TIMEOUT, 0, NULL);
         session_fail(s, COFFER_ERR_KEY_READ, detail);
         session_pump(s);
@@ -955,8 +969,8 @@ void session_tick(struct session *s, double now, int timeout)
     if (now - s->last_progress > timeout) {
         s->ops->count(SESSION_COUNT_TIMEOUT, 0, NULL);
         session_log(s, SESSION_LOG_WARN, "conn_timeout", "conn=%llu op=%s idle_s=%.0f",
-                    (unsigned long long)s->id,
-                    s->job != NULL ? session_job_op_name(s->job) : "-", now - s->last_progress);
+                    (unsigned long long)s->id, s->job != NULL ? session_job_op_name(s->job) : "-",
+                    now - s->last_progress);
         session_close(s, "timeout");
         session_pump(s);
     }
@@ -974,8 +988,8 @@ void session_tick_io(struct session *s, double now)
     if (s->partial_since > 0 && s->recv_inflight && now - s->partial_since > cfg.frame_timeout) {
         s->ops->count(SESSION_COUNT_TIMEOUT, 0, NULL);
         session_log(s, SESSION_LOG_WARN, "frame_timeout",
-                    "conn=%llu uid=%u pid=%d frame_timeout_s=%d", (unsigned long long)s->id,
-                    s->uid, s->pid, cfg.frame_timeout);
+                    "conn=%llu uid=%u pid=%d frame_timeout_s=%d", (unsigned long long)s->id, s->uid,
+                    s->pid, cfg.frame_timeout);
         snprintf(detail, sizeof(detail),
                  "a frame did not arrive whole within --frame-timeout %d s of its first byte; "
                  "send each frame at once",
@@ -991,12 +1005,314 @@ void session_tick_io(struct session *s, double now)
         snprintf(detail, sizeof(detail),
                  "%s made no progress for --io-timeout %d s (a stalled pipe, FIFO, socket or "
                  "filesystem); the job was stopped",
-                 j->read_inflight ? "reading the input descriptor"
+                 j->read_inflight    ? "reading the input descriptor"
                  : j->fsync_inflight ? "syncing the output descriptor"
                                      : "writing the output descriptor",
                  cfg.io_timeout);
         session_fail(s, COFFER_ERR_IO, detail);
         s->last_progress = now;
         session_pump(s);
+    }
+}
+
+/* ---- descriptor jobs: cofferd reads the input and writes the output itself, pipelined ---- */
+
+/*
+ * The job's descriptors and their positions (session_probed) are known: take buffers. Regular
+ * files are read and written at explicit offsets from their current position (the shared file
+ * position is left alone); pipes, sockets, /dev/null and an O_APPEND output use the file
+ * position (-1), one write at a time.
+ */
+static int session_fd_begin(struct session *s)
+{
+    struct session_job *j = s->job;
+    struct session_config cfg;
+    size_t piece, big;
+
+    s->ops->config(&cfg);
+    piece = (size_t)cfg.fd_piece;
+    big = SESSION_FILE_BUFS * (2 * piece + SESSION_FILE_WEXTRA);
+    j->in_pos = s->probe_in_pos;
+    j->out_pos = s->probe_out_pos;
+    /* FSYNC means something only for a regular file: a pipe, socket or /dev/null has nothing to
+       sync (fsync would fail with EINVAL after all output was written) */
+    if ((j->flags & PROTO_JOB_FSYNC) && !s->probe_out_regular)
+        j->fsynced = 1;
+    if (s->ops->fdbuf_take(big)) {
+        j->budget_held = big;
+        j->nbufs = SESSION_FILE_BUFS;
+        j->piece = piece;
+    } else {
+        s->ops->count(SESSION_COUNT_FD_SMALL, 0, NULL);
+        j->nbufs = 2;
+        j->piece = SESSION_FILE_SMALL;
+    }
+    j->wcap = j->piece + SESSION_FILE_WEXTRA;
+    for (unsigned i = 0; i < j->nbufs; i++) {
+        if ((j->fin[i].p = s->ops->alloc(4096, j->piece)) == NULL ||
+            (j->fout[i].p = s->ops->alloc(4096, j->wcap)) == NULL)
+            return COFFER_ERR_NOMEM;
+    }
+    return 0;
+}
+
+static int session_fd_busy(const struct session *s)
+{
+    const struct session_job *j = s->job;
+    return j != NULL && (j->read_inflight || j->writes_inflight || j->fsync_inflight);
+}
+
+static void session_fd_cancel(struct session *s)
+{
+    if (session_fd_busy(s))
+        s->ops->fd_cancel(s);
+}
+
+/* Input buffers read and not yet consumed (the one being read does not count). */
+static unsigned fdjob_inputs(const struct session_job *j)
+{
+    return j->in_head - j->in_tail - (j->read_inflight ? 1u : 0u);
+}
+
+static void session_fd_work_applied(struct session *s)
+{
+    struct session_job *j = s->job;
+    struct session_work *wk = &j->work;
+    struct session_fdbuf *ob = &j->fout[j->out_head % j->nbufs];
+
+    if (!wk->tail) {
+        struct session_fdbuf *ib = &j->fin[j->in_tail % j->nbufs];
+        ib->off += wk->used[0];
+        if (ib->off == ib->len) {
+            ib->off = ib->len = 0;
+            j->in_tail++;
+        }
+    }
+    ob->off = 0;
+    ob->len = wk->produced;
+    ob->pos = j->out_pos;
+    if (ob->len > 0) {
+        j->out_head++;
+        if (j->out_pos != (uint64_t)-1)
+            j->out_pos += ob->len;
+    }
+}
+
+/*
+ * The env runs every read, write and fsync of a client's descriptor where a stalled file stalls
+ * only its own job (the ring layer: io-wq workers, IOSQE_ASYNC), which --io-timeout cancels
+ * (session_tick_io).
+ */
+
+/* Submit the writes that may go out now (see struct session_job). */
+static void fdjob_write(struct session *s)
+{
+    struct session_job *j = s->job;
+    int regular = j->out_pos != (uint64_t)-1;
+
+    for (unsigned k = j->out_tail; k != j->out_head; k++) {
+        struct session_fdbuf *ob = &j->fout[k % j->nbufs];
+        if (ob->io || ob->off == ob->len)
+            continue;
+        if (!regular && j->writes_inflight > 0)
+            return;
+        ob->io = 1;
+        s->ops->fd_write(s, k % j->nbufs, j->out_fd, ob->p + ob->off, ob->len - ob->off,
+                         regular ? ob->pos + ob->off : (uint64_t)-1);
+        j->writes_inflight++;
+        if (!regular)
+            return;
+    }
+}
+
+/* Give the oldest input (or the tail) to the cipher. Returns 1 if anything moved. */
+static int fdjob_cipher(struct session *s, char *detail)
+{
+    struct session_job *j = s->job;
+    struct session_work *wk = &j->work;
+    struct session_fdbuf *ib = &j->fin[j->in_tail % j->nbufs];
+    int have = fdjob_inputs(j) > 0, r;
+
+    if (wk->busy)
+        return 0;
+    if (s->state == SESSION_HEADER) {
+        size_t used = 0;
+        if (!have) {
+            if (!j->read_eof || j->read_inflight)
+                return 0;
+            session_fail(s, session_job_header_truncated(s, detail, SESSION_DETAIL_MAX), detail);
+            return 1;
+        }
+        r = session_job_feed_header(s, ib->p + ib->off, ib->len - ib->off, &used, detail,
+                                    SESSION_DETAIL_MAX);
+        if (r != 0) {
+            session_fail(s, r, detail);
+            return 1;
+        }
+        if ((ib->off += used) == ib->len) {
+            ib->off = ib->len = 0;
+            j->in_tail++;
+        }
+        return 1;
+    }
+    if ((s->state != SESSION_RUN && s->state != SESSION_DRAIN) ||
+        j->out_head - j->out_tail >= j->nbufs)
+        return 0;
+    if (have && s->state == SESSION_RUN) {
+        wk->tail = 0;
+        wk->nin = 1;
+        wk->in[0] = ib->p + ib->off;
+        wk->inlen[0] = ib->len - ib->off;
+    } else if (!have && j->read_eof && !j->read_inflight) {
+        wk->tail = 1;
+        wk->nin = 0;
+    } else {
+        return 0;
+    }
+    wk->framed = 0;
+    wk->out = j->fout[j->out_head % j->nbufs].p;
+    wk->outcap = j->wcap;
+    {
+        enum session_state before = s->state;
+        int offload = session_job_offload(s, j, wk->tail ? 0 : wk->inlen[0], wk->tail);
+        struct session_config cfg;
+        /*
+         * Split only while the writes keep up (at most one output buffer waiting): then the
+         * cipher is what the job waits for. When writes fall behind, the second core is theirs
+         * (io-wq), and a helper there would only slow them.
+         */
+        s->ops->config(&cfg);
+        if (!wk->tail && !offload && cfg.split_min > 0 && wk->inlen[0] >= (size_t)cfg.split_min &&
+            j->out_head - j->out_tail <= 1)
+            session_work_split(s); /* whole chunks: half on a helper, half here */
+        else
+            session_work_submit(s, !offload);
+        /* out to a helper, or done here: moved unless it could do nothing at all */
+        return wk->busy || s->state == SESSION_FLUSH || wk->produced > 0 ||
+               (!wk->tail && wk->used[0] > 0) || s->state != before;
+    }
+}
+
+/* Read, cipher, write, fsync, result. Returns 1 if anything moved. */
+static int session_fd_pump(struct session *s)
+{
+    char detail[SESSION_DETAIL_MAX];
+    struct session_job *j = s->job;
+    int moved = 0;
+
+    if (j == NULL || j->input != PROTO_INPUT_FDS || !session_in_job(s) || s->state == SESSION_PROBE)
+        return 0;
+    detail[0] = '\0';
+    moved = fdjob_cipher(s, detail);
+    if ((j = s->job) == NULL || !session_in_job(s))
+        return 1;
+    fdjob_write(s);
+    if (!j->read_inflight && !j->read_eof && j->in_head - j->in_tail < j->nbufs) {
+        struct session_fdbuf *ib = &j->fin[j->in_head % j->nbufs];
+        ib->off = ib->len = 0;
+        j->read_inflight = 1;
+        j->in_head++;
+        s->ops->fd_read(s, j->in_fd, ib->p, j->piece, j->in_pos);
+    }
+    if (!j->work.busy && s->state == SESSION_DONE && j->out_tail == j->out_head &&
+        j->writes_inflight == 0 && !j->read_inflight) {
+        if ((j->flags & PROTO_JOB_FSYNC) && !j->fsynced) {
+            if (!j->fsync_inflight) {
+                j->fsync_inflight = 1;
+                s->ops->fd_sync(s, j->out_fd);
+            }
+        } else {
+            moved |= session_job_result(s);
+        }
+    }
+    return moved;
+}
+
+/* Output buffer k was written (res bytes, or -errno). */
+static void fdjob_wrote(struct session *s, unsigned k, int res)
+{
+    char detail[SESSION_DETAIL_MAX];
+    struct session_job *j = s->job;
+    struct session_fdbuf *ob = &j->fout[k];
+
+    ob->io = 0;
+    j->writes_inflight--;
+    if (!session_in_job(s))
+        return;
+    if (res <= 0) {
+        snprintf(detail, sizeof(detail), "writing the output descriptor: %s",
+                 res == 0 ? "wrote nothing" : strerror(-res));
+        session_fail(s, res == 0 ? COFFER_ERR_IO : coffer_err_from_errno(-res), detail);
+        return;
+    }
+    if ((size_t)res > ob->len - ob->off)
+        res = (int)(ob->len - ob->off); /* never more than was handed over */
+    ob->off += (size_t)res;             /* a short write goes out again for the rest */
+    while (j->out_tail != j->out_head) {
+        ob = &j->fout[j->out_tail % j->nbufs];
+        if (ob->io || ob->off < ob->len)
+            return;
+        ob->off = ob->len = 0;
+        j->out_tail++;
+    }
+}
+
+/* A descriptor operation of the job came back (res bytes, or -errno). */
+static void session_fd_complete(struct session *s, int op, int res)
+{
+    char detail[SESSION_DETAIL_MAX];
+    struct session_job *j = s->job;
+
+    if (j == NULL)
+        return;
+    if (op >= SESSION_FD_WRITE && op < SESSION_FD_WRITE + (int)SESSION_FILE_BUFS) {
+        if (j->fout[op - SESSION_FD_WRITE].io)
+            fdjob_wrote(s, (unsigned)(op - SESSION_FD_WRITE), res);
+        return;
+    }
+    switch (op) {
+    case SESSION_FD_READ:
+        if (!j->read_inflight)
+            break;
+        j->read_inflight = 0;
+        if (res <= 0)
+            j->in_head--; /* the buffer holds nothing */
+        if (!session_in_job(s))
+            break;
+        if (res < 0) {
+            snprintf(detail, sizeof(detail), "reading the input descriptor: %s", strerror(-res));
+            session_fail(s, coffer_err_from_errno(-res), detail);
+        } else if (res == 0) {
+            j->read_eof = 1;
+        } else {
+            struct session_fdbuf *ib = &j->fin[(j->in_head - 1) % j->nbufs];
+            if ((size_t)res > j->piece)
+                res = (int)j->piece; /* never more than was asked for */
+            ib->len = (size_t)res;
+            ib->off = 0;
+            if (j->in_pos != (uint64_t)-1)
+                j->in_pos += (uint64_t)res;
+        }
+        break;
+    case SESSION_FD_SYNC:
+        if (!j->fsync_inflight)
+            break;
+        j->fsync_inflight = 0;
+        if (!session_in_job(s))
+            break;
+        if (res == -EINVAL || res == -EROFS) {
+            /* a file that does not support synchronization: nothing to sync, not a failure */
+            session_log(s, SESSION_LOG_DEBUG, "fsync_skipped", "conn=%llu errno=%d",
+                        (unsigned long long)s->id, -res);
+            j->fsynced = 1;
+        } else if (res < 0) {
+            snprintf(detail, sizeof(detail), "fsync of the output: %s", strerror(-res));
+            session_fail(s, coffer_err_from_errno(-res), detail);
+        } else {
+            j->fsynced = 1;
+        }
+        break;
+    default:
+        break;
     }
 }

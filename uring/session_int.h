@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The session's own structures, shared by session.c, session_job.c and session_fd.c only. */
+/* The session's own structures, shared by session.c and session_job.c only. */
 #ifndef SESSION_INT_H
 #define SESSION_INT_H
 
@@ -113,22 +113,9 @@ struct session {
     struct session_job *job;
 };
 
-void session_log(const struct session *s, int level, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void session_fail(struct session *s, int err, const char *detail);
+/* session_job.c: the job itself, below session.c (it calls nothing there) */
 /* Give back a buffer of ops->alloc(align != 0, ...): ops->buf_free, or free() without one. */
 void session_buf_free(const struct session *s, void *p);
-size_t session_out_room(const struct session *s);
-void session_out_commit(struct session *s, size_t n);
-/* The job is complete: queue its RESULT frame and free it. 1 if done, 0 if no room. */
-int session_job_result(struct session *s);
-/* Run the job's work here (run_here) or hand it off; apply it when it is done here. */
-void session_work_submit(struct session *s, int run_here);
-void session_work_split(struct session *s);
-/* 1 while the state is one of a job's (HEADER .. DONE) */
-int session_in_job(const struct session *s);
-
-/* session_job.c */
 const char *session_job_op_name(const struct session_job *j);
 int session_job_start(struct session *s, const proto_job *pj, char *detail, size_t detaillen);
 void session_job_free(struct session *s, struct session_job *j);
@@ -139,13 +126,5 @@ int session_job_key_ready(struct session *s, const void *answer, char *detail, s
 void session_job_work_join(struct session_work *wk);
 int session_job_offload(const struct session *s, const struct session_job *j, size_t inbytes,
                         int tail);
-
-/* session_fd.c */
-int session_fd_begin(struct session *s);
-int session_fd_pump(struct session *s);
-void session_fd_complete(struct session *s, int op, int res);
-void session_fd_work_applied(struct session *s);
-int session_fd_busy(const struct session *s);
-void session_fd_cancel(struct session *s);
 
 #endif

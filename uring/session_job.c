@@ -8,6 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+void session_buf_free(const struct session *s, void *p)
+{
+    if (s->ops->buf_free != NULL)
+        s->ops->buf_free(p);
+    else
+        free(p);
+}
+
 const char *session_job_op_name(const struct session_job *j)
 {
     return j->op == PROTO_OP_ENCRYPT ? "encrypt" : "decrypt";
@@ -54,8 +62,7 @@ static int job_set_meta(struct session *s, struct session_job *j, const char *te
 }
 
 /* Create the stream once the key (NULL for pass-through) is known. */
-static int job_stream_new(struct session *s, const engine_key *key, char *detail,
-                          size_t detaillen)
+static int job_stream_new(struct session *s, const engine_key *key, char *detail, size_t detaillen)
 {
     struct session_job *j = s->job;
     int r = COFFER_ERR_INTERNAL;
@@ -170,8 +177,7 @@ static int job_key_source(struct session *s, const engine_metadata *m, char *det
     return 0;
 }
 
-static int job_start_encrypt(struct session *s, const proto_job *pj, char *detail,
-                             size_t detaillen)
+static int job_start_encrypt(struct session *s, const proto_job *pj, char *detail, size_t detaillen)
 {
     struct session_job *j = s->job;
     const struct session_rt *rt = &j->rtv;
@@ -216,8 +222,7 @@ static int job_start_encrypt(struct session *s, const proto_job *pj, char *detai
     return job_key_request(s);
 }
 
-static int job_start_decrypt(struct session *s, const proto_job *pj, char *detail,
-                             size_t detaillen)
+static int job_start_decrypt(struct session *s, const proto_job *pj, char *detail, size_t detaillen)
 {
     struct session_job *j = s->job;
     engine_metadata m;
@@ -257,7 +262,7 @@ static int job_start_decrypt(struct session *s, const proto_job *pj, char *detai
                  "backup was taken before encryption was switched on, start cofferd with "
                  "--allow-plaintext-restore",
                  pj->format[0] != '\0' ? "the job asks for format none"
-                                        : "the metadata says isEncrypted false");
+                                       : "the metadata says isEncrypted false");
         r = COFFER_ERR_FORMAT;
         goto out;
     }

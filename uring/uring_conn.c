@@ -478,7 +478,6 @@ void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32
     conn_settle(c);
 }
 
-
 void uring_conn_stop(struct uring_conn *c)
 {
     session_stop(c->s);

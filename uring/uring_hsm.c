@@ -29,7 +29,7 @@ enum { HSM_OP_PROBE = 1, HSM_OP_BACKUP = 2, HSM_OP_RESTORE = 3 };
 
 struct uring_hsm {
     atomic_int refs;
-    struct uring_hsm *next; /* on the live list (under q_lock) */
+    struct uring_hsm *next;               /* on the live list (under q_lock) */
     struct uring_offload_task close_task; /* the last put closes it on the HSM pool */
     struct uring_hsm_config cfg;
     hsm_client *client;
@@ -94,7 +94,6 @@ void uring_hsm_config_defaults(struct uring_hsm_config *h)
     h->cache_max_bytes = HSM_CACHE_DEFAULT_BYTES;
     h->cache_max_entries = HSM_CACHE_DEFAULT_ENTRIES;
 }
-
 
 /* A label or path of 1..cap-1 bytes without control characters. */
 static int copy_text(char *dst, size_t cap, const char *v)
@@ -844,10 +843,10 @@ int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char
     *meta = NULL;
     detail[0] = '\0';
     if (hj->op == HSM_OP_RESTORE)
-        return req->err == 0 ? 0
-                             : hsm_fallback_restore_error(req->err, &hr->st, hr->mc.token,
-                                                          hr->mc.wrapped.key_label, detail,
-                                                          detaillen);
+        return req->err == 0
+                   ? 0
+                   : hsm_fallback_restore_error(req->err, &hr->st, hr->mc.token,
+                                                hr->mc.wrapped.key_label, detail, detaillen);
     if (!hr->fell_back) {
         if (req->err != 0)
             return hsm_fallback_backup_error(req->err, &hr->st, detail, detaillen);
@@ -858,8 +857,8 @@ int uring_hsm_job_ready(struct uring_hsm_job *hj, struct uring_keyreq *req, char
         return 0;
     }
     if (req->err != 0)
-        return hsm_fallback_secret_error(req->err, req->ns, req->name, &hr->st, req->detail,
-                                         detail, detaillen);
+        return hsm_fallback_secret_error(req->err, req->ns, req->name, &hr->st, req->detail, detail,
+                                         detaillen);
     m = engine_metadata_new_secret(req->ns, req->name, engine_format_name(COFFER_FORMAT_COFFER_V1),
                                    req->key->id);
     note =

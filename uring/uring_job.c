@@ -104,8 +104,8 @@ int uring_job_kube_ns_allowed(void *rt, const char *ns, char *detail, size_t det
     return uring_kube_ns_allowed(((struct uring_runtime *)rt)->kube, ns, detail, detaillen);
 }
 
-int uring_job_recovery_seal(void *rt, const engine_key *key, char **meta, size_t *len,
-                            char *detail, size_t detaillen)
+int uring_job_recovery_seal(void *rt, const engine_key *key, char **meta, size_t *len, char *detail,
+                            size_t detaillen)
 {
     return uring_recovery_seal(((struct uring_runtime *)rt)->recovery, key, meta, len, detail,
                                detaillen);

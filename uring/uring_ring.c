@@ -11,9 +11,9 @@
 #include <stdlib.h>
 
 /*
- * Move every completion out of the CQ into the worker's backlog, handled by the worker loop (worker_drain) before it
- * waits again (not here: the caller is in the middle of changing a connection). Returns how many
- * moved; 0 when the CQ was empty or the backlog could not grow.
+ * Move every completion out of the CQ into the worker's backlog, handled by the worker loop
+ * (worker_drain) before it waits again (not here: the caller is in the middle of changing a
+ * connection). Returns how many moved; 0 when the CQ was empty or the backlog could not grow.
  */
 static unsigned ring_reap(struct uring_worker *w)
 {

@@ -99,7 +99,7 @@ struct uring_conn {
         struct cmsghdr align;
     } cmsg;
     struct uring_offload_task task; /* the probe or the cipher batch out (slot/gen: this) */
-    int task_probe;         /* the task out is the probe */
+    int task_probe;                 /* the task out is the probe */
     struct session_work *work;
     int probe_in, probe_out, probe_out_regular;
     uint64_t probe_in_pos, probe_out_pos;
@@ -126,7 +126,7 @@ struct uring_worker {
     struct __kernel_timespec tick;
     pthread_mutex_t lock;
     struct uring_offload_ring offload; /* work and key answers back from the pools */
-    int aborted;                    /* 1: jobs failed after the grace, 2: connections closed */
+    int aborted;                       /* 1: jobs failed after the grace, 2: connections closed */
     int ready;
     int start_err;
     int started;   /* uring_worker_start succeeded (uring_worker_free has work to do) */
@@ -202,8 +202,8 @@ int uring_job_hsm_restore(void *rt, const void *metadata_json, void **hsm, char 
                           size_t detaillen);
 void uring_job_hsm_end(void *rt, void *hsm, uint64_t bytes);
 int uring_job_kube_ns_allowed(void *rt, const char *ns, char *detail, size_t detaillen);
-int uring_job_recovery_seal(void *rt, const engine_key *key, char **meta, size_t *len,
-                            char *detail, size_t detaillen);
+int uring_job_recovery_seal(void *rt, const engine_key *key, char **meta, size_t *len, char *detail,
+                            size_t detaillen);
 void uring_job_recovery_hint(const void *metadata_json, char *detail, size_t detaillen);
 
 /*

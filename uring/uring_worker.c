@@ -141,7 +141,10 @@ static void worker_accept_pause(struct uring_worker *w, int err)
               "worker=%d errno=%s detail=\"%s: not accepting connections until descriptors free "
               "up (retrying every second); raise LimitNOFILE or ulimit -n, or lower "
               "--max-connections\"",
-              w->index, err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOMEM",
+              w->index,
+              err == EMFILE   ? "EMFILE"
+              : err == ENFILE ? "ENFILE"
+                              : "ENOMEM",
               strerror(err));
 }
 
@@ -336,9 +339,10 @@ static void *worker_main(void *arg)
 /*
  * Fault injection for tests: COFFER_TEST_WORKER_FAIL=<index>:<step> makes worker <index>'s start
  * fail at <step> ("eventfd", "thread" or "ring"), as if the system had refused it; "submit" makes
- * its submits of a full SQ answer -EBUSY while completions wait (worker_submit). COFFER_TEST_RING_ENTRIES=N (2..URING_RING_SIZE)
- * makes every ring that small, so that its SQ and CQ fill up under a few connections. Read once at
- * start-up on the main thread; no effect unless set.
+ * its submits of a full SQ answer -EBUSY while completions wait (worker_submit).
+ * COFFER_TEST_RING_ENTRIES=N (2..URING_RING_SIZE) makes every ring that small, so that its SQ and
+ * CQ fill up under a few connections. Read once at start-up on the main thread; no effect unless
+ * set.
  */
 static int uring_worker_fault_at(int index, const char *step)
 {
@@ -434,7 +438,7 @@ void uring_worker_join(struct uring_worker *w)
 void uring_worker_free(struct uring_worker *w)
 {
     if (!w->started)
-        return; /* its start failed and undid itself */
+        return;                            /* its start failed and undid itself */
     uring_offload_ring_close(&w->offload); /* answers that came too late are dropped (freed) */
     close(w->evfd);
     free(w->conns);
