@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* One client connection on a worker's ring: its session's actions as submissions, back again. */
-#include "uring_server.h"
+#include "uring_ring.h"
 
 #include "coffer_error.h"
 #include "uring_report.h"

@@ -267,9 +267,9 @@ static void main_reload(int argc, char **argv)
               "frame_timeout_s=%d shutdown_grace_s=%d offload_min=%ld split_min=%ld fd_piece=%ld",
               rt->encryption ? "on" : "off", engine_format_name(rt->format), rt->ns, rt->secret,
               rt->key != NULL ? rt->key->id : "-", atomic_load(&uring_srv.cfg.io_timeout),
-              atomic_load(&uring_srv.cfg.frame_timeout),
-              atomic_load(&uring_srv.cfg.shutdown_grace), atomic_load(&uring_srv.cfg.offload_min),
-              atomic_load(&uring_srv.cfg.split_min), atomic_load(&uring_srv.cfg.fd_piece));
+              atomic_load(&uring_srv.cfg.frame_timeout), atomic_load(&uring_srv.cfg.shutdown_grace),
+              atomic_load(&uring_srv.cfg.offload_min), atomic_load(&uring_srv.cfg.split_min),
+              atomic_load(&uring_srv.cfg.fd_piece));
 }
 
 static void main_abort(int nworkers, const char *why)
@@ -278,7 +278,7 @@ static void main_abort(int nworkers, const char *why)
     uring_srv.abort_at = uring_now();
     atomic_store(&uring_srv.aborting, 1);
     for (int i = 0; i < nworkers; i++)
-        uring_worker_wake(&uring_srv.workers[i]);
+        uring_worker_wake(uring_worker_at(i));
 }
 
 /*
@@ -292,7 +292,7 @@ static void main_stop(const sigset_t *set, int nworkers)
 
     atomic_store(&uring_srv.stopping, 1);
     for (int i = 0; i < nworkers; i++)
-        uring_worker_wake(&uring_srv.workers[i]);
+        uring_worker_wake(uring_worker_at(i));
     while (atomic_load(&uring_srv.workers_running) > 0) {
         int sig = sigtimedwait(set, NULL, &poll_ts);
         if (atomic_load(&uring_srv.aborting))
@@ -382,12 +382,11 @@ int main(int argc, char **argv)
         uring_offload_start(URING_POOL_CIPHER, uring_srv.cfg.helpers) != 0 ||
         uring_offload_start(URING_POOL_FILE, uring_srv.cfg.helpers) != 0 || uring_hsm_start() != 0)
         goto out;
-    uring_srv.workers = calloc((size_t)uring_srv.cfg.workers, sizeof(*uring_srv.workers));
-    if (uring_srv.workers == NULL)
+    if (uring_workers_alloc(uring_srv.cfg.workers) != 0)
         goto out;
     uring_srv.nworkers = uring_srv.cfg.workers; /* before any worker reads it (HEALTH) */
     for (; nstarted < uring_srv.cfg.workers; nstarted++)
-        if (uring_worker_start(&uring_srv.workers[nstarted], nstarted) != 0)
+        if (uring_worker_start(uring_worker_at(nstarted), nstarted) != 0)
             goto out;
     /* metrics: libmicrohttpd's own thread reads the counters; no ring thread waits for it */
     if (uring_srv.cfg.metrics_listen[0] != '\0' &&
@@ -434,16 +433,16 @@ int main(int argc, char **argv)
 out:
     atomic_store(&uring_srv.stopping, 1);
     for (int i = 0; i < nstarted; i++)
-        uring_worker_wake(&uring_srv.workers[i]);
+        uring_worker_wake(uring_worker_at(i));
     for (int i = 0; i < nstarted; i++)
-        uring_worker_join(&uring_srv.workers[i]);
+        uring_worker_join(uring_worker_at(i));
     uring_metrics_listen_stop(); /* reads the runtime and the HSM: before they go */
     uring_offload_stop(URING_OFFLOAD_STOP_WAIT_MS); /* every pool; a stuck loader is left behind */
     uring_hsm_stop();
     uring_keys_stop();
     for (int i = 0; i < nstarted; i++)
-        uring_worker_free(&uring_srv.workers[i]);
-    free(uring_srv.workers);
+        uring_worker_free(uring_worker_at(i));
+    uring_workers_release();
     if (uring_srv.listen_fd >= 0) {
         close(uring_srv.listen_fd);
         if (!main_socket_activated)

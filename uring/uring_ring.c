@@ -3,7 +3,7 @@
  * A worker ring's submission side: a free SQE whatever the SQ and CQ hold. Below the worker loop
  * (uring_worker.c) and the connections (uring_conn.c), which both submit through it.
  */
-#include "uring_server.h"
+#include "uring_ring.h"
 
 #include "uring_log.h"
 

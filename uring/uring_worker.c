@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A worker thread: its own io_uring ring, multishot accept with SO_PEERCRED, timers, dispatch. */
-#include "uring_server.h"
+#include "uring_ring.h"
 
 #include "coffer_error.h"
 #include "uring_hsm.h"
@@ -15,6 +15,23 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+int uring_workers_alloc(int n)
+{
+    uring_srv.workers = calloc((size_t)n, sizeof(*uring_srv.workers));
+    return uring_srv.workers != NULL ? 0 : COFFER_ERR_NOMEM;
+}
+
+struct uring_worker *uring_worker_at(int i)
+{
+    return &uring_srv.workers[i];
+}
+
+void uring_workers_release(void)
+{
+    free(uring_srv.workers);
+    uring_srv.workers = NULL;
+}
 
 /*
  * Accepting goes on while cofferd stops, so that a client connecting during the shutdown grace
