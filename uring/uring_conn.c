@@ -25,7 +25,7 @@ static void conn_submit(struct uring_conn *c, struct io_uring_sqe *sqe, enum uri
  * Close a descriptor a client passed, through the ring: close(2) calls the file's flush, which
  * on FUSE or NFS waits for the filesystem (io_uring runs such a close on its io-wq workers).
  */
-void uring_conn_close_fd(struct uring_conn *c, int fd)
+static void uring_conn_close_fd(struct uring_conn *c, int fd)
 {
     struct io_uring_sqe *sqe;
     if (fd < 0)

@@ -109,6 +109,14 @@ json_t *uring_report_stats(void)
     uring_hsm_stats_add(o, rt->hsm); /* fallbacks by reason, HSM counters and cache */
     /* locked memory (issue 10 item 8); NULL o: nothing happens */
     json_object_set_new(o, "secmemLockFailures", json_integer((json_int_t)c.secmem_lock_failures));
+    /* tasks each pool ran since start (uring_offload.h): where the work off the rings went */
+    json_object_set_new(
+        o, "poolTasks",
+        json_pack("{s:I, s:I, s:I, s:I}", "cipher",
+                  (json_int_t)uring_offload_runs(URING_POOL_CIPHER), "file",
+                  (json_int_t)uring_offload_runs(URING_POOL_FILE), "keys",
+                  (json_int_t)uring_offload_runs(URING_POOL_KEYS), "hsm",
+                  (json_int_t)uring_offload_runs(URING_POOL_HSM)));
     uring_runtime_put(rt);
     return o;
 }

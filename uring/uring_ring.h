@@ -98,8 +98,6 @@ struct io_uring_sqe *uring_worker_sqe(struct uring_worker *w);
 struct uring_conn *uring_conn_new(struct uring_worker *w, int fd, uid_t uid, pid_t pid);
 void uring_conn_complete(struct uring_conn *c, enum uring_op op, int res, uint32_t cflags);
 void uring_conn_pump(struct uring_conn *c);
-/* Close a descriptor the client passed without blocking the ring (an IORING_OP_CLOSE). */
-void uring_conn_close_fd(struct uring_conn *c, int fd);
 void uring_conn_stop(struct uring_conn *c);
 void uring_conn_tick(struct uring_conn *c, double now, int timeout);
 /* Every tick, before uring_conn_tick: --frame-timeout and --io-timeout (session_tick_io). */
