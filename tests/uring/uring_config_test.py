@@ -104,10 +104,11 @@ with tempfile.TemporaryDirectory() as tmp:
                          f"{r.stderr.strip()[:300]!r}")
 
     # --allow-secret-namespace: its own sentence; the command line's list replaces the file's
-    r = cofferd(*KUBE, "--allow-secret-namespace", "Bad_NS")
-    if r.returncode != 2 or "--allow-secret-namespace 'Bad_NS' is not a Kubernetes namespace " \
-                            "name" not in r.stderr:
-        fail(f"--allow-secret-namespace Bad_NS: {r.returncode} {r.stderr.strip()}")
+    for ns in ["Bad_NS", "a" * 64, "-a", ""]:
+        r = cofferd(*KUBE, f"--allow-secret-namespace={ns}")
+        if r.returncode != 2 or f"--allow-secret-namespace '{ns}' is not a Kubernetes namespace " \
+                                "name" not in r.stderr:
+            fail(f"--allow-secret-namespace {ns!r}: {r.returncode} {r.stderr.strip()}")
     with open(conf, "w", encoding="utf-8") as f:
         f.write("secret-source = kubernetes\n")
         f.writelines(f"allow-secret-namespace = ns{i}\n" for i in range(32))
