@@ -36,7 +36,8 @@ echo "== tests (ThreadSanitizer): the daemon, HSM, Kubernetes and client-against
 # Left out here (run above in the release and ASan builds): the single-threaded unit, provider,
 # install and docs tests, the offline CLI tests cli_test, cli_interop_test and cli_recovery_test
 # (no daemon threads; ~6 minutes under TSan), and kube_demo (a script driving kubectl; its daemon
-# paths are kube_daemon_test's), to keep .ci/run within its time. Every process writes its reports to tsan-reports/,
+# paths are kube_daemon_test's) and uring_config_test (300 single-threaded --check-config runs),
+# to keep .ci/run within its time. Every process writes its reports to tsan-reports/,
 # so a report from a daemon whose exit status a test does not check still fails the run. A process
 # with a report exits 66 (exitcode) when it ends; halt_on_error is not used, since a test killed
 # mid-way would leave its cofferd running and holding CTest's output pipe.
@@ -45,7 +46,7 @@ rm -rf "$tsan_reports" && mkdir -p "$tsan_reports"
 TSAN_OPTIONS="exitcode=66 second_deadlock_stack=1 log_path=$tsan_reports/tsan" \
   COFFER_TEST_BIG=0 \
   ctest --test-dir build-tsan -L 'uring|hsm|cli|kube' \
-  -E '^(cli_test|cli_interop_test|cli_recovery_test|kube_demo)$' \
+  -E '^(cli_test|cli_interop_test|cli_recovery_test|kube_demo|uring_config_test)$' \
   --output-on-failure --no-tests=error
 if [ -n "$(ls -A "$tsan_reports")" ]; then
   echo "ThreadSanitizer reported (the tests above passed, but these must not be there):" >&2

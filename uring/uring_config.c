@@ -4,6 +4,8 @@
 
 #include "coffer_error.h"
 #include "coffer_version.h"
+#include "engine_secret.h"
+#include "hsm_kek.h"
 #include "proto_frame.h"
 #include "uring_log.h"
 #include "uring_metrics.h"
@@ -12,11 +14,20 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 enum { SRC_FILE = 0, SRC_CMDLINE = 1 };
+
+/* The repeatable lists (bits of config_ctx.cleared): the command line's replaces the file's. */
+enum {
+    CLEARED_ALLOW_UID = 1,
+    CLEARED_ALLOW_GID = 2,
+    CLEARED_ALLOW_NS = 4,
+    CLEARED_RECOVERY = 8,
+};
 
 /* Where a value came from and how parsing goes (one per uring_config_load). */
 struct config_ctx {
@@ -44,7 +55,8 @@ struct config_opt {
     config_setter set; /* parses and stores v */
     size_t off;        /* offsetof(struct uring_config, field) for the generic setters */
     size_t cap;        /* set_str: the field's size */
-    long min, max;     /* set_int, set_aint, set_along: the range */
+    long min, max;     /* set_int, set_aint, set_long, set_along, set_uint, set_u64: the range
+                          (set_u64 with max -1: up to UINT64_MAX) */
     int in_file;       /* 1: also a config-file name */
 };
 
@@ -60,11 +72,6 @@ static int parse_int(const char *v, long min, long max, long *out)
         return -1;
     *out = n;
     return 0;
-}
-
-int uring_config_int(const char *v, long min, long max, long *out)
-{
-    return parse_int(v, min, max, out);
 }
 
 static int parse_bool(const char *v, int *out)
@@ -88,6 +95,47 @@ static int copy_str(char *dst, size_t cap, const char *v)
     if (n == 0 || n >= cap)
         return -1;
     memcpy(dst, v, n + 1);
+    return 0;
+}
+
+/* A label or path of 1..cap-1 bytes without control characters (the --hsm-* texts). */
+static int copy_text(char *dst, size_t cap, const char *v)
+{
+    for (const char *p = v; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return -1;
+    return copy_str(dst, cap, v);
+}
+
+/*
+ * A decimal number in [0, max] that starts with a digit (no sign, no space), with an optional
+ * binary K, M, G or T suffix when sized.
+ */
+static int parse_u64(const char *v, uint64_t max, int sized, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long n;
+    unsigned shift = 0;
+
+    if (*v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v)
+        return -1;
+    if (sized && *end != '\0' && end[1] == '\0') {
+        const char *units = "KMGT", *u = strchr(units, *end);
+        if (u == NULL)
+            return -1;
+        shift = 10u * (unsigned)(u - units + 1);
+        end++;
+    }
+    if (*end != '\0' || (shift > 0 && n > (UINT64_MAX >> shift)))
+        return -1;
+    n <<= shift;
+    if (n > max)
+        return -1;
+    *out = n;
     return 0;
 }
 
@@ -128,6 +176,53 @@ static int set_along(struct uring_config *cfg, const struct config_opt *o, struc
         return -1;
     atomic_store(FIELD(cfg, o, _Atomic long), n);
     return 0;
+}
+
+static int set_long(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                    const char *v, char *err, size_t errlen)
+{
+    long n;
+    if (parse_int(v, o->min, o->max, &n) != 0)
+        return -1;
+    *FIELD(cfg, o, long) = n;
+    return 0;
+}
+
+/* An unsigned field in [min, max], written as digits only (the --hsm-* numbers). */
+static int set_uint(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                    const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    if (parse_u64(v, (uint64_t)o->max, 0, &n) != 0 || n < (uint64_t)o->min)
+        return -1;
+    *FIELD(cfg, o, unsigned) = (unsigned)n;
+    return 0;
+}
+
+/* A uint64_t field in [min, max] (max -1: UINT64_MAX), digits only. */
+static int set_u64(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                   const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    if (parse_u64(v, o->max < 0 ? UINT64_MAX : (uint64_t)o->max, 0, &n) != 0 ||
+        n < (uint64_t)o->min)
+        return -1;
+    *FIELD(cfg, o, uint64_t) = n;
+    return 0;
+}
+
+/* A uint64_t count of bytes: digits with an optional K, M, G or T suffix (binary). */
+static int set_size(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                    const char *v, char *err, size_t errlen)
+{
+    return parse_u64(v, UINT64_MAX, 1, FIELD(cfg, o, uint64_t));
+}
+
+/* A text field of the --hsm-* options: a label or path without control characters. */
+static int set_text(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
+                    const char *v, char *err, size_t errlen)
+{
+    return copy_text(FIELD(cfg, o, char), o->cap, v);
 }
 
 static int set_bool(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
@@ -172,7 +267,7 @@ static int set_allow(struct uring_config *cfg, const struct config_opt *o, struc
                      const char *v, char *err, size_t errlen)
 {
     int is_uid = o->name[6] == 'u';
-    int bit = is_uid ? 1 : 2;
+    int bit = is_uid ? CLEARED_ALLOW_UID : CLEARED_ALLOW_GID;
     int *count = is_uid ? &cfg->n_allow_uid : &cfg->n_allow_gid;
     long n;
 
@@ -207,16 +302,31 @@ static int set_nothing(struct uring_config *cfg, const struct config_opt *o, str
     return 0;
 }
 
-/* The --hsm-* rows: uring_hsm.c owns their parsing (and may know more names than this table). */
-static int set_hsm(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
-                   const char *v, char *err, size_t errlen)
+/* --hsm-fallback secret|none */
+static int set_hsm_fallback(struct uring_config *cfg, const struct config_opt *o,
+                            struct config_ctx *ctx, const char *v, char *err, size_t errlen)
 {
-    int r = uring_hsm_config_set(&cfg->hsm, o->name, v, err, errlen);
-    return r == 1 ? COFFER_ERR_INTERNAL : r;
+    if (strcmp(v, "secret") == 0)
+        cfg->hsm.fallback = URING_HSM_FALLBACK_SECRET;
+    else if (strcmp(v, "none") == 0)
+        cfg->hsm.fallback = URING_HSM_FALLBACK_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+/* --hsm-mechanism: auto (0) or a mechanism hsm_kek.h names. */
+static int set_hsm_mechanism(struct uring_config *cfg, const struct config_opt *o,
+                             struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+{
+    int m = hsm_mech_parse_option(v);
+    if (m < 0)
+        return -1;
+    cfg->hsm.mechanism = m;
+    return 0;
 }
 
 /* --recovery-recipient FILE: repeatable; the command line's files replace the config file's. */
-#define CLEARED_RECOVERY 8 /* 1, 2: --allow-uid/gid; 4: --allow-secret-namespace (uring_kube.c) */
 static int set_recovery(struct uring_config *cfg, const struct config_opt *o,
                         struct config_ctx *ctx, const char *v, char *err, size_t errlen)
 {
@@ -252,24 +362,58 @@ static int set_log_format(struct uring_config *cfg, const struct config_opt *o,
     return (cfg->log_format = uring_log_format_parse(v)) < 0 ? -1 : 0;
 }
 
-/* The Kubernetes-API rows: uring_kube.c owns their parsing. */
-static int set_kube(struct uring_config *cfg, const struct config_opt *o, struct config_ctx *ctx,
-                    const char *v, char *err, size_t errlen)
+/* --secret-source dir|kubernetes */
+static int set_secret_source(struct uring_config *cfg, const struct config_opt *o,
+                             struct config_ctx *ctx, const char *v, char *err, size_t errlen)
 {
-    int r = uring_kube_config_set(&cfg->kube, ctx->src == SRC_CMDLINE, &ctx->cleared, o->name, v,
-                                  err, errlen);
-    return r == 1 ? COFFER_ERR_INTERNAL : r;
+    if (strcmp(v, "dir") == 0)
+        cfg->kube.source = URING_SECRET_DIR;
+    else if (strcmp(v, "kubernetes") == 0)
+        cfg->kube.source = URING_SECRET_KUBERNETES;
+    else
+        return -1;
+    return 0;
+}
+
+/* --allow-secret-namespace NS: repeatable; the command line's entries replace the file's. */
+static int set_allow_ns(struct uring_config *cfg, const struct config_opt *o,
+                        struct config_ctx *ctx, const char *v, char *err, size_t errlen)
+{
+    struct uring_kube_config *k = &cfg->kube;
+
+    if (engine_secret_name_check(v, "x") != 0) {
+        snprintf(err, errlen,
+                 "--allow-secret-namespace '%.100s' is not a Kubernetes namespace name", v);
+        return COFFER_ERR_CONFIG;
+    }
+    if (ctx->src == SRC_CMDLINE && !(ctx->cleared & CLEARED_ALLOW_NS)) {
+        ctx->cleared |= CLEARED_ALLOW_NS;
+        k->n_allow_ns = 0;
+    }
+    if (k->n_allow_ns >= URING_KUBE_MAX_NS) {
+        snprintf(err, errlen, "too many --allow-secret-namespace entries (at most %d)",
+                 URING_KUBE_MAX_NS);
+        return COFFER_ERR_CONFIG;
+    }
+    return copy_str(k->allow_ns[k->n_allow_ns], sizeof(k->allow_ns[0]), v) == 0
+               ? (k->n_allow_ns++, 0)
+               : -1;
 }
 
 /* ---- the table ---- */
 
-#define OFF(field)        offsetof(struct uring_config, field)
-#define STR(field)        set_str, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
-#define INT(field, a, b)  set_int, OFF(field), 0, (a), (b)
+#define OFF(field)         offsetof(struct uring_config, field)
+#define STR(field)         set_str, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
+#define INT(field, a, b)   set_int, OFF(field), 0, (a), (b)
 #define AINT(field, a, b)  set_aint, OFF(field), 0, (a), (b)  /* _Atomic int (reloadable) */
 #define ALONG(field, a, b) set_along, OFF(field), 0, (a), (b) /* _Atomic long (reloadable) */
-#define BOOL(field)       set_bool, OFF(field), 0, 0, 0
-#define FN(fn)            fn, 0, 0, 0, 0
+#define LONG(field, a, b)  set_long, OFF(field), 0, (a), (b)
+#define UINT(field, a, b)  set_uint, OFF(field), 0, (a), (b) /* unsigned, digits only */
+#define U64(field, a, b)   set_u64, OFF(field), 0, (a), (b)  /* uint64_t, digits; b -1: any */
+#define SIZE(field)        set_size, OFF(field), 0, 0, -1    /* uint64_t bytes, K/M/G/T */
+#define TEXT(field)        set_text, OFF(field), sizeof(((struct uring_config *)0)->field), 0, 0
+#define BOOL(field)        set_bool, OFF(field), 0, 0, 0
+#define FN(fn)             fn, 0, 0, 0, 0
 
 /*
  * Every cofferd option, in --help order. To add one: a row here (and a field in struct
@@ -364,61 +508,65 @@ static const struct config_opt config_opts[] = {
      "authenticated header, so their identities restore it without the Secret or the HSM "
      "(docs/recovery.md).",
      FN(set_recovery), 1},
-    /* ---- the Secret source: parsed by uring_kube_config_set (uring_kube.c) ---- */
+    /* ---- the Secret source (struct uring_kube_config, uring_kube.h) ---- */
     {"secret-source", "dir|kubernetes", "dir",
      "Where Secrets are read: the --secrets-dir volume layout, or the Kubernetes API "
      "(GET /api/v1/namespaces/NS/secrets/NAME, field encryptionKey).",
-     FN(set_kube), 1},
+     FN(set_secret_source), 1},
     {"kubeconfig", "FILE", NULL,
      "With kubernetes: the API server and credential of FILE's current context (without it: "
      "in-cluster, KUBERNETES_SERVICE_HOST/_PORT and the service-account token, CA and namespace).",
-     FN(set_kube), 1},
+     STR(kube.kubeconfig), 1},
     {"kube-serviceaccount-dir", "DIR", "/var/run/secrets/kubernetes.io/serviceaccount",
      "In-cluster: the directory holding the service-account token, ca.crt and namespace.",
-     FN(set_kube), 1},
+     STR(kube.sa_dir), 1},
     {"secret-cache-ttl", "SECONDS", "60",
      "Reuse a key fetched from the API this long (0: fetch every time; SIGHUP drops the cache).",
-     FN(set_kube), 1},
+     INT(kube.cache_ttl, 0, 86400), 1},
     {"kube-timeout", "MS", "10000", "Longest a Secret fetch takes, retries included.",
-     FN(set_kube), 1},
+     LONG(kube.timeout_ms, 100, 600000), 1},
     {"kube-connect-timeout", "MS", "5000", "Longest one connection attempt to the API takes.",
-     FN(set_kube), 1},
+     LONG(kube.connect_timeout_ms, 100, 600000), 1},
     {"allow-secret-namespace", "NS", NULL,
      "A namespace whose Secrets restores may make cofferd read through the API (repeatable; "
      "--namespace is always allowed).",
-     FN(set_kube), 1},
-    /* ---- the pkcs11 retriever: parsed by uring_hsm_config_set (uring_hsm.c) ---- */
+     FN(set_allow_ns), 1},
+    /* ---- the pkcs11 retriever (struct uring_hsm_config, uring_hsm.h); --hsm-pin: refused ---- */
     {"hsm-module", "PATH|NAME", NULL,
      "PKCS#11 module of the HSM (a path, or a p11-kit name such as softhsm2): new coffer-v1 "
      "backups get a data key wrapped by the token's key-encryption key (keyRetrieverType pkcs11).",
-     FN(set_hsm), 1},
-    {"hsm-token", "LABEL", NULL, "The HSM token's label.", FN(set_hsm), 1},
+     TEXT(hsm.module), 1},
+    {"hsm-token", "LABEL", NULL, "The HSM token's label.", TEXT(hsm.token), 1},
     {"hsm-key", "LABEL", NULL,
      "Label of the key-encryption key for new backups (without it the HSM serves restores only).",
-     FN(set_hsm), 1},
+     TEXT(hsm.key), 1},
     {"hsm-pin-file", "FILE", "$COFFER_HSM_PIN",
-     "The token's user PIN (a PIN is never taken from a flag).", FN(set_hsm), 1},
+     "The token's user PIN (a PIN is never taken from a flag).", TEXT(hsm.pin_file), 1},
     {"hsm-fallback", "secret|none", "secret",
      "When the HSM cannot serve a new backup: encrypt it with the Secret and say so in its "
      "metadata (secret), or fail the job (none).",
-     FN(set_hsm), 1},
-    {"hsm-timeout", "MS", "5000", "Longest wait for the HSM per call.", FN(set_hsm), 1},
-    {"hsm-cache-max-age", "SECONDS", "300", "Reuse a data key for at most this long.", FN(set_hsm),
-     1},
-    {"hsm-cache-max-uses", "N", "1000", "Backups sharing one data key.", FN(set_hsm), 1},
+     FN(set_hsm_fallback), 1},
+    {"hsm-timeout", "MS", "5000", "Longest wait for the HSM per call.",
+     UINT(hsm.timeout_ms, 1, URING_HSM_TIMEOUT_MAX_MS), 1},
+    {"hsm-cache-max-age", "SECONDS", "300", "Reuse a data key for at most this long.",
+     U64(hsm.cache_max_age_s, 0, URING_HSM_AGE_MAX_S), 1},
+    {"hsm-cache-max-uses", "N", "1000", "Backups sharing one data key.",
+     U64(hsm.cache_max_uses, 0, -1), 1},
     {"hsm-cache-max-bytes", "BYTES", "64G",
      "Bytes encrypted under one data key; K, M, G, T suffixes; 0 for age, uses or bytes turns "
      "the data-key cache off.",
-     FN(set_hsm), 1},
-    {"hsm-cache-max-entries", "N", "256", "Unwrapped data keys kept for restores.", FN(set_hsm), 1},
+     SIZE(hsm.cache_max_bytes), 1},
+    {"hsm-cache-max-entries", "N", "256", "Unwrapped data keys kept for restores.",
+     U64(hsm.cache_max_entries, 0, HSM_CACHE_MAX_ENTRIES), 1},
     {"hsm-mechanism", "auto|gcm|gcm-token-iv|kwp|cbc-hmac", "auto",
      "How data keys are wrapped: auto takes the first the token offers of gcm (AES-GCM, our IV), "
      "gcm-token-iv (AES-GCM, the token's IV), kwp (RFC 5649 key wrap) and cbc-hmac (AES-CBC-PAD "
      "then HMAC-SHA-256 under a second token key); naming one forces it. Restores use what each "
      "backup records.",
-     FN(set_hsm), 1},
+     FN(set_hsm_mechanism), 1},
     {"hsm-max-sessions", "N", NULL,
-     "PKCS#11 sessions at most (default: as many as the token allows).", FN(set_hsm), 1},
+     "PKCS#11 sessions at most (default: as many as the token allows).",
+     UINT(hsm.max_sessions, 1, HSM_THREADS_MAX * 4), 1},
     /* ---- acting at once, command line only ---- */
     {"check-config", NULL, NULL,
      "Parse the command line and the config file, report every problem with its file and line, "
@@ -618,6 +766,30 @@ static int config_problem(struct config_ctx *ctx, char *err, size_t errlen)
     return COFFER_ERR_CONFIG;
 }
 
+/* 1 when the row's value is a number in [o->min, o->max], which its refusal then names. */
+static int config_ranged(const struct config_opt *o)
+{
+    return (o->set == set_int || o->set == set_aint || o->set == set_long || o->set == set_along ||
+            o->set == set_uint || o->set == set_u64) &&
+           o->max >= 0;
+}
+
+/*
+ * Names refused with a sentence of their own rather than "unknown option": --hsm-pin (a PIN on
+ * the command line or in the config file can be read by others). COFFER_ERR_CONFIG with the
+ * sentence in err, or 0 when name is not one of them.
+ */
+static int config_refused(const char *name, char *err, size_t errlen)
+{
+    if (strcmp(name, "hsm-pin") != 0)
+        return 0;
+    snprintf(err, errlen,
+             "--hsm-pin is refused: a PIN given as a flag or in the config file can be read "
+             "by others (ps, /proc); put it in a file only cofferd can read and pass "
+             "--hsm-pin-file FILE, or set the environment variable COFFER_HSM_PIN");
+    return COFFER_ERR_CONFIG;
+}
+
 /* Set one option by name (without "--"). */
 static int config_set(struct uring_config *cfg, struct config_ctx *ctx, const char *name,
                       const char *v, char *err, size_t errlen)
@@ -625,12 +797,8 @@ static int config_set(struct uring_config *cfg, struct config_ctx *ctx, const ch
     const struct config_opt *o = config_find(name);
     int r;
 
-    if (o == NULL && strncmp(name, "hsm-", 4) == 0) {
-        /* an --hsm-* option uring_hsm.c knows and this table does not (yet) */
-        r = uring_hsm_config_set(&cfg->hsm, name, v, err, errlen);
-        if (r != 1)
-            return r == 0 ? 0 : config_problem(ctx, err, errlen);
-    }
+    if (o == NULL && (r = config_refused(name, err, errlen)) != 0)
+        return config_problem(ctx, err, errlen);
     if (o == NULL) {
         snprintf(err, errlen, "unknown option '%.64s' (see cofferd --help)", name);
         return config_problem(ctx, err, errlen);
@@ -643,9 +811,13 @@ static int config_set(struct uring_config *cfg, struct config_ctx *ctx, const ch
     r = o->set(cfg, o, ctx, v, err, errlen);
     if (r == 0)
         return 0;
-    if (r == -1 || err[0] == '\0')
-        snprintf(err, errlen, "invalid value for --%s: '%.200s' (expected %s; see --help)", name, v,
-                 o->arg != NULL ? o->arg : "on or off");
+    if (r == -1 || err[0] == '\0') {
+        char range[64] = "";
+        if (config_ranged(o))
+            snprintf(range, sizeof(range), " from %ld to %ld", o->min, o->max);
+        snprintf(err, errlen, "invalid value for --%s: '%.200s' (expected %s%s; see --help)", name,
+                 v, o->arg != NULL ? o->arg : "on or off", range);
+    }
     return config_problem(ctx, err, errlen);
 }
 

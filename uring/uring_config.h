@@ -76,9 +76,4 @@ struct uring_config {
 int uring_config_load(struct uring_config *cfg, int argc, char **argv, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* A decimal integer in [min, max] (the whole of v): 0 and *out, else -1 (*out untouched). For
- * option parsers; any thread (pure). */
-int uring_config_int(const char *v, long min, long max, long *out)
-    __attribute__((warn_unused_result));
-
 #endif

@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HSM_TIMEOUT_MAX_MS 600000u
-#define HSM_AGE_MAX_S      (10ull * 365 * 86400)
 
 enum { HSM_OP_PROBE = 1, HSM_OP_BACKUP = 2, HSM_OP_RESTORE = 3 };
 
@@ -95,114 +93,6 @@ void uring_hsm_config_defaults(struct uring_hsm_config *h)
     h->cache_max_entries = HSM_CACHE_DEFAULT_ENTRIES;
 }
 
-/* A label or path of 1..cap-1 bytes without control characters. */
-static int copy_text(char *dst, size_t cap, const char *v)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n >= cap)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-            return -1;
-    memcpy(dst, v, n + 1);
-    return 0;
-}
-
-/* A decimal number in [0, max], with an optional binary K/M/G/T suffix when sized. */
-static int parse_u64(const char *v, uint64_t max, int sized, uint64_t *out)
-{
-    char *end = NULL;
-    unsigned long long n;
-    unsigned shift = 0;
-
-    if (*v < '0' || *v > '9')
-        return -1;
-    errno = 0;
-    n = strtoull(v, &end, 10);
-    if (errno != 0 || end == v)
-        return -1;
-    if (sized && *end != '\0' && end[1] == '\0') {
-        const char *units = "KMGT", *u = strchr(units, *end);
-        if (u == NULL)
-            return -1;
-        shift = 10u * (unsigned)(u - units + 1);
-        end++;
-    }
-    if (*end != '\0' || (shift > 0 && n > (UINT64_MAX >> shift)))
-        return -1;
-    n <<= shift;
-    if (n > max)
-        return -1;
-    *out = n;
-    return 0;
-}
-
-int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const char *v, char *err,
-                         size_t errlen)
-{
-    const char *opt = name + 4;
-    uint64_t n = 0;
-
-    if (strncmp(name, "hsm-", 4) != 0)
-        return 1;
-    if (strcmp(opt, "module") == 0) {
-        if (copy_text(h->module, sizeof(h->module), v) != 0)
-            goto bad;
-    } else if (strcmp(opt, "token") == 0) {
-        if (copy_text(h->token, sizeof(h->token), v) != 0)
-            goto bad;
-    } else if (strcmp(opt, "key") == 0) {
-        if (copy_text(h->key, sizeof(h->key), v) != 0)
-            goto bad;
-    } else if (strcmp(opt, "pin-file") == 0) {
-        if (copy_text(h->pin_file, sizeof(h->pin_file), v) != 0)
-            goto bad;
-    } else if (strcmp(opt, "pin") == 0) {
-        snprintf(err, errlen,
-                 "--hsm-pin is refused: a PIN given as a flag or in the config file can be read "
-                 "by others (ps, /proc); put it in a file only cofferd can read and pass "
-                 "--hsm-pin-file FILE, or set the environment variable COFFER_HSM_PIN");
-        return COFFER_ERR_CONFIG;
-    } else if (strcmp(opt, "fallback") == 0) {
-        if (strcmp(v, "secret") == 0)
-            h->fallback = URING_HSM_FALLBACK_SECRET;
-        else if (strcmp(v, "none") == 0)
-            h->fallback = URING_HSM_FALLBACK_NONE;
-        else
-            goto bad;
-    } else if (strcmp(opt, "timeout") == 0) {
-        if (parse_u64(v, HSM_TIMEOUT_MAX_MS, 0, &n) != 0 || n == 0)
-            goto bad;
-        h->timeout_ms = (unsigned)n;
-    } else if (strcmp(opt, "cache-max-age") == 0) {
-        if (parse_u64(v, HSM_AGE_MAX_S, 0, &h->cache_max_age_s) != 0)
-            goto bad;
-    } else if (strcmp(opt, "cache-max-uses") == 0) {
-        if (parse_u64(v, UINT64_MAX, 0, &h->cache_max_uses) != 0)
-            goto bad;
-    } else if (strcmp(opt, "mechanism") == 0) {
-        int m = hsm_mech_parse_option(v);
-        if (m < 0)
-            goto bad;
-        h->mechanism = m;
-    } else if (strcmp(opt, "max-sessions") == 0) {
-        if (parse_u64(v, HSM_THREADS_MAX * 4, 0, &n) != 0 || n == 0)
-            goto bad;
-        h->max_sessions = (unsigned)n;
-    } else if (strcmp(opt, "cache-max-bytes") == 0) {
-        if (parse_u64(v, UINT64_MAX, 1, &h->cache_max_bytes) != 0)
-            goto bad;
-    } else if (strcmp(opt, "cache-max-entries") == 0) {
-        if (parse_u64(v, HSM_CACHE_MAX_ENTRIES, 0, &h->cache_max_entries) != 0)
-            goto bad;
-    } else {
-        return 1;
-    }
-    return 0;
-bad:
-    snprintf(err, errlen, "invalid value for --%s: '%.200s' (see --help)", name, v);
-    return COFFER_ERR_CONFIG;
-}
 
 int uring_hsm_config_check(const struct uring_hsm_config *h, char *err, size_t errlen)
 {

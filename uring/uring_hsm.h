@@ -18,6 +18,10 @@
 #define URING_HSM_META_MAX 4096 /* bytes of a new HSM backup's status metadata */
 #define URING_HSM_SWEEP_S  5    /* seconds between cache sweeps of an idle daemon */
 
+/* Upper bounds of --hsm-timeout (ms) and --hsm-cache-max-age (ten years, in seconds). */
+#define URING_HSM_TIMEOUT_MAX_MS 600000L
+#define URING_HSM_AGE_MAX_S      (10L * 365 * 86400)
+
 enum uring_hsm_fallback {
     URING_HSM_FALLBACK_SECRET = 0, /* new backups the HSM cannot serve use the Secret */
     URING_HSM_FALLBACK_NONE = 1,   /* they fail with the HSM's error */
@@ -42,13 +46,9 @@ struct uring_hsm_config {
     unsigned max_sessions; /* --hsm-max-sessions: 0 = as the token allows */
 };
 
+/* Fill h with the defaults (main thread, before parsing). The values are parsed by the option
+ * table of uring_config.c, which writes these fields. */
 void uring_hsm_config_defaults(struct uring_hsm_config *h);
-/*
- * Set option `name` (without "--") when it is one of the --hsm-* options. Returns 1 when name is
- * not an HSM option, 0 when set, or COFFER_ERR_CONFIG with one sentence in err.
- */
-int uring_hsm_config_set(struct uring_hsm_config *h, const char *name, const char *value, char *err,
-                         size_t errlen) __attribute__((warn_unused_result));
 /* Cross-option checks after everything is parsed: 0 or COFFER_ERR_CONFIG with a sentence. */
 int uring_hsm_config_check(const struct uring_hsm_config *h, char *err, size_t errlen)
     __attribute__((warn_unused_result));

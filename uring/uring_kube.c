@@ -4,13 +4,10 @@
 
 #include "coffer_error.h"
 #include "engine_secret.h"
-#include "uring_config.h"
 #include "uring_log.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define CLEARED_ALLOW_NS 4 /* bit of uring_config.c's cleared mask: 1, 2 allow-uid/gid; 8 recovery */
 
 void uring_kube_config_defaults(struct uring_kube_config *k)
 {
@@ -21,65 +18,6 @@ void uring_kube_config_defaults(struct uring_kube_config *k)
     k->timeout_ms = KUBE_TIMEOUT_MS_DEFAULT;
     k->connect_timeout_ms = KUBE_CONNECT_TIMEOUT_MS_DEFAULT;
 }
-
-int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared, const char *name,
-                          const char *value, char *err, size_t errlen)
-{
-    long n = 0;
-    size_t vl = strlen(value);
-
-    if (strcmp(name, "secret-source") == 0) {
-        if (strcmp(value, "dir") == 0)
-            k->source = URING_SECRET_DIR;
-        else if (strcmp(value, "kubernetes") == 0)
-            k->source = URING_SECRET_KUBERNETES;
-        else
-            goto bad;
-    } else if (strcmp(name, "kubeconfig") == 0) {
-        if (vl == 0 || vl >= sizeof(k->kubeconfig))
-            goto bad;
-        memcpy(k->kubeconfig, value, vl + 1);
-    } else if (strcmp(name, "kube-serviceaccount-dir") == 0) {
-        if (vl == 0 || vl >= sizeof(k->sa_dir))
-            goto bad;
-        memcpy(k->sa_dir, value, vl + 1);
-    } else if (strcmp(name, "secret-cache-ttl") == 0) {
-        if (uring_config_int(value, 0, 86400, &n) != 0)
-            goto bad;
-        k->cache_ttl = (int)n;
-    } else if (strcmp(name, "kube-timeout") == 0) {
-        if (uring_config_int(value, 100, 600000, &n) != 0)
-            goto bad;
-        k->timeout_ms = n;
-    } else if (strcmp(name, "kube-connect-timeout") == 0) {
-        if (uring_config_int(value, 100, 600000, &n) != 0)
-            goto bad;
-        k->connect_timeout_ms = n;
-    } else if (strcmp(name, "allow-secret-namespace") == 0) {
-        if (engine_secret_name_check(value, "x") != 0) {
-            snprintf(err, errlen,
-                     "--allow-secret-namespace '%.100s' is not a Kubernetes namespace name", value);
-            return COFFER_ERR_CONFIG;
-        }
-        if (cmdline && !(*cleared & CLEARED_ALLOW_NS)) {
-            *cleared |= CLEARED_ALLOW_NS;
-            k->n_allow_ns = 0;
-        }
-        if (k->n_allow_ns >= URING_KUBE_MAX_NS) {
-            snprintf(err, errlen, "too many --allow-secret-namespace entries (at most %d)",
-                     URING_KUBE_MAX_NS);
-            return COFFER_ERR_CONFIG;
-        }
-        memcpy(k->allow_ns[k->n_allow_ns++], value, vl + 1);
-    } else {
-        return 1;
-    }
-    return 0;
-bad:
-    snprintf(err, errlen, "invalid value for --%s: '%.200s' (see --help)", name, value);
-    return COFFER_ERR_CONFIG;
-}
-
 
 int uring_kube_config_check(const struct uring_kube_config *k, char *err, size_t errlen)
 {

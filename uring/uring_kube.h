@@ -23,16 +23,9 @@ struct uring_kube_config {
     int n_allow_ns; /* 0 after parsing means: the daemon's --namespace only */
 };
 
-/* Fill k with the defaults (main thread, before parsing). */
+/* Fill k with the defaults (main thread, before parsing). The values are parsed by the option
+ * table of uring_config.c, which writes these fields. */
 void uring_kube_config_defaults(struct uring_kube_config *k);
-/*
- * Set option `name` (without "--") when it is one of ours. cmdline is 1 for the command line (a
- * repeatable option given there replaces the file's list; *cleared remembers it, bit 4).
- * Returns 1 when name is not ours, 0 when set, or COFFER_ERR_CONFIG with one sentence in err.
- */
-int uring_kube_config_set(struct uring_kube_config *k, int cmdline, int *cleared, const char *name,
-                          const char *value, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
 /* Cross-option checks after parsing: 0, or COFFER_ERR_CONFIG with one sentence in err. */
 int uring_kube_config_check(const struct uring_kube_config *k, char *err, size_t errlen)
     __attribute__((warn_unused_result));
