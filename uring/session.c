@@ -150,7 +150,7 @@ static void session_close(struct session *s, const char *why)
     session_log(s, SESSION_LOG_DEBUG, "conn_closing", "conn=%llu why=%s",
                 (unsigned long long)s->id, why);
     s->ops->shutdown(s); /* completes our recv/send in flight */
-    session_fd_cancel(s);
+    session_fd_cancel(s, 1);
 }
 
 size_t session_out_room(const struct session *s)
@@ -192,7 +192,7 @@ void session_fail(struct session *s, int err, const char *detail)
             snprintf(s->fail_detail, sizeof(s->fail_detail), "%s", detail != NULL ? detail : "");
         }
         s->state = SESSION_FLUSH;
-        session_fd_cancel(s);
+        session_fd_cancel(s, 0); /* the writes out finish: the output stays a prefix */
         return;
     }
     s->fail_err = 0;
@@ -214,7 +214,7 @@ void session_fail(struct session *s, int err, const char *detail)
     p = out_reserve(s, COFFER_FRAME_HEADER + 6 + COFFER_MAX_MESSAGE);
     if (p != NULL && proto_error_write(p, session_out_room(s), err, msg, &n) == 0)
         session_out_commit(s, n);
-    session_fd_cancel(s);
+    session_fd_cancel(s, 0); /* the writes out finish: the output stays a prefix */
 }
 
 /* ---- actions: receive and send ---- */
@@ -967,9 +967,17 @@ void session_tick_io(struct session *s, double now)
     struct session_job *j = s->job;
     struct session_config cfg;
 
-    if (s->state == SESSION_CLOSED || s->state == SESSION_FLUSH || work_busy(s))
+    if (s->state == SESSION_CLOSED || work_busy(s))
         return;
     s->ops->config(&cfg);
+    if (s->state == SESSION_FLUSH) {
+        /* a failed job's writes, left to finish, made no progress: now they are cancelled */
+        if (j != NULL && j->writes_inflight > 0 && now - s->last_progress > cfg.io_timeout) {
+            session_fd_cancel(s, 1);
+            s->last_progress = now;
+        }
+        return;
+    }
     if (s->partial_since > 0 && s->recv_inflight && now - s->partial_since > cfg.frame_timeout) {
         s->ops->count(SESSION_COUNT_TIMEOUT, 0, NULL);
         session_log(s, SESSION_LOG_WARN, "frame_timeout",
@@ -995,6 +1003,7 @@ void session_tick_io(struct session *s, double now)
                                      : "writing the output descriptor",
                  cfg.io_timeout);
         session_fail(s, COFFER_ERR_IO, detail);
+        session_fd_cancel(s, 1); /* the stalled write too */
         s->last_progress = now;
         session_pump(s);
     }

@@ -53,10 +53,15 @@ int session_fd_busy(const struct session *s)
     return j != NULL && (j->read_inflight || j->writes_inflight || j->fsync_inflight);
 }
 
-void session_fd_cancel(struct session *s)
+void session_fd_cancel(struct session *s, int writes)
 {
-    if (session_fd_busy(s))
-        s->ops->fd_cancel(s);
+    const struct session_job *j = s->job;
+    if (j == NULL)
+        return;
+    if (j->out_pos == (uint64_t)-1)
+        writes = 1; /* one write at a time (a pipe, a socket): cancelling it leaves no hole */
+    if (j->read_inflight || j->fsync_inflight || (writes && j->writes_inflight))
+        s->ops->fd_cancel(s, writes);
 }
 
 /* Input buffers read and not yet consumed (the one being read does not count). */

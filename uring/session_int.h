@@ -146,6 +146,7 @@ int session_fd_pump(struct session *s);
 void session_fd_complete(struct session *s, int op, int res);
 void session_fd_work_applied(struct session *s);
 int session_fd_busy(const struct session *s);
-void session_fd_cancel(struct session *s);
+/* The env's fd_cancel if anything is out; the writes to a regular file only if `writes`. */
+void session_fd_cancel(struct session *s, int writes);
 
 #endif
