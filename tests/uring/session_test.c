@@ -631,6 +631,19 @@ static void test_error_waits_for_fd_io(void **state)
     t_end(s);
 }
 
+/* HELLO, then a descriptor JOB whose files are regular, both at offset 0 (writes at offsets). */
+static void fd_job_regular(struct session *s, uint8_t op, int fds[2])
+{
+    struct frames f = {.len = 0}, g = {.len = 0};
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, op, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
+    session_probed(s, 0, 0, 1);
+}
+
 /*
  * A tampered coffer-v1 restore by descriptors into a regular file: the batches before the
  * tampered chunk are written at their offsets, all at once, and the kernel may finish them in
@@ -644,7 +657,6 @@ static void test_failed_fd_job_output_is_prefix(void **state)
     size_t len = 2 * 1024 * 1024, ctlen = 0, n = 0, t = 0, fed = 0, filelen = 0;
     size_t hdr, at;
     uint8_t *plain = malloc(len), *ct = malloc(len + 65536), *file = calloc(1, len);
-    struct frames f = {.len = 0}, g = {.len = 0};
     struct engine_stream_params p;
     engine_stream *es = NULL;
     int fds[2], writes_seen = 0;
@@ -666,14 +678,7 @@ static void test_failed_fd_job_output_is_prefix(void **state)
     hdr = 12 + ((size_t)ct[8] << 24 | (size_t)ct[9] << 16 | (size_t)ct[10] << 8 | ct[11]) + 56;
     at = hdr + 70 * (16384 + 16) + 999;
     ct[at] ^= 0x04;
-
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    devnull_pair(fds);
-    put_job(&g, PROTO_OP_DECRYPT, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
-    session_probed(s, 0, 0, 1); /* both regular files at offset 0: writes go at offsets */
+    fd_job_regular(s, PROTO_OP_DECRYPT, fds);
     /* feed the input as it is asked for, answer the key; leave every write out */
     while (session_state(s) != SESSION_FLUSH) {
         if (T.keyreqs > 0 && session_state(s) == SESSION_KEYWAIT) {
@@ -727,19 +732,12 @@ static void test_failed_fd_job_output_is_prefix(void **state)
 /* A failed job's writes that make no progress for --io-timeout are cancelled after all. */
 static void test_failed_fd_job_stalled_write(void **state)
 {
-    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
     uint8_t junk[4096];
     struct session *s = t_new();
     (void)state;
     memset(junk, 0x5a, sizeof(junk)); /* an encrypt job's input: its first output goes out */
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    devnull_pair(fds);
-    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
-    session_probed(s, 0, 0, 1);
+    fd_job_regular(s, PROTO_OP_ENCRYPT, fds);
     assert_true(T.read_out);
     memcpy(T.read_buf, junk, sizeof(junk));
     T.read_out = 0;
