@@ -29,7 +29,8 @@ static int session_fd_pump(struct session *s);
 static void session_fd_complete(struct session *s, int op, int res);
 static void session_fd_work_applied(struct session *s);
 static int session_fd_busy(const struct session *s);
-static void session_fd_cancel(struct session *s);
+/* The env's fd_cancel if anything is out; the writes to a regular file only if `writes`. */
+static void session_fd_cancel(struct session *s, int writes);
 
 #define DETAIL_MAX SESSION_DETAIL_MAX
 
@@ -164,7 +165,7 @@ static void session_close(struct session *s, const char *why)
     session_log(s, SESSION_LOG_DEBUG, "conn_closing", "conn=%llu why=%s", (unsigned long long)s->id,
                 why);
     s->ops->shutdown(s); /* completes our recv/send in flight */
-    session_fd_cancel(s);
+    session_fd_cancel(s, 1);
 }
 
 static size_t session_out_room(const struct session *s)
@@ -206,7 +207,7 @@ static void session_fail(struct session *s, int err, const char *detail)
             snprintf(s->fail_detail, sizeof(s->fail_detail), "%s", detail != NULL ? detail : "");
         }
         s->state = SESSION_FLUSH;
-        session_fd_cancel(s);
+        session_fd_cancel(s, 0); /* the writes out finish: the output stays a prefix */
         return;
     }
     s->fail_err = 0;
@@ -228,7 +229,7 @@ static void session_fail(struct session *s, int err, const char *detail)
     p = out_reserve(s, COFFER_FRAME_HEADER + 6 + COFFER_MAX_MESSAGE);
     if (p != NULL && proto_error_write(p, session_out_room(s), err, msg, &n) == 0)
         session_out_commit(s, n);
-    session_fd_cancel(s);
+    session_fd_cancel(s, 0); /* the writes out finish: the output stays a prefix */
 }
 
 /* ---- actions: receive and send ---- */
@@ -982,9 +983,17 @@ void session_tick_io(struct session *s, double now)
     struct session_job *j = s->job;
     struct session_config cfg;
 
-    if (s->state == SESSION_CLOSED || s->state == SESSION_FLUSH || work_busy(s))
+    if (s->state == SESSION_CLOSED || work_busy(s))
         return;
     s->ops->config(&cfg);
+    if (s->state == SESSION_FLUSH) {
+        /* a failed job's writes, left to finish, made no progress: now they are cancelled */
+        if (j != NULL && j->writes_inflight > 0 && now - s->last_progress > cfg.io_timeout) {
+            session_fd_cancel(s, 1);
+            s->last_progress = now;
+        }
+        return;
+    }
     if (s->partial_since > 0 && s->recv_inflight && now - s->partial_since > cfg.frame_timeout) {
         s->ops->count(SESSION_COUNT_TIMEOUT, 0, NULL);
         session_log(s, SESSION_LOG_WARN, "frame_timeout",
@@ -1010,6 +1019,7 @@ void session_tick_io(struct session *s, double now)
                                      : "writing the output descriptor",
                  cfg.io_timeout);
         session_fail(s, COFFER_ERR_IO, detail);
+        session_fd_cancel(s, 1); /* the stalled write too */
         s->last_progress = now;
         session_pump(s);
     }
@@ -1062,10 +1072,15 @@ static int session_fd_busy(const struct session *s)
     return j != NULL && (j->read_inflight || j->writes_inflight || j->fsync_inflight);
 }
 
-static void session_fd_cancel(struct session *s)
+static void session_fd_cancel(struct session *s, int writes)
 {
-    if (session_fd_busy(s))
-        s->ops->fd_cancel(s);
+    const struct session_job *j = s->job;
+    if (j == NULL)
+        return;
+    if (j->out_pos == (uint64_t)-1)
+        writes = 1; /* one write at a time (a pipe, a socket): cancelling it leaves no hole */
+    if (j->read_inflight || j->fsync_inflight || (writes && j->writes_inflight))
+        s->ops->fd_cancel(s, writes);
 }
 
 /* Input buffers read and not yet consumed (the one being read does not count). */

@@ -160,8 +160,14 @@ struct session_ops {
     void (*fd_write)(struct session *s, unsigned k, int fd, const uint8_t *buf, size_t len,
                      uint64_t pos);
     void (*fd_sync)(struct session *s, int fd); /* -> session_fd_done(SESSION_FD_SYNC) */
-    /* cancel the descriptor reads, writes and fsync out; each still answers (e.g. -ECANCELED) */
-    void (*fd_cancel)(struct session *s);
+    /*
+     * cancel the descriptor read and fsync out, and the writes too when `writes`; each still
+     * answers (e.g. -ECANCELED). A failed job's writes to a regular file are not cancelled
+     * (writes = 0): they hold authenticated output and may land in any order, so cancelling an
+     * earlier one while a later one lands would leave a hole of zeros inside the released
+     * output; only a stall (--io-timeout) or a closing connection cancels them (writes = 1).
+     */
+    void (*fd_cancel)(struct session *s, int writes);
     /* close a descriptor the client passed (without blocking: close may flush a FUSE file) */
     void (*fd_close)(struct session *s, int fd);
     /* learn where in, out stand (off the owner thread: lseek may wait) -> session_probed */

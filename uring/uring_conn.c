@@ -97,13 +97,13 @@ static void conn_fd_sync(struct session *s, int fd)
     conn_submit(c, sqe, URING_OP_FSYNC);
 }
 
-static void conn_fd_cancel(struct session *s)
+static void conn_fd_cancel(struct session *s, int writes)
 {
     struct uring_conn *c = session_owner(s);
     enum uring_op ops[2 + SESSION_FILE_BUFS] = {URING_OP_FREAD, URING_OP_FSYNC};
     for (unsigned k = 0; k < SESSION_FILE_BUFS; k++)
         ops[2 + k] = (enum uring_op)(URING_OP_FWRITE + k);
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+    for (size_t i = 0; i < (writes ? sizeof(ops) / sizeof(ops[0]) : 2); i++) {
         struct io_uring_sqe *sqe = uring_worker_sqe(c->w);
         io_uring_prep_cancel64(sqe, uring_udata_pack(ops[i], c->slot, c->gen),
                                IORING_ASYNC_CANCEL_ALL);

@@ -179,9 +179,9 @@ static void e_fd_sync(struct session *s, int fd)
     T.sync_out = 1;
 }
 
-static void e_fd_cancel(struct session *s)
+static void e_fd_cancel(struct session *s, int writes)
 {
-    (void)s;
+    (void)s, (void)writes;
 }
 
 static void e_fd_close(struct session *s, int fd)

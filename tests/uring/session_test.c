@@ -31,6 +31,15 @@ static struct {
     uint8_t sent[1 << 20]; /* every byte the session sent, in order */
     size_t sent_len;
     int reads, writes, syncs, cancels, shut;
+    /* the last read asked for, the writes out by output buffer, writes cancelled */
+    uint8_t *read_buf;
+    size_t read_len;
+    int read_out;
+    const uint8_t *write_buf[SESSION_FILE_BUFS];
+    size_t write_len[SESSION_FILE_BUFS];
+    uint64_t write_pos[SESSION_FILE_BUFS];
+    int write_out[SESSION_FILE_BUFS];
+    int cancelled_writes;
     int probes, probe_in, probe_out;
     int closed[16], nclosed;
     struct session_work *work;
@@ -64,14 +73,24 @@ static void t_send(struct session *s, const uint8_t *buf, size_t len)
 
 static void t_fd_read(struct session *s, int fd, uint8_t *buf, size_t len, uint64_t pos)
 {
-    (void)s, (void)fd, (void)buf, (void)len, (void)pos;
+    (void)s, (void)fd, (void)pos;
+    assert_false(T.read_out);
+    T.read_buf = buf;
+    T.read_len = len;
+    T.read_out = 1;
     T.reads++;
 }
 
 static void t_fd_write(struct session *s, unsigned k, int fd, const uint8_t *buf, size_t len,
                        uint64_t pos)
 {
-    (void)s, (void)k, (void)fd, (void)buf, (void)len, (void)pos;
+    (void)s, (void)fd;
+    assert_true(k < SESSION_FILE_BUFS);
+    assert_false(T.write_out[k]);
+    T.write_buf[k] = buf;
+    T.write_len[k] = len;
+    T.write_pos[k] = pos;
+    T.write_out[k] = 1;
     T.writes++;
 }
 
@@ -81,10 +100,11 @@ static void t_fd_sync(struct session *s, int fd)
     T.syncs++;
 }
 
-static void t_fd_cancel(struct session *s)
+static void t_fd_cancel(struct session *s, int writes)
 {
     (void)s;
     T.cancels++;
+    T.cancelled_writes |= writes;
 }
 
 static void t_fd_close(struct session *s, int fd)
@@ -424,28 +444,6 @@ static int was_closed(int fd)
     return 0;
 }
 
-/* A new session past HELLO. */
-static struct session *t_ready(void)
-{
-    struct frames f = {.len = 0};
-    struct session *s = t_new();
-    put_hello(&f);
-    deliver(s, f.b, f.len, NULL, 0);
-    drain_sends(s);
-    assert_int_equal(session_state(s), SESSION_IDLE);
-    return s;
-}
-
-/* A descriptor JOB frame (op) delivered with two fresh descriptors: the session probes. */
-static void t_fd_job(struct session *s, uint8_t op, int fds[2])
-{
-    struct frames g = {.len = 0};
-    devnull_pair(fds);
-    put_job(&g, op, PROTO_INPUT_FDS);
-    deliver(s, g.b, g.len, fds, 2);
-    assert_int_equal(session_state(s), SESSION_PROBE);
-}
-
 /* ---- tests ---- */
 
 static void test_hello(void **state)
@@ -511,10 +509,13 @@ static void test_pipelined_after_end(void **state)
 /* Descriptors that come with a HEALTH frame are closed at once and fail the connection. */
 static void test_fds_with_non_job_frame(void **state)
 {
-    struct frames g = {.len = 0};
+    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_ready();
+    struct session *s = t_new();
     (void)state;
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
     devnull_pair(fds);
     put_frame(&g, PROTO_HEALTH, NULL, 0);
     deliver(s, g.b, g.len, fds, 2);
@@ -533,10 +534,16 @@ static void test_fds_with_non_job_frame(void **state)
  */
 static void test_fd_job_probe_async(void **state)
 {
+    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_ready();
+    struct session *s = t_new();
     (void)state;
-    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
     assert_int_equal(session_state(s), SESSION_PROBE);
     assert_int_equal(T.probes, 1);
     assert_int_equal(T.probe_in, fds[0]);
@@ -561,10 +568,16 @@ static void test_fd_job_probe_async(void **state)
  */
 static void test_job_nomem(void **state)
 {
+    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_ready();
+    struct session *s = t_new();
     (void)state;
-    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
     assert_int_equal(session_state(s), SESSION_PROBE);
     T.fail_alloc_at = T.allocs + 1; /* the next allocation: the job */
     session_probed(s, (uint64_t)-1, (uint64_t)-1, 0);
@@ -595,10 +608,16 @@ static void test_stream_job_nomem(void **state)
 /* The ERROR of a failed descriptor job waits until its reads and writes have come back. */
 static void test_error_waits_for_fd_io(void **state)
 {
+    struct frames f = {.len = 0}, g = {.len = 0};
     int fds[2];
-    struct session *s = t_ready();
+    struct session *s = t_new();
     (void)state;
-    t_fd_job(s, PROTO_OP_ENCRYPT, fds);
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, PROTO_OP_ENCRYPT, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
     session_probed(s, (uint64_t)-1, (uint64_t)-1, 0);
     assert_int_equal(T.reads, 1);
     session_abort(s, 0); /* the shutdown grace expired */
@@ -608,6 +627,138 @@ static void test_error_waits_for_fd_io(void **state)
     session_fd_done(s, SESSION_FD_READ, -125 /* ECANCELED */);
     drain_sends(s);
     assert_int_equal(sent_error(), COFFER_ERR_SHUTDOWN);
+    assert_int_equal(session_state(s), SESSION_CLOSED);
+    t_end(s);
+}
+
+/* HELLO, then a descriptor JOB whose files are regular, both at offset 0 (writes at offsets). */
+static void fd_job_regular(struct session *s, uint8_t op, int fds[2])
+{
+    struct frames f = {.len = 0}, g = {.len = 0};
+    put_hello(&f);
+    deliver(s, f.b, f.len, NULL, 0);
+    drain_sends(s);
+    devnull_pair(fds);
+    put_job(&g, op, PROTO_INPUT_FDS);
+    deliver(s, g.b, g.len, fds, 2);
+    session_probed(s, 0, 0, 1);
+}
+
+/*
+ * A tampered coffer-v1 restore by descriptors into a regular file: the batches before the
+ * tampered chunk are written at their offsets, all at once, and the kernel may finish them in
+ * any order. The failure must not cancel those writes: a cancelled earlier piece beside a later
+ * one that landed left a hole of zeros inside the released output (test_fd_split_tampered, about
+ * one run in ten under load). Here the later write lands first, and the file must still be a
+ * prefix of the plaintext when the ERROR comes. Only a stall cancels the writes (--io-timeout).
+ */
+static void test_failed_fd_job_output_is_prefix(void **state)
+{
+    size_t len = 2 * 1024 * 1024, ctlen = 0, n = 0, t = 0, fed = 0, filelen = 0;
+    size_t hdr, at;
+    uint8_t *plain = malloc(len), *ct = malloc(len + 65536), *file = calloc(1, len);
+    struct engine_stream_params p;
+    engine_stream *es = NULL;
+    int fds[2], writes_seen = 0;
+    struct session *s = t_new();
+    (void)state;
+    for (size_t i = 0; i < len; i++)
+        plain[i] = (uint8_t)(i * 131 + (i >> 9));
+    memset(&p, 0, sizeof(p));
+    p.format = COFFER_FORMAT_COFFER_V1;
+    p.key = T.key;
+    p.metadata = T.metadata;
+    p.metadata_len = strlen(T.metadata);
+    assert_int_equal(engine_stream_seal_new(&es, &p), 0);
+    assert_int_equal(engine_stream_update(es, plain, len, ct, len + 65536, &n), 0);
+    assert_int_equal(engine_stream_finish(es, ct + n, len + 65536 - n, &t), 0);
+    engine_stream_free(es);
+    ctlen = n + t;
+    /* chunk 70: in the third 512 KiB piece of input (the first two are whole batches before) */
+    hdr = 12 + ((size_t)ct[8] << 24 | (size_t)ct[9] << 16 | (size_t)ct[10] << 8 | ct[11]) + 56;
+    at = hdr + 70 * (16384 + 16) + 999;
+    ct[at] ^= 0x04;
+    fd_job_regular(s, PROTO_OP_DECRYPT, fds);
+    /* feed the input as it is asked for, answer the key; leave every write out */
+    while (session_state(s) != SESSION_FLUSH) {
+        if (T.keyreqs > 0 && session_state(s) == SESSION_KEYWAIT) {
+            session_key_done(s, T.key);
+            continue;
+        }
+        assert_true(T.read_out);
+        n = ctlen - fed < T.read_len ? ctlen - fed : T.read_len;
+        memcpy(T.read_buf, ct + fed, n);
+        fed += n;
+        T.read_out = 0;
+        session_fd_done(s, SESSION_FD_READ, (int)n);
+    }
+    assert_int_equal(sent_error(), 0);
+    for (unsigned k = 0; k < SESSION_FILE_BUFS; k++)
+        writes_seen += T.write_out[k];
+    assert_true(writes_seen >= 2); /* two batches' output out at once */
+    if (T.read_out) {              /* the read out was cancelled */
+        T.read_out = 0;
+        session_fd_done(s, SESSION_FD_READ, -125 /* ECANCELED */);
+    }
+    assert_false(T.send_out); /* the writes are still out: no ERROR yet */
+    /*
+     * The writes come back latest first, as the kernel may finish them; had they been cancelled,
+     * the first, still queued behind, would be the one the cancel caught (ECANCELED).
+     */
+    for (unsigned k = SESSION_FILE_BUFS; k-- > 0;) {
+        int res = (int)T.write_len[k];
+        if (!T.write_out[k])
+            continue;
+        if (T.cancelled_writes && T.write_pos[k] == 0) {
+            res = -125; /* ECANCELED */
+        } else {
+            memcpy(file + T.write_pos[k], T.write_buf[k], T.write_len[k]);
+            if (T.write_pos[k] + T.write_len[k] > filelen)
+                filelen = T.write_pos[k] + T.write_len[k];
+        }
+        T.write_out[k] = 0;
+        session_fd_done(s, SESSION_FD_WRITE + (int)k, res);
+    }
+    drain_sends(s);
+    assert_int_equal(sent_error(), COFFER_ERR_TAMPERED);
+    assert_int_equal(session_state(s), SESSION_CLOSED);
+    /* the file is a prefix of the plaintext, before the tampered chunk, without a hole */
+    assert_true(filelen > 0 && filelen <= 70 * 16384);
+    assert_memory_equal(file, plain, filelen);
+    free(plain), free(ct), free(file);
+    t_end(s);
+}
+
+/* A failed job's writes that make no progress for --io-timeout are cancelled after all. */
+static void test_failed_fd_job_stalled_write(void **state)
+{
+    int fds[2];
+    uint8_t junk[4096];
+    struct session *s = t_new();
+    (void)state;
+    memset(junk, 0x5a, sizeof(junk)); /* an encrypt job's input: its first output goes out */
+    fd_job_regular(s, PROTO_OP_ENCRYPT, fds);
+    assert_true(T.read_out);
+    memcpy(T.read_buf, junk, sizeof(junk));
+    T.read_out = 0;
+    session_fd_done(s, SESSION_FD_READ, (int)sizeof(junk)); /* the header's write goes out */
+    assert_true(T.write_out[0]);
+    session_abort(s, 0); /* the job fails (SHUTDOWN) with its write out */
+    assert_int_equal(session_state(s), SESSION_FLUSH);
+    assert_false(T.cancelled_writes);
+    if (T.read_out) {
+        T.read_out = 0;
+        session_fd_done(s, SESSION_FD_READ, -125);
+    }
+    assert_false(T.send_out);
+    T.now += 31; /* the write stalls past --io-timeout */
+    session_tick_io(s, T.now);
+    session_tick(s, T.now, 30);
+    assert_true(T.cancelled_writes);
+    T.write_out[0] = 0;
+    session_fd_done(s, SESSION_FD_WRITE, -125);
+    drain_sends(s);
+    assert_int_equal(sent_error(), COFFER_ERR_SHUTDOWN); /* the ERROR still goes out */
     assert_int_equal(session_state(s), SESSION_CLOSED);
     t_end(s);
 }
@@ -721,6 +872,8 @@ int main(void)
         cmocka_unit_test(test_job_nomem),
         cmocka_unit_test(test_stream_job_nomem),
         cmocka_unit_test(test_error_waits_for_fd_io),
+        cmocka_unit_test(test_failed_fd_job_output_is_prefix),
+        cmocka_unit_test(test_failed_fd_job_stalled_write),
         cmocka_unit_test(test_key_wait_timeout),
         cmocka_unit_test(test_stop_during_probe),
         cmocka_unit_test(test_error_after_pipelined_result),
