@@ -76,9 +76,9 @@ struct session *session_new(const struct session_ops *ops, void *owner, uint64_t
     s->out[0] = ops->alloc(4096, SESSION_OUT_HALF);
     s->out[1] = ops->alloc(4096, SESSION_OUT_HALF);
     if (s->in == NULL || s->out[0] == NULL || s->out[1] == NULL) {
-        session_buf_free(s, s->in_mem);
-        session_buf_free(s, s->out[0]);
-        session_buf_free(s, s->out[1]);
+        free(s->in_mem);
+        free(s->out[0]);
+        free(s->out[1]);
         free(s);
         return NULL;
     }
@@ -151,9 +151,9 @@ void session_free(struct session *s)
         job_count_failed(s, s->job); /* a job the client left without an ERROR */
         job_free(s);
     }
-    session_buf_free(s, s->in_mem);
-    session_buf_free(s, s->out[0]);
-    session_buf_free(s, s->out[1]);
+    free(s->in_mem);
+    free(s->out[0]);
+    free(s->out[1]);
     free(s);
 }
 
@@ -1059,8 +1059,8 @@ static int session_fd_begin(struct session *s)
     }
     j->wcap = j->piece + SESSION_FILE_WEXTRA;
     for (unsigned i = 0; i < j->nbufs; i++) {
-        if ((j->fin[i].p = s->ops->alloc(4096, j->piece)) == NULL ||
-            (j->fout[i].p = s->ops->alloc(4096, j->wcap)) == NULL)
+        if ((j->fin[i].p = session_buf_alloc(s, j->piece)) == NULL ||
+            (j->fout[i].p = session_buf_alloc(s, j->wcap)) == NULL)
             return COFFER_ERR_NOMEM;
     }
     return 0;

@@ -35,10 +35,10 @@
  * the budget spent gets two SESSION_FILE_SMALL pieces instead, so memory stays bounded by the
  * connections whatever the job sizes.
  */
-#define SESSION_IN_CAP   (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))        /* frames in */
-#define SESSION_OUT_HALF (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buf */
-#define SESSION_DATA_OUT COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
-#define SESSION_OUT_MIN  4096u            /* smallest output room worth running the cipher for */
+#define SESSION_IN_CAP       (4 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME))        /* frames in */
+#define SESSION_OUT_HALF     (2 * (COFFER_FRAME_HEADER + COFFER_MAX_FRAME) + 2048) /* one send buf */
+#define SESSION_DATA_OUT     COFFER_MAX_FRAME /* most output bytes per outgoing DATA frame */
+#define SESSION_OUT_MIN      4096u /* smallest output room worth running the cipher for */
 #define SESSION_FILE_SMALL   (64u * 1024u)
 #define SESSION_FILE_BUFS    4u            /* at most; <= 16 (the ring's write op codes) */
 #define SESSION_FILE_WEXTRA  (64u * 1024u) /* output room beyond the input: header and tags */
@@ -99,38 +99,38 @@ struct session_rt {
     int encryption, echo, allow_plaintext_restore;
     coffer_format format;
     const char *ns, *secret, *spool_dir;
-    const engine_key *key;  /* the key of new backups, or NULL */
-    const char *metadata;   /* the status metadata of a new backup in `format` */
+    const engine_key *key; /* the key of new backups, or NULL */
+    const char *metadata;  /* the status metadata of a new backup in `format` */
     size_t metadata_len;
-    int api_source;         /* --secret-source kubernetes: every backup asks for its key */
-    int hsm_backups;        /* new coffer-v1 backups take their data key from the HSM */
+    int api_source;  /* --secret-source kubernetes: every backup asks for its key */
+    int hsm_backups; /* new coffer-v1 backups take their data key from the HSM */
 };
 
 /* A key the job needs: the ring layer loads it off the ring and answers session_key_done. */
 struct session_keyask {
     const char *ns, *name, *key_id; /* key_id: what the backup names, or "" */
     engine_key_rule rule;
-    void *hsm;                      /* the job's HSM state (hsm_* hooks), NULL for a Secret */
-    void *rt;                       /* the job's runtime reference (rt_get) */
+    void *hsm; /* the job's HSM state (hsm_* hooks), NULL for a Secret */
+    void *rt;  /* the job's runtime reference (rt_get) */
 };
 
 /* The answer to a key request, as the env's key_answer reads it. */
 struct session_key {
-    int err;                 /* 0, or the coffer code; detail says more */
-    const engine_key *key;   /* borrowed until session_key_done returns */
-    char *meta;              /* HSM backups: status metadata to store (malloc), else NULL */
+    int err;               /* 0, or the coffer code; detail says more */
+    const engine_key *key; /* borrowed until session_key_done returns */
+    char *meta;            /* HSM backups: status metadata to store (malloc), else NULL */
     char detail[SESSION_DETAIL_MAX];
 };
 
 /* What the stats and metrics count (the env's count hook). */
 enum session_count {
-    SESSION_COUNT_JOB_OK,      /* a RESULT was queued (info: the job) */
-    SESSION_COUNT_JOB_FAILED,  /* once per failed job, at its ERROR or at close */
-    SESSION_COUNT_ERROR,       /* an ERROR frame with code `err` */
-    SESSION_COUNT_TIMEOUT,     /* a connection timed out (idle, frame, I/O, key wait) */
-    SESSION_COUNT_HELPER,      /* a cipher batch went to a helper thread */
-    SESSION_COUNT_SPLIT,       /* of them, one half of a split batch */
-    SESSION_COUNT_FD_SMALL,    /* a descriptor job got small buffers: the budget was spent */
+    SESSION_COUNT_JOB_OK,     /* a RESULT was queued (info: the job) */
+    SESSION_COUNT_JOB_FAILED, /* once per failed job, at its ERROR or at close */
+    SESSION_COUNT_ERROR,      /* an ERROR frame with code `err` */
+    SESSION_COUNT_TIMEOUT,    /* a connection timed out (idle, frame, I/O, key wait) */
+    SESSION_COUNT_HELPER,     /* a cipher batch went to a helper thread */
+    SESSION_COUNT_SPLIT,      /* of them, one half of a split batch */
+    SESSION_COUNT_FD_SMALL,   /* a descriptor job got small buffers: the budget was spent */
 };
 
 struct session_jobinfo {
@@ -183,19 +183,22 @@ struct session_ops {
     void (*shutdown)(struct session *s);
 
     /* ---- facts and hooks ---- */
-    double (*now)(void);                          /* a monotonic clock, seconds */
-    int (*stopping)(void);                        /* 1 once the daemon stops taking jobs */
+    double (*now)(void);   /* a monotonic clock, seconds */
+    int (*stopping)(void); /* 1 once the daemon stops taking jobs */
     void (*config)(struct session_config *out);
     /* a reference to the current runtime and its values (*out valid until rt_put) */
     void *(*rt_get)(struct session_rt *out);
     void (*rt_put)(void *rt);
     /*
-     * Allocation (align 0: malloc, else aligned); NULL when out of memory. Freed with free(),
-     * except aligned buffers when buf_free is set: they go back through buf_free (cofferd maps
-     * its I/O buffers one by one, uring_buf.h, so that RSS comes back after a load).
+     * Allocation (align 0: malloc, else aligned, e.g. the connection's frame buffers); NULL when
+     * out of memory; freed with free(). A descriptor job's I/O buffers (page-aligned, several
+     * MiB a job) come from buf_alloc and go back through buf_free when both are set (cofferd
+     * maps them one by one, uring_buf.h, so that RSS comes back after a load), else from
+     * alloc(4096, n) and free().
      */
     void *(*alloc)(size_t align, size_t n);
-    void (*buf_free)(void *p); /* NULL: free() */
+    void *(*buf_alloc)(size_t n);
+    void (*buf_free)(void *p);
     /* descriptor facts: 0 if in/out may be a job's input/output, else a code and detail */
     int (*fd_check)(int in, int out, char *detail, size_t detaillen);
     /* take n bytes of the descriptor buffer budget: 1 taken, 0 spent; fdbuf_give returns them */
@@ -213,8 +216,8 @@ struct session_ops {
     /* --secret-source kubernetes: may a restore name this namespace? 0 or a code */
     int (*kube_ns_allowed)(void *rt, const char *ns, char *detail, size_t detaillen);
     /* recovery entries for a new coffer-v1 backup (uring_recovery_seal), and the hint */
-    int (*recovery_seal)(void *rt, const engine_key *key, char **meta, size_t *len,
-                         char *detail, size_t detaillen);
+    int (*recovery_seal)(void *rt, const engine_key *key, char **meta, size_t *len, char *detail,
+                         size_t detaillen);
     void (*recovery_hint)(const void *metadata_json, char *detail, size_t detaillen);
     void (*log)(int level, const char *event, const char *fmt, va_list ap);
     void (*count)(enum session_count what, int err, const struct session_jobinfo *job);
@@ -235,8 +238,8 @@ enum session_fd_op {
  * (session_owner). ops must outlive it. NULL when out of memory. The caller then calls
  * session_pump to start receiving.
  */
-struct session *session_new(const struct session_ops *ops, void *owner, uint64_t id,
-                            unsigned uid, int pid);
+struct session *session_new(const struct session_ops *ops, void *owner, uint64_t id, unsigned uid,
+                            int pid);
 /*
  * Free a session that is finished (session_finished) or whose actions will never answer: closes
  * the descriptors it holds through fd_close, counts a job left without ERROR as failed, frees

@@ -114,7 +114,11 @@ struct session {
 };
 
 /* session_job.c: the job itself, below session.c (it calls nothing there) */
-/* Give back a buffer of ops->alloc(align != 0, ...): ops->buf_free, or free() without one. */
+/*
+ * A descriptor job's I/O buffer (page-aligned): ops->buf_alloc, or ops->alloc(4096, n) without
+ * one; given back with session_buf_free (ops->buf_free, or free()).
+ */
+void *session_buf_alloc(const struct session *s, size_t n);
 void session_buf_free(const struct session *s, void *p);
 const char *session_job_op_name(const struct session_job *j);
 int session_job_start(struct session *s, const proto_job *pj, char *detail, size_t detaillen);

@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+void *session_buf_alloc(const struct session *s, size_t n)
+{
+    return s->ops->buf_alloc != NULL ? s->ops->buf_alloc(n) : s->ops->alloc(4096, n);
+}
+
 void session_buf_free(const struct session *s, void *p)
 {
     if (s->ops->buf_free != NULL)

@@ -271,7 +271,10 @@ static void conn_config(struct session_config *out)
  */
 static void *conn_alloc(size_t align, size_t n)
 {
-    return align != 0 ? uring_buf_alloc(n) : malloc(n);
+    void *p = NULL;
+    if (align == 0)
+        return malloc(n);
+    return posix_memalign(&p, align, n) == 0 ? p : NULL;
 }
 
 /* The descriptor buffer budget: a job's full set unless the budget is spent. */
@@ -354,6 +357,7 @@ static const struct session_ops conn_ops = {
     .rt_get = uring_job_rt_get,
     .rt_put = uring_job_rt_put,
     .alloc = conn_alloc,
+    .buf_alloc = uring_buf_alloc,
     .buf_free = uring_buf_free,
     .fd_check = uring_fdjob_check,
     .fdbuf_take = conn_fdbuf_take,
