@@ -756,8 +756,11 @@ static void test_sigterm_stuck_fifo(void **state)
     close(fd), close(rd), close(wr), close(out);
 }
 
-/* ---- 8. locked memory (not under ASan, whose mlock interceptor does nothing and succeeds) ---- */
-#if !defined(__SANITIZE_ADDRESS__)
+/*
+ * ---- 8. locked memory (not under ASan or TSan, whose mlock interceptors do nothing and
+ * succeed) ----
+ */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 
 /* Whether cofferd has CAP_IPC_LOCK in its effective set (/proc/PID/status CapEff, bit 14). */
 static int daemon_can_lock(const struct ts_daemon *d)
@@ -883,7 +886,7 @@ int main(void)
         cmocka_unit_test(test_io_timeout_fifo),
         cmocka_unit_test(test_sigterm_stuck_fifo),
         cmocka_unit_test(test_shutdown_refuses_new),
-#if !defined(__SANITIZE_ADDRESS__) /* ASan makes mlock a no-op that never fails */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) /* their mlock never fails */
         cmocka_unit_test(test_memlock_refused), /* last: children lose CAP_IPC_LOCK */
 #endif
     };
